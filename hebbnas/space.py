@@ -1,0 +1,146 @@
+"""Search spaces: declarative YAML files in `search_spaces/`, loaded into frozen values.
+
+A space names the base topology, the deployment input shape the budget is counted at, the proxy the
+trials train on, and the distributions Optuna samples from (derivation knobs, the widths of the random
+baseline, training knobs). Sampling only reads these values, so a trial's space function stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hebbnas.errors import HebbnasError
+from hebbnas.topology import Topology, load_topology, parse_input_shape
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SECTIONS = ("derive", "random", "train")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched knob: a float/int range (optionally log-uniform) or a list of choices."""
+
+    kind: str  # "float" | "int" | "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> Distribution:
+        if isinstance(spec, list):
+            spec = {"choices": spec}
+        if not isinstance(spec, Mapping):
+            raise HebbnasError(f"{where}: expected a mapping with low/high or choices, got {spec!r}")
+        if "choices" in spec:
+            choices = tuple(spec["choices"])
+            if not choices:
+                raise HebbnasError(f"{where}: empty choices")
+            return cls("categorical", choices=choices)
+        try:
+            low, high = float(spec["low"]), float(spec["high"])
+        except (KeyError, TypeError, ValueError):
+            raise HebbnasError(f"{where}: needs numeric low and high") from None
+        kind = str(spec.get("type", "int" if isinstance(spec["low"], int) and isinstance(spec["high"], int) else "float"))
+        if kind not in ("int", "float"):
+            raise HebbnasError(f"{where}: type must be int or float, got {kind!r}")
+        log = bool(spec.get("log", False))
+        if not low <= high or (log and low <= 0) or not (math.isfinite(low) and math.isfinite(high)):
+            raise HebbnasError(f"{where}: invalid range [{low}, {high}]{' (log needs low > 0)' if log else ''}")
+        step = spec.get("step")
+        return cls(kind, low, high, log, None if step is None else float(step))
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Sample with an Optuna trial (define-by-run)."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
+
+    def default(self) -> Any:
+        """A central value, used when a knob is not searched (e.g. `--smoke` or the seed network)."""
+        if self.kind == "categorical":
+            return self.choices[0]
+        mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return int(round(mid)) if self.kind == "int" else mid
+
+
+@dataclass(frozen=True)
+class Space:
+    """A loaded, validated search space."""
+
+    name: str
+    base: Topology
+    deploy_input: tuple[int, int, int]
+    width_multiple: int
+    proxy: dict[str, Any]
+    search: dict[str, Any]
+    derive: dict[str, Distribution] = field(default_factory=dict)
+    random: dict[str, Distribution] = field(default_factory=dict)
+    train: dict[str, Distribution] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def load_space(spec: str | Path) -> Space:
+    """A space by name (a file in search_spaces/) or by path to a YAML file."""
+    p = Path(str(spec))
+    if not p.suffix:
+        p = SPACES_DIR / f"{spec}.yaml"
+    if not p.is_file():
+        known = sorted(f.stem for f in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
+        raise HebbnasError(f"unknown search space {str(spec)!r} (known: {', '.join(known) or 'none'})")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise HebbnasError(f"cannot read search space {p}: {str(e).splitlines()[0]}") from None
+    return parse_space(raw, source=str(p))
+
+
+def parse_space(raw: Any, source: str = "<dict>") -> Space:
+    """Validate a space given as a dict (the parsed YAML)."""
+    if not isinstance(raw, Mapping):
+        raise HebbnasError(f"{source}: a search space must be a YAML mapping")
+    known = {"name", "base", "deploy_input", "width_multiple", "proxy", "search", "fixed", *SECTIONS, "description"}
+    extra = set(raw) - known
+    if extra:
+        raise HebbnasError(f"{source}: unknown keys {sorted(extra)}")
+    for key in ("name", "base"):
+        if key not in raw:
+            raise HebbnasError(f"{source}: missing key {key!r}")
+    base = load_topology(str(raw["base"]))
+    deploy = parse_input_shape(str(raw.get("deploy_input", "3x224x224")))
+    if deploy[0] != base.in_channels:
+        raise HebbnasError(f"{source}: deploy_input has {deploy[0]} channels, base expects {base.in_channels}")
+    base.macs(deploy)  # raises if the deploy shape is too small for the stem
+    wm = raw.get("width_multiple", 8)
+    if not isinstance(wm, int) or wm < 1:
+        raise HebbnasError(f"{source}: width_multiple must be a positive integer")
+    sections: dict[str, dict[str, Distribution]] = {}
+    for sec in SECTIONS:
+        body = raw.get(sec) or {}
+        if not isinstance(body, Mapping):
+            raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
+        sections[sec] = {str(k): Distribution.parse(f"{source}: {sec}.{k}", v) for k, v in body.items()}
+    for sec in ("proxy", "search", "fixed"):
+        if not isinstance(raw.get(sec) or {}, Mapping):
+            raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
+    return Space(
+        name=str(raw["name"]),
+        base=base,
+        deploy_input=deploy,
+        width_multiple=wm,
+        proxy=dict(raw.get("proxy") or {}),
+        search=dict(raw.get("search") or {}),
+        fixed=dict(raw.get("fixed") or {}),
+        source=source,
+        **sections,
+    )
