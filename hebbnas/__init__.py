@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from hebbnas.errors import HebbnasError
-from hebbnas.model import build
 from hebbnas.topology import InceptionSpec, Topology, get_topology, load_topology
 
 __version__ = "0.1.0"
@@ -23,6 +22,10 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # heavier pieces load on first use, so `import hebbnas` stays quick
+    if name == "build":
+        from hebbnas.model import build
+
+        return build
     if name == "cluster_correlation":
         from hebbnas.cluster import cluster_correlation
 

@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HebbnasError as e:
         print(f"hebbnas {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hebbnas report RUN | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"hebbnas {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
+import numpy as np
+
+from hebbnas.cluster import cluster_correlation, cluster_scales, summarize_clusters
 from hebbnas.errors import HebbnasError
-from hebbnas.topology import DEFAULT_INPUT, StemSpec, Topology, round_width
+from hebbnas.probe import ModuleStats as ProbeModuleStats
+from hebbnas.probe import ProbeResult, check_probe_matches
+from hebbnas.topology import DEFAULT_INPUT, InceptionSpec, StemSpec, Topology, round_width
 
 STEM_FIELDS = ("conv1", "conv2", "conv3")
 _Key = tuple[str, str]  # ("stem", "conv3") or ("inception4c", "b2")
@@ -131,3 +137,228 @@ def _fill(widths: dict[_Key, int], raw: dict[_Key, float], alpha_hi: float, mult
             widths = trial
         else:
             frozen.add(best)
+
+
+# ---------------------------------------------------------------------------------------------
+# derivation: clusters of a module's input -> that module's six widths
+
+BRANCH_OF_SCALE = {1: "branch1", 3: "branch2", 5: "branch3"}
+METHODS = ("average", "complete", "spectral")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The derivation knobs a search tunes.
+
+    Attributes:
+        method: clustering of 1-|r| ("average", "complete" linkage, or "spectral").
+        threshold: distance cut of the hierarchical clustering, in (0, 1); lower gives more clusters.
+        partial: cluster the partial correlation after removing the per-position mean activation
+            (the common activity level that lifts every ReLU correlation).
+        scale_cut: a cluster whose within-cluster correlation at ring d keeps at least this fraction
+            of its zero-offset value is spatially spread at that distance (scale 3 at d=1, 5 at d=2).
+        reduction_ratio: width of a 1x1 reduction per cluster the branch behind it covers.
+        pool_ratio: pool-projection width as a fraction of the module's cluster count.
+        width_exponent: units per cluster grow as K**width_exponent across modules (1 = Arora's one
+            unit per cluster; below 1 compresses the range between redundant and rich inputs).
+    """
+
+    method: str = "average"
+    threshold: float = 0.5
+    partial: bool = False
+    scale_cut: float = 0.35
+    reduction_ratio: float = 0.75
+    pool_ratio: float = 0.15
+    width_exponent: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise HebbnasError(f"unknown clustering method {self.method!r} (known: {', '.join(METHODS)})")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise HebbnasError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if not 0.0 < float(self.scale_cut) < 1.0:
+            raise HebbnasError(f"scale_cut must be in (0, 1), got {self.scale_cut!r}")
+        if float(self.reduction_ratio) <= 0 or float(self.pool_ratio) < 0 or not 0 < float(self.width_exponent) <= 2:
+            raise HebbnasError("reduction_ratio must be > 0, pool_ratio >= 0, width_exponent in (0, 2]")
+
+    @classmethod
+    def from_knobs(cls, knobs: dict[str, object]) -> Policy:
+        """Build from a search's sampled knobs; unknown knob names are an error, not silently ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(knobs) - names
+        if extra:
+            raise HebbnasError(f"unknown derivation knobs {sorted(extra)} (known: {', '.join(sorted(names))})")
+        return cls(**knobs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """One cluster of a module's input channels and the branch it became.
+
+    Attributes:
+        label: cluster id within the module (0..K-1).
+        members: input channel indices.
+        cohesion: mean |r| between distinct members (1.0 for a singleton).
+        decay: within-cluster correlation at rings 1 and 2 relative to ring 0 (NaN if not measurable).
+        scale: spatial scale 1, 3 or 5.
+        branch: the branch it is assigned to (``branch1`` 1x1, ``branch2`` 3x3, ``branch3`` 5x5).
+    """
+
+    label: int
+    members: tuple[int, ...]
+    cohesion: float
+    decay: tuple[float, float]
+    scale: int
+    branch: str
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass(frozen=True)
+class ModuleDerivation:
+    """What the probe said about one Inception module's input, and the raw widths derived from it.
+
+    Attributes:
+        name: module name (``inception4c``).
+        in_channels: channels of the module's input.
+        map_size: (H, W) of the input at the probe resolution.
+        dead: indices of dead (zero-variance) input channels.
+        scale_measured: False when the map is too small to measure spatial spread; then the
+            module's branch split is the base topology's, scaled to the cluster count.
+        clusters: every cluster of the input.
+        raw_widths: the six widths before scaling and fitting (cluster units).
+        note: a one-line remark for the report.
+    """
+
+    name: str
+    in_channels: int
+    map_size: tuple[int, int]
+    dead: tuple[int, ...]
+    scale_measured: bool
+    clusters: tuple[ClusterInfo, ...]
+    raw_widths: tuple[float, float, float, float, float, float]
+    note: str = ""
+
+    @property
+    def num_clusters(self) -> int:
+        return len(self.clusters)
+
+    def count(self, scale: int) -> int:
+        return sum(1 for c in self.clusters if c.scale == scale)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A whole derivation: the policy, per-module clusters, and the unfitted derived topology."""
+
+    base: Topology
+    policy: Policy
+    modules: tuple[ModuleDerivation, ...]
+    topology: Topology
+
+    def module(self, name: str) -> ModuleDerivation:
+        for m in self.modules:
+            if m.name == name:
+                return m
+        raise HebbnasError(f"derivation has no module {name!r}")
+
+
+def derive_module(name: str, stats: ProbeModuleStats, probed: InceptionSpec, policy: Policy) -> ModuleDerivation:
+    """Clusters of one module's input -> that module's six raw widths (in cluster units).
+
+    One live cluster is one unit of the next layer (Arora et al.): scale-1 clusters become 1x1
+    filters, scale-3 ones 3x3 filters, scale-5 ones 5x5 filters. A reduction is sized by the
+    clusters its branch covers (the independent groups it must see), the pool projection by the
+    module's cluster count. Where rings cannot be measured the probed module's own branch split is kept.
+    """
+    corr = stats.correlation(remove_common=policy.partial)
+    labels = cluster_correlation(corr, method=policy.method, threshold=policy.threshold, dead=stats.dead)
+    sc = cluster_scales(labels, stats.corr, stats.corr_ring, scale_cut=policy.scale_cut, dead=stats.dead)
+    m1, m2 = sc.measurable
+    infos = [
+        ClusterInfo(c.label, c.members, 1.0 if c.size == 1 else c.cohesion,
+                    (float(sc.ratios[c.label, 0]), float(sc.ratios[c.label, 1])), int(sc.scales[c.label]),
+                    "dead" if c.dead else BRANCH_OF_SCALE[int(sc.scales[c.label])])
+        for c in summarize_clusters(labels, corr, stats.dead)
+    ]
+    live = [c for c in infos if c.branch != "dead"]
+    k = max(len(live), 1)
+    unit = k ** (policy.width_exponent - 1.0)  # total width grows as K**width_exponent
+    n = {s: sum(1 for c in live if c.scale == s) for s in (1, 3, 5)}
+    h, w = stats.map_size
+    note = ""
+    if not m1:
+        # no spatial offsets fit in the map: keep the probed module's split of 1x1 / 3x3 / 5x5 outputs
+        split = np.array([probed.b1, probed.b2, probed.b3], dtype=float)
+        n1, n3, n5 = (k * split / split.sum()) if split.sum() else (k, 0.0, 0.0)
+        note = f"spatial scale not measurable at {h}x{w}: branch split of {probed.name} kept"
+        infos = [c if c.branch == "dead" else dataclasses.replace(c, branch="branch1/2/3 (split kept)") for c in infos]
+    elif not m2:
+        # 3x3 spread is measurable, 5x5 is not: share the spread clusters as the probed module does
+        spread = n[3] + n[5]
+        both = probed.b2 + probed.b3
+        n1 = float(n[1])
+        n3 = spread * probed.b2 / both if both else float(spread)
+        n5 = spread - n3
+        note = f"5x5 spread not measurable at {h}x{w}: spread clusters shared between 3x3 and 5x5 as in {probed.name}"
+    else:
+        n1, n3, n5 = float(n[1]), float(n[3]), float(n[5])
+    r, p = policy.reduction_ratio, policy.pool_ratio
+    raw = (n1, r * (n3 + n5), n3, r * n5, n5, p * k)
+    raw_widths = tuple(float(v * unit) for v in raw)
+    if raw_widths[0] + raw_widths[2] + raw_widths[4] + raw_widths[5] <= 0:
+        raw_widths = (float(unit), 0.0, 0.0, 0.0, 0.0, 0.0)
+    return ModuleDerivation(
+        name=name,
+        in_channels=stats.channels,
+        map_size=(int(h), int(w)),
+        dead=tuple(int(i) for i in np.flatnonzero(stats.dead)),
+        scale_measured=m1,
+        clusters=tuple(infos),
+        raw_widths=raw_widths,  # type: ignore[arg-type]
+        note=note,
+    )
+
+
+def _integer_widths(raw: dict[str, tuple[float, ...]], k: float) -> dict[str, tuple[int, ...]]:
+    return {n: tuple(max(1, int(round(k * v))) if v > 0 else 0 for v in ws) for n, ws in raw.items()}
+
+
+def _match_scale(probed: Topology, raw: dict[str, tuple[float, ...]]) -> Topology:
+    """Integer widths whose Inception MACs match the probed topology's, so `fit` sees real proportions.
+
+    The probe decides how width is shared between modules and branches, not how much the Inception
+    modules cost relative to the stem: that ratio is the probed network's, and `fit` scales both.
+    """
+    target = probed.macs()
+    lo, hi = 1e-3, 1.0
+    while probed.with_widths(_integer_widths(raw, hi)).macs() < target and hi < 1e6:
+        lo, hi = hi, hi * 2
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if probed.with_widths(_integer_widths(raw, mid)).macs() <= target:
+            lo = mid
+        else:
+            hi = mid
+    return probed.with_widths(_integer_widths(raw, lo))
+
+
+def derive(probed: Topology, probe: ProbeResult, policy: Policy | None = None, name: str | None = None) -> Derivation:
+    """Derive every module's widths from the probe of `probed` (the network that was probed).
+
+    Raises:
+        HebbnasError: the probe was taken on another topology.
+    """
+    policy = policy or Policy()
+    check_probe_matches(probe, probed.hash(), probed.in_channels_of())
+    mods = tuple(derive_module(m.name, probe.modules[m.name], m, policy) for m in probed.modules)
+    topo = _match_scale(probed, {m.name: m.raw_widths for m in mods})
+    return Derivation(base=probed, policy=policy, modules=mods,
+                      topology=dataclasses.replace(topo, name=name or f"{probed.name}-hebbian"))
+
+
+def derive_topology(probed: Topology, probe: ProbeResult, **knobs: object) -> Topology:
+    """The unfitted derived topology for a search trial's knobs (pass it to `fit`)."""
+    return derive(probed, probe, Policy.from_knobs(knobs)).topology

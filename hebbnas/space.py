@@ -1,8 +1,10 @@
 """Search spaces: declarative YAML files in `search_spaces/`, loaded into frozen values.
 
 A space names the base topology, the deployment input shape the budget is counted at, the proxy the
-trials train on, and the distributions Optuna samples from (derivation knobs, the widths of the random
-baseline, training knobs). Sampling only reads these values, so a trial's space function stays cheap.
+trials train on (`proxy:`), the defaults of `hebbnas search` (`search:`), the training options every
+trial shares unchanged (`fixed:`, `TrainConfig` fields), and the distributions Optuna samples from
+(`derive:` derivation knobs, `random:` width multipliers of the random baseline, `train:` training
+knobs). Sampling only reads these values, so a trial's space function stays cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from hebbnas.topology import Topology, load_topology, parse_input_shape
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 SECTIONS = ("derive", "random", "train")
+PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images")
+"""Keys of the `proxy:` section: what trials train on and how the seed network is probed."""
+SEARCH_KEYS = ("strategy", "trials", "max_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
+               "cpus_per_trial", "gpus_per_trial")
+"""Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class Space:
     train: dict[str, Distribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The parsed YAML as given, so a run can record its space and a resume rebuild the same one."""
 
 
 def load_space(spec: str | Path) -> Space:
@@ -133,6 +142,10 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
     for sec in ("proxy", "search", "fixed"):
         if not isinstance(raw.get(sec) or {}, Mapping):
             raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
+    for sec, keys in (("proxy", PROXY_KEYS), ("search", SEARCH_KEYS)):
+        extra = set(raw.get(sec) or {}) - set(keys)
+        if extra:
+            raise HebbnasError(f"{source}: unknown keys in {sec}: {sorted(extra)} (known: {', '.join(keys)})")
     return Space(
         name=str(raw["name"]),
         base=base,
@@ -142,5 +155,6 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
         search=dict(raw.get("search") or {}),
         fixed=dict(raw.get("fixed") or {}),
         source=source,
+        raw=dict(raw),
         **sections,
     )

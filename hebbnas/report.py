@@ -1,0 +1,711 @@
+"""The cluster-to-branch report: what the probe saw in each module's input and the widths it became.
+
+Per Inception module: input channels, the clusters (size, members, cohesion, spatial scale, branch),
+the derived widths after fitting beside the paper's (Table 1) widths, MACs and params of both, and what
+each 1x1 reduction saves. The builders return values (DataFrames, Markdown, matplotlib Figures); only
+`write_report` touches the filesystem, and `read_report` reads a written report back for the CLI.
+
+Figures are built with `matplotlib.figure.Figure` directly, never through pyplot, so no GUI backend is
+touched, nothing is kept in pyplot's global figure registry, and reports can be written from worker
+threads or Ray trials. pandas, matplotlib and `hebbnas.derive` (which pulls in torch) are imported
+where they are used, so `read_report` (``hebbnas report RUN``) starts quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hebbnas.errors import HebbnasError
+from hebbnas.topology import DEFAULT_INPUT, PAPER_COLUMNS, PAPER_WIDTHS, WIDTH_FIELDS, StemSpec, Topology
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from hebbnas.derive import Derivation, ModuleDerivation, Policy
+
+DEFAULT_TITLE = "Cluster-to-branch report"
+MAX_CLUSTERS_SHOWN = 12
+"""Markdown lists the largest clusters of each module and counts the rest, so it fits a terminal."""
+MAX_MEMBERS_CHARS = 60
+BRANCH_LABEL = {"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"}
+OUTPUT_FIELDS = ("b1", "b2", "b3", "b4")
+REDUCTION_FIELDS = ("b2_red", "b3_red")
+COLUMN_OF = dict(zip(WIDTH_FIELDS, PAPER_COLUMNS))
+_BRANCH_COLOURS = {"b1": "#4c72b0", "b2": "#55a868", "b3": "#c44e52", "b4": "#8172b2",
+                   "b2_red": "#8fd19e", "b3_red": "#e8a0a2"}
+_ROUND_DIR = re.compile(r"^round-(\d+)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def compact_members(members: Sequence[int]) -> str:
+    """Channel indices as a short string: runs of three or more become ranges, e.g. ``3,17,40-45``."""
+    idx = sorted(int(i) for i in members)
+    parts: list[str] = []
+    i = 0
+    while i < len(idx):
+        j = i
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{idx[i]}-{idx[j]}")
+        else:
+            parts.extend(str(v) for v in idx[i : j + 1])
+        i = j + 1
+    return ",".join(parts)
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def paper_topology(base: Topology, num_classes: int | None = None) -> Topology:
+    """The reference the derived widths are compared with: Table 1 widths and stem in the base's layout.
+
+    The base (the probed network) may itself be scaled or derived, so its widths are not the paper's:
+    modules named as in Table 1 get the paper's widths and the stem is the paper's; a module Table 1
+    does not name keeps the base's widths. Pools and the branch3 kernel are the base's, so a
+    torchvision-layout base is compared with its own layout. `num_classes` makes the head match the
+    fitted topology, so totals compare like with like.
+    """
+    paper = base.with_widths({n: PAPER_WIDTHS[n] for n in base.module_names if n in PAPER_WIDTHS},
+                             name="paper")
+    paper = dataclasses.replace(paper, stem=StemSpec())
+    return paper.with_classes(num_classes) if num_classes is not None else paper
+
+
+def _check_modules(derivation: Derivation, fitted: Topology) -> None:
+    for t in (fitted, derivation.base):
+        missing = [m.name for m in derivation.modules if m.name not in t.module_names]
+        if missing:
+            raise HebbnasError(f"topology {t.name!r} lacks derived modules {missing}")
+
+
+def _module_maps(t: Topology, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, int]]:
+    """(H, W) of each Inception module's input at `input_shape` (all its layers share it)."""
+    out: dict[str, tuple[int, int]] = {}
+    for lc in t.layers(input_shape):
+        block = lc.name.split(".")[0]
+        if block.startswith("inception"):
+            out.setdefault(block, (lc.out_shape[1], lc.out_shape[2]))
+    return out
+
+
+def reduction_savings(t: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT) -> dict[str, dict[str, float]]:
+    """MACs of the 3x3 and 5x5 branches with their 1x1 reduction and without it (input fed directly).
+
+    Returns per module ``{"3x3": with, "3x3 no red": without, "3x3 saves": without/with, ...}``;
+    NaN where the branch is removed, a factor of 1 where it has no reduction.
+    """
+    cin = t.in_channels_of()
+    maps = _module_maps(t, input_shape)
+    macs: dict[str, int] = {}
+    for lc in t.layers(input_shape):
+        key = ".".join(lc.name.split(".")[:2])
+        macs[key] = macs.get(key, 0) + lc.macs
+    out: dict[str, dict[str, float]] = {}
+    for m in t.modules:
+        h, w = maps[m.name]
+        row: dict[str, float] = {}
+        for label, idx, width, k in (("3x3", 2, m.b2, 3), ("5x5", 3, m.b3, m.b3_kernel)):
+            if not width:
+                row.update({label: math.nan, f"{label} no red": math.nan, f"{label} saves": math.nan})
+                continue
+            with_red = float(macs.get(f"{m.name}.branch{idx}", 0))
+            without = float(k * k * cin[m.name] * width * h * w)
+            row.update({label: with_red, f"{label} no red": without, f"{label} saves": without / with_red})
+        out[m.name] = row
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def module_table(derivation: Derivation, fitted: Topology,
+                 input_shape: tuple[int, int, int] = DEFAULT_INPUT) -> pd.DataFrame:
+    """One row per derived module: what the probe saw, the fitted and paper widths, costs, savings.
+
+    ``n_scale1/3/5`` count live clusters (dead channels are singleton clusters that derive skips).
+    Width columns use the paper's names (``#1x1`` ... ``pool proj``) for the fitted topology and
+    ``paper #1x1`` ... for Table 1; ``raw #1x1`` ... are the unfitted widths in cluster units. MACs are
+    at `input_shape` (the deploy shape); ``3x3red saves`` is the MAC factor the 3x3 branch's reduction
+    saves (same for 5x5).
+    """
+    import pandas as pd
+
+    _check_modules(derivation, fitted)
+    paper = paper_topology(derivation.base, fitted.num_classes)
+    fit_costs = fitted.module_costs(input_shape)
+    paper_costs = paper.module_costs(input_shape)
+    deploy_maps = _module_maps(fitted, input_shape)
+    savings = reduction_savings(fitted, input_shape)
+    rows: list[dict[str, Any]] = []
+    for md in derivation.modules:
+        fm = fitted.module(md.name)
+        live = [c for c in md.clusters if not _is_dead(md, c.members)]  # what derive counts
+        row: dict[str, Any] = {
+            "module": md.name,
+            "in_channels": md.in_channels,
+            "map_size": _shape_str(md.map_size),
+            "deploy_map": _shape_str(deploy_maps[md.name]),
+            "clusters": md.num_clusters,
+            "live_clusters": len(live),
+            "dead": len(md.dead),
+            **{f"n_scale{k}": sum(c.scale == k for c in live) for k in (1, 3, 5)},
+            "scale_measured": bool(md.scale_measured),
+        }
+        row.update({col: int(w) for col, w in zip(PAPER_COLUMNS, fm.widths)})
+        row["b3_kernel"] = fm.b3_kernel
+        pm = paper.module(md.name)
+        row.update({f"paper {col}": int(w) for col, w in zip(PAPER_COLUMNS, pm.widths)})
+        row.update({f"raw {col}": float(w) for col, w in zip(PAPER_COLUMNS, md.raw_widths)})
+        row["macs"], row["params"] = fit_costs[md.name]
+        row["paper macs"], row["paper params"] = paper_costs[md.name]
+        s = savings[md.name]
+        row.update({"3x3 macs": s["3x3"], "3x3 macs no red": s["3x3 no red"], "3x3red saves": s["3x3 saves"],
+                    "5x5 macs": s["5x5"], "5x5 macs no red": s["5x5 no red"], "5x5red saves": s["5x5 saves"]})
+        row["note"] = md.note
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in ("3x3 macs", "3x3 macs no red", "5x5 macs", "5x5 macs no red"):
+        df[col] = df[col].round().astype("Int64")  # integer counts; missing where the branch is removed
+    return df
+
+
+def cluster_table(derivation: Derivation) -> pd.DataFrame:
+    """One row per (module, cluster), in label order; ``members`` is a compact index string and
+    ``dead`` marks a cluster made only of dead (zero-variance) channels."""
+    import pandas as pd
+
+    rows = [
+        {"module": md.name, "cluster": c.label, "size": c.size, "members": compact_members(c.members),
+         "cohesion": float(c.cohesion), "decay1": float(c.decay[0]), "decay2": float(c.decay[1]),
+         "scale": int(c.scale), "branch": c.branch, "dead": _is_dead(md, c.members)}
+        for md in derivation.modules for c in md.clusters
+    ]
+    cols = ["module", "cluster", "size", "members", "cohesion", "decay1", "decay2", "scale", "branch", "dead"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _is_dead(md: ModuleDerivation, members: Sequence[int]) -> bool:
+    dead = set(md.dead)
+    return bool(members) and all(int(i) in dead for i in members)
+
+
+def totals(derivation: Derivation, fitted: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT,
+           budget: float | None = None) -> dict[str, Any]:
+    """MACs and params of the fitted topology, the paper's, and the paper's fitted to the same budget.
+
+    The paper-scaled numbers (`fit` with its defaults) are the fair baseline under a budget; they are
+    None without a budget or when the paper's layout cannot meet it.
+    """
+    from hebbnas.derive import fit
+
+    paper = paper_topology(derivation.base, fitted.num_classes)
+    out: dict[str, Any] = {
+        "input_shape": list(input_shape),
+        "budget": None if budget is None else float(budget),
+        "fitted": {"name": fitted.name, "macs": fitted.macs(input_shape), "params": fitted.params()},
+        "paper": {"name": paper.name, "macs": paper.macs(input_shape), "params": paper.params()},
+        "paper_scaled": None,
+    }
+    if budget is not None:
+        try:
+            ps = fit(paper, float(budget), input_shape, name=f"{paper.name}-scaled")
+            out["paper_scaled"] = {"name": ps.name, "macs": ps.macs(input_shape), "params": ps.params()}
+        except HebbnasError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _fmt(v: Any, kind: str = "") -> str:
+    """Table cell text: '' for missing values, millions for MACs, thousands separators for counts."""
+    if _missing(v):
+        return "–"
+    if kind == "M":
+        return f"{v / 1e6:,.1f}M"
+    if kind == "x":
+        return f"{v:.1f}x"
+    if kind == "f2":
+        return f"{v:.2f}"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f"{int(v):,}"
+    return str(v)
+
+
+def _missing(v: Any) -> bool:
+    """None, NaN, or pandas' NA (from the nullable integer MAC columns)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    return type(v).__name__ == "NAType"
+
+
+def sci(v: float) -> str:
+    """Compact scientific notation as the CLI takes it: 1.5e9, 1.582e9, 8e7."""
+    mant, _, exp = f"{float(v):.4g}".partition("e")
+    return f"{mant}e{int(exp)}" if exp else mant
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """A padded pipe table, readable both in a terminal and rendered; `align` is 'l'/'r' per column."""
+    align = align or "l" + "r" * (len(header) - 1)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align)) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def _policy_line(p: Policy) -> str:
+    return ", ".join(f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p))
+
+
+def _cost_line(label: str, c: Mapping[str, Any] | None, budget: float | None) -> str:
+    if c is None:
+        return f"- {label}: –"
+    share = f", {100 * c['macs'] / budget:.1f}% of the budget" if budget else ""
+    return f"- {label}: {sci(c['macs'])} MACs ({c['macs']:,}{share}), {c['params']:,} params"
+
+
+def _not_measured_text(md: ModuleDerivation) -> str:
+    if "not measurable" in md.note:
+        return md.note
+    why = md.note or "the map is too small to measure spatial spread; the branch split follows the probed topology"
+    return f"spatial scale not measurable at {_shape_str(md.map_size)}: {why}"
+
+
+def _branch_text(branch: str) -> str:
+    return f"{branch} ({BRANCH_LABEL[branch]})" if branch in BRANCH_LABEL else branch
+
+
+def render_markdown(derivation: Derivation, fitted: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT,
+                    budget: float | None = None, title: str = DEFAULT_TITLE) -> str:
+    """The whole report as Markdown: header, module tables, reduction savings, per-module clusters."""
+    return _markdown(derivation, fitted, input_shape, budget, title, module_table(derivation, fitted, input_shape),
+                     totals(derivation, fitted, input_shape, budget))
+
+
+def _markdown(derivation: Derivation, fitted: Topology, input_shape: tuple[int, int, int], budget: float | None,
+              title: str, mt: pd.DataFrame, tot: Mapping[str, Any]) -> str:
+    shape = _shape_str(input_shape)
+    out: list[str] = [f"# {title}", ""]
+    out.append(f"- base: {derivation.base.name}; derived topology: {derivation.topology.name}; "
+               f"fitted: {fitted.name}; deploy input {shape}")
+    out.append(f"- policy: {_policy_line(derivation.policy)}")
+    out.append(f"- budget: {sci(budget)} MACs at {shape}" if budget is not None else "- budget: none")
+    out.append(_cost_line("fitted", tot["fitted"], budget))
+    out.append(_cost_line(f"paper (Table 1 widths and stem, {fitted.num_classes}-class head)", tot["paper"], budget))
+    if budget is not None:
+        out.append(_cost_line("paper scaled to the budget", tot["paper_scaled"], budget))
+    unmeasured = [md.name for md in derivation.modules if not md.scale_measured]
+    if unmeasured:
+        out.append(f"- spatial scale not measurable in {', '.join(unmeasured)} (see the module sections)")
+    out.append("")
+
+    out += ["## Modules: what the probe saw", "",
+            "Clusters of each module's input channels at the probe resolution. A dead channel is its own "
+            "cluster; the scale columns count live clusters, as the derivation does.", ""]
+    out.append(markdown_table(
+        ["module", "in ch", "map", "clusters", "live", "dead ch", "scale 1", "scale 3", "scale 5", "scale measured"],
+        [[r["module"], _fmt(r["in_channels"]), r["map_size"], _fmt(r["clusters"]), _fmt(r["live_clusters"]),
+          _fmt(r["dead"]),
+          _fmt(r["n_scale1"]), _fmt(r["n_scale3"]), _fmt(r["n_scale5"]), "yes" if r["scale_measured"] else "NO"]
+         for r in mt.to_dict(orient="records")]))
+    out.append("")
+
+    out += [f"## Widths: derived after fitting (paper), MACs at {shape}", ""]
+    rows = []
+    for r in mt.to_dict(orient="records"):
+        k = "" if r["b3_kernel"] == 5 else f" (k{r['b3_kernel']})"
+        cells = [r["module"] + k]
+        for col in PAPER_COLUMNS:
+            p = r[f"paper {col}"]
+            cells.append(f"{r[col]} ({p})")
+        cells += [f"{_fmt(r['macs'], 'M')} ({_fmt(r['paper macs'], 'M')})",
+                  f"{_fmt(r['params'])} ({_fmt(r['paper params'])})"]
+        rows.append(cells)
+    out.append(markdown_table(["module", *PAPER_COLUMNS, "MACs", "params"], rows))
+    out.append("")
+
+    out += [f"## What each 1x1 reduction saves (fitted widths, MACs at {shape})", ""]
+    out.append(markdown_table(
+        ["module", "3x3 with red", "3x3 without", "saves", "5x5 with red", "5x5 without", "saves"],
+        [[r["module"], _fmt(r["3x3 macs"], "M"), _fmt(r["3x3 macs no red"], "M"), _fmt(r["3x3red saves"], "x"),
+          _fmt(r["5x5 macs"], "M"), _fmt(r["5x5 macs no red"], "M"), _fmt(r["5x5red saves"], "x")]
+         for r in mt.to_dict(orient="records")]))
+    out.append("")
+
+    out += ["## Clusters per module", ""]
+    for md in derivation.modules:
+        out.extend(_module_section(md))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _module_section(md: ModuleDerivation) -> list[str]:
+    n_dead = sum(_is_dead(md, c.members) for c in md.clusters)
+    dead = f", {n_dead} of them dead" if n_dead else ""
+    live = [c for c in md.clusters if not _is_dead(md, c.members)]
+    scales = ", ".join(f"{k}: {sum(c.scale == k for c in live)}" for k in (1, 3, 5))
+    out = [f"### {md.name}: {md.in_channels} channels at {_shape_str(md.map_size)}, {md.num_clusters} clusters{dead} "
+           f"(live by scale {scales})", ""]
+    if not md.scale_measured:
+        out.append(f"- {_not_measured_text(md)}")
+    elif md.note:
+        out.append(f"- note: {md.note}")
+    if md.dead:
+        out.append(f"- dead channels ({len(md.dead)}): {_cap(compact_members(md.dead))}")
+    raw = ", ".join(f"{col} {w:.3g}" for col, w in zip(PAPER_COLUMNS, md.raw_widths))
+    out += [f"- raw widths (cluster units): {raw}", ""]
+    shown = sorted(md.clusters, key=lambda c: (-c.size, c.label))[:MAX_CLUSTERS_SHOWN]
+    rows = [[str(c.label), str(c.size), _fmt(c.cohesion, "f2"),
+             f"{_fmt(c.decay[0], 'f2')}/{_fmt(c.decay[1], 'f2')}", str(c.scale),
+             _branch_text(c.branch) + (" (dead)" if _is_dead(md, c.members) else ""), _cap(compact_members(c.members))]
+            for c in shown]
+    if rows:
+        out.append(markdown_table(["cluster", "size", "cohesion", "decay d1/d2", "scale", "branch", "members"],
+                                  rows, align="rrrrrll"))
+    rest = sorted(md.clusters, key=lambda c: (-c.size, c.label))[MAX_CLUSTERS_SHOWN:]
+    if rest:
+        out.append(f"\n… and {len(rest)} smaller clusters ({sum(c.size for c in rest)} channels); "
+                   "all clusters are in clusters.csv")
+    out.append("")
+    return out
+
+
+def _cap(text: str, limit: int = MAX_MEMBERS_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(",", 0, limit - 1)
+    return text[: cut if cut > 0 else limit - 1] + ",…"
+
+
+# ---------------------------------------------------------------------------------------------
+# plots (pure: they return Figures; write_report saves them)
+
+
+def cluster_order(md: ModuleDerivation) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Channel order for the heatmap (largest live clusters first, then dead clusters, then channels in
+    no cluster) and the [start, stop) span of each cluster in that order."""
+    order: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for c in sorted(md.clusters, key=lambda c: (_is_dead(md, c.members), -c.size, c.label)):
+        start = len(order)
+        order.extend(sorted(int(i) for i in c.members))
+        spans.append((start, len(order)))
+    seen = set(order)
+    order.extend(i for i in range(md.in_channels) if i not in seen)
+    return np.asarray(order, dtype=np.int64), spans
+
+
+def _check_corr(md: ModuleDerivation, corr: np.ndarray) -> np.ndarray:
+    corr = np.asarray(corr, dtype=np.float64)
+    if corr.shape != (md.in_channels, md.in_channels):
+        raise HebbnasError(f"{md.name}: correlation matrix is {corr.shape}, expected "
+                           f"{md.in_channels}x{md.in_channels}")
+    return corr
+
+
+def heatmap_figure(md: ModuleDerivation, corr: np.ndarray, policy: Policy | None = None,
+                   max_pixels: int = 420) -> Figure:
+    """|r| reordered by cluster, with every cluster of two or more channels outlined on the diagonal.
+
+    Matrices wider than `max_pixels` are block-averaged first (an 832-channel module is drawn at 416
+    pixels), which keeps writing nine heatmaps well under a second each.
+    """
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    corr = _check_corr(md, corr)
+    order, spans = cluster_order(md)
+    a = np.abs(corr)
+    if md.dead:  # grey, whatever the probe stored for them (NaN or 0)
+        a[list(md.dead), :] = np.nan
+        a[:, list(md.dead)] = np.nan
+    a = _block_mean(a[np.ix_(order, order)], max_pixels)
+    c = md.in_channels
+    fig = Figure(figsize=(6.4, 5.6), dpi=110)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.09, top=0.93)
+    ax = fig.add_subplot()
+    cmap = _cmap("magma").with_extremes(bad="#9a9a9a")
+    # pre-averaged to about the pixels drawn, so matplotlib's cheap 'data'-stage resampling loses nothing
+    im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest",
+                   interpolation_stage="data", extent=(-0.5, c - 0.5, c - 0.5, -0.5))
+    segs = []
+    for s, e in spans:
+        if e - s >= 2:
+            x0, x1 = s - 0.5, e - 0.5
+            segs.append([(x0, x0), (x1, x0), (x1, x1), (x0, x1), (x0, x0)])
+    lw = 1.0 if len(md.clusters) <= 40 else 0.5
+    ax.add_collection(LineCollection(segs, colors="#35d4ff", linewidths=lw))
+    cut = f", cut {policy.threshold:g} ({policy.method})" if policy else ""
+    kind = "partial |r|" if policy and policy.partial else "|r|"
+    grey = f", {len(md.dead)} dead in grey" if md.dead else ""
+    ax.set_title(f"{md.name}: {kind}, {md.in_channels} channels, {md.num_clusters} clusters{cut}{grey}", fontsize=9)
+    ax.set_xlabel("input channel, ordered by cluster (largest first)", fontsize=8)
+    ax.set_ylabel("input channel, ordered by cluster", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.85, label=kind)
+    return fig
+
+
+def _block_mean(a: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Average f x f blocks (f the smallest factor that fits `max_pixels`), ignoring NaN; ragged edge padded."""
+    n = a.shape[0]
+    f = max(1, math.ceil(n / max_pixels))
+    if f == 1:
+        return a
+    m = math.ceil(n / f) * f
+    pad = np.full((m, m), np.nan)
+    pad[:n, :n] = a
+    blocks = pad.reshape(m // f, f, m // f, f)
+    valid = np.isfinite(blocks).sum(axis=(1, 3))
+    total = np.nansum(blocks, axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid > 0, total / np.maximum(valid, 1), np.nan)
+
+
+def live_linkage(corr: np.ndarray, method: str = "average",
+                 dead: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Hierarchical linkage of 1-|r| over the live channels (spectral falls back to average linkage).
+
+    Dead channels (listed, or with all-NaN rows) are left out, as the clustering leaves them out.
+    Uses `hebbnas.cluster.linkage_matrix` when it accepts the matrix, so the dendrogram is the tree
+    that was cut. Returns (Z, indices of the live channels).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    corr = np.asarray(corr, dtype=np.float64)
+    finite = np.isfinite(corr)
+    np.fill_diagonal(finite, False)
+    alive = finite.any(axis=1)
+    alive[[int(i) for i in dead]] = False
+    live = np.flatnonzero(alive)
+    linkage_method = method if method in ("average", "complete") else "average"
+    sub = corr[np.ix_(live, live)]
+    if len(live) < 2:
+        return np.zeros((0, 4)), live
+    try:
+        from hebbnas.cluster import linkage_matrix
+
+        return np.asarray(linkage_matrix(sub, method=linkage_method), dtype=np.float64), live
+    except (ImportError, HebbnasError):
+        pass  # no helper, or it rejects a matrix with NaN entries: build the same tree here
+    d = 1.0 - np.abs(np.nan_to_num(sub, nan=0.0))
+    d = np.clip((d + d.T) / 2.0, 0.0, 1.0)
+    np.fill_diagonal(d, 0.0)
+    return linkage(squareform(d, checks=False), method=linkage_method), live
+
+
+def dendrogram_figure(md: ModuleDerivation, corr: np.ndarray, policy: Policy | None = None,
+                      max_leaves: int = 256) -> Figure:
+    """The linkage tree of 1-|r| with the policy's cut drawn; above `max_leaves` only the top of the
+    tree is drawn (scipy's ``lastp``), which keeps an 832-channel module fast and legible."""
+    from matplotlib.figure import Figure
+    from scipy.cluster.hierarchy import dendrogram
+
+    corr = _check_corr(md, corr)
+    method = policy.method if policy else "average"
+    fig = Figure(figsize=(8.0, 4.2), dpi=110)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.92)
+    ax = fig.add_subplot()
+    live_n = 0
+    if md.in_channels >= 2:
+        z, live = live_linkage(corr, method, md.dead)
+        live_n = len(live)
+    if live_n >= 2:
+        kw: dict[str, Any] = {"no_labels": True} if live_n > 64 else {"labels": [str(i) for i in live],
+                                                                      "leaf_font_size": 6}
+        if live_n > max_leaves:
+            kw.update(truncate_mode="lastp", p=max_leaves, no_labels=True)
+            kw.pop("labels", None)
+            kw.pop("leaf_font_size", None)
+        thr = policy.threshold if policy else None
+        dendrogram(z, ax=ax, color_threshold=thr if thr is not None else 0.7 * float(z[:, 2].max()),
+                   above_threshold_color="#888888", **kw)
+        if thr is not None:
+            ax.axhline(thr, color="#c44e52", linestyle="--", linewidth=1.0)
+    else:
+        ax.text(0.5, 0.5, "fewer than two live channels", ha="center", va="center", transform=ax.transAxes)
+    shown = f", top {max_leaves} of {live_n} leaves" if live_n > max_leaves else ""
+    how = f"{method} linkage" if method != "spectral" else "average linkage (clustered spectrally)"
+    cut = f", cut {policy.threshold:g} (dashed)" if policy else ""
+    ax.set_title(f"{md.name}: {how} on 1-|r|, {md.num_clusters} clusters{cut}{shown}", fontsize=9)
+    ax.set_ylabel("1 - |r|", fontsize=8)
+    ax.tick_params(labelsize=7)
+    return fig
+
+
+def widths_figure(derivation: Derivation, fitted: Topology) -> Figure:
+    """Per module, two stacked bars: derived (fitted) and paper branch widths; reductions below."""
+    from matplotlib.figure import Figure
+
+    paper = paper_topology(derivation.base, fitted.num_classes)
+    names = [md.name for md in derivation.modules]
+    x = np.arange(len(names), dtype=float)
+    bw = 0.38
+    fig = Figure(figsize=(max(6.0, 1.0 * len(names) + 2.0), 6.4), dpi=110)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.11, top=0.94, hspace=0.08)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2.2, 1.0))
+    panels = ((top, OUTPUT_FIELDS, "output channels"), (bottom, REDUCTION_FIELDS, "1x1 reduction width"))
+    bars = ((-bw / 2 - 0.01, fitted, 1.0, "derived"), (bw / 2 + 0.01, paper, 0.45, "paper"))
+    for ax, fields, ylabel in panels:
+        for offset, topo, alpha, who in bars:
+            base = np.zeros(len(names))
+            for f in fields:
+                vals = np.array([getattr(topo.module(n), f) for n in names], dtype=float)
+                ax.bar(x + offset, vals, bw, bottom=base, color=_BRANCH_COLOURS[f], alpha=alpha,
+                       edgecolor="white", linewidth=0.5, label=COLUMN_OF[f] if who == "derived" else None)
+                base += vals
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, ncols=len(fields), loc="upper left")
+    top.set_title(f"{fitted.name}: derived (left, solid) vs paper (right, faded) branch widths", fontsize=9)
+    bottom.set_xticks(x, names, rotation=30, ha="right")
+    return fig
+
+
+def _cmap(name: str) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps[name].copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# writing and reading
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN/inf -> None, tuples -> lists."""
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return None if _missing(v) else v
+
+
+def report_dict(derivation: Derivation, fitted: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT,
+                budget: float | None = None, title: str = DEFAULT_TITLE) -> dict[str, Any]:
+    """Everything in the report as one JSON-ready object (members as integer lists, NaN as None)."""
+    return _report_obj(derivation, fitted, title, module_table(derivation, fitted, input_shape),
+                       totals(derivation, fitted, input_shape, budget))
+
+
+def _report_obj(derivation: Derivation, fitted: Topology, title: str, mt: pd.DataFrame,
+                tot: Mapping[str, Any]) -> dict[str, Any]:
+    clusters = [
+        {"module": md.name, "cluster": c.label, "size": c.size, "members": list(c.members),
+         "cohesion": c.cohesion, "decay1": c.decay[0], "decay2": c.decay[1], "scale": c.scale, "branch": c.branch}
+        for md in derivation.modules for c in md.clusters
+    ]
+    modules = mt.to_dict(orient="records")
+    for rec, md in zip(modules, derivation.modules):
+        rec["dead_channels"] = list(md.dead)
+    return _jsonable({
+        "title": title,
+        "base": derivation.base.name,
+        "policy": dataclasses.asdict(derivation.policy),
+        "totals": tot,
+        "modules": modules,
+        "clusters": clusters,
+        "fitted_topology": fitted.to_dict(),
+    })
+
+
+def write_report(out_dir: str | Path, derivation: Derivation, fitted: Topology,
+                 correlations: Mapping[str, np.ndarray] | None = None,
+                 input_shape: tuple[int, int, int] = DEFAULT_INPUT, budget: float | None = None,
+                 title: str = DEFAULT_TITLE, plots: bool = True) -> dict[str, Path]:
+    """Write report.md, modules.csv, clusters.csv, report.json and plots/*.png into `out_dir`.
+
+    `correlations` maps a module name to the C x C matrix that was clustered; modules without one get
+    no heatmap or dendrogram. Returns the written files keyed by their path relative to `out_dir`.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HebbnasError(f"cannot create report folder {out}: {e}") from None
+    written: dict[str, Path] = {}
+
+    def put(rel: str, writer: Any) -> None:
+        p = out / rel
+        try:
+            writer(p)
+        except OSError as e:
+            raise HebbnasError(f"cannot write {p}: {e}") from None
+        written[rel] = p
+
+    mt = module_table(derivation, fitted, input_shape)
+    tot = totals(derivation, fitted, input_shape, budget)
+    md_text = _markdown(derivation, fitted, input_shape, budget, title, mt, tot)
+    put("report.md", lambda p: p.write_text(md_text, encoding="utf-8"))
+    put("modules.csv", lambda p: mt.to_csv(p, index=False))
+    put("clusters.csv", lambda p: cluster_table(derivation).to_csv(p, index=False))
+    obj = _report_obj(derivation, fitted, title, mt, tot)
+    # one line: thousands of member indices would otherwise become thousands of lines
+    put("report.json", lambda p: p.write_text(json.dumps(obj, allow_nan=False) + "\n", encoding="utf-8"))
+    if plots:
+        (out / "plots").mkdir(exist_ok=True)
+        corrs = correlations or {}
+        for md in derivation.modules:
+            if md.name not in corrs:
+                continue
+            for kind, builder in (("heatmap", heatmap_figure), ("dendrogram", dendrogram_figure)):
+                fig = builder(md, corrs[md.name], derivation.policy)
+                put(f"plots/{kind}_{md.name}.png", fig.savefig)
+        fig = widths_figure(derivation, fitted)
+        put("plots/widths.png", fig.savefig)
+    return written
+
+
+def find_report(path: str | Path) -> tuple[Path, str]:
+    """The report folder under `path` (a report folder, a run folder, or its ``report/``), the latest
+    round when there are several, and a line saying which round was picked ('' for a single report)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise HebbnasError(f"no cluster-to-branch report in {p} (not a folder)")
+    for cand in (p, p / "report"):
+        if (cand / "report.md").is_file():
+            return cand, ""
+        rounds = sorted(((int(m.group(1)), d) for d in (cand.iterdir() if cand.is_dir() else ())
+                         if d.is_dir() and (m := _ROUND_DIR.match(d.name)) and (d / "report.md").is_file()),
+                        key=lambda t: t[0])
+        if rounds:
+            k, d = rounds[-1]
+            latest = f", the latest of {len(rounds)} rounds" if len(rounds) > 1 else ""
+            return d, f"(round {k}{latest}: {d})"
+    raise HebbnasError(f"no cluster-to-branch report in {p}")
+
+
+def read_report(path: str | Path) -> str:
+    """The Markdown of an existing report, for ``hebbnas report DIR``; for a search run the latest
+    round's report, preceded by a line naming the round."""
+    d, which = find_report(path)
+    try:
+        text = (d / "report.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise HebbnasError(f"cannot read {d / 'report.md'}: {e}") from None
+    return f"{which}\n\n{text}" if which else text

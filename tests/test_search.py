@@ -1,0 +1,260 @@
+"""The search's pure parts and its command-line errors; no Ray cluster is started here.
+
+The end-to-end Ray Tune runs (smoke search on a real head node, kill and resume, ASHA -> PRUNED in a
+real run) are in test_search_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hebbnas.cli import main
+from hebbnas.errors import HebbnasError
+from hebbnas.search import (
+    SMOKE,
+    RoundSpec,
+    Sampler,
+    SearchSettings,
+    finished_status,
+    fmt_macs,
+    format_budget,
+    knobs,
+    make_searcher,
+    optuna_outcome,
+    resolve_settings,
+    seed_topology,
+    trial_row,
+    trial_topology,
+)
+from hebbnas.space import load_space, parse_space
+from hebbnas.topology import WIDTH_FIELDS, get_topology
+
+BUDGET = 1.5e9
+DEPLOY = (3, 224, 224)
+
+
+@pytest.fixture(scope="module")
+def space():  # noqa: ANN201 - fixture
+    return load_space("googlenet")
+
+
+# ---------------------------------------------------------------------------------------------
+# settings
+
+
+def test_settings_merge_defaults_space_smoke_and_options(space) -> None:  # noqa: ANN001
+    s = resolve_settings(space, "googlenet", {"budget": "1.5e9"})
+    assert s.budget == BUDGET and s.strategy == "hebbian"
+    assert s.trials == space.search["trials"] and s.max_epochs == space.search["max_epochs"]
+    assert s.resolution == space.proxy["resolution"] and not s.smoke
+    smoke = resolve_settings(space, "googlenet", {"budget": 1e9, "trials": 4, "strategy": "random"}, smoke=True)
+    assert smoke.trials == 4  # explicit beats smoke
+    assert smoke.max_epochs == SMOKE["max_epochs"] and smoke.train_subset == SMOKE["train_subset"]
+    assert SearchSettings.from_dict(smoke.to_dict()) == smoke  # config.yaml round trip (resume)
+
+
+def test_trials_are_shared_by_rounds(space) -> None:  # noqa: ANN001
+    s = resolve_settings(space, "googlenet", {"budget": BUDGET, "trials": 7, "rounds": 3})
+    assert [s.trials_in_round(k) for k in (1, 2, 3)] == [3, 2, 2]
+
+
+@pytest.mark.parametrize("budget", ["abc", "0", "-1e9", "nan", "inf", None])
+def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN001
+    with pytest.raises(HebbnasError, match="budget must be a positive number"):
+        resolve_settings(space, "googlenet", {"budget": budget})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"strategy": "greedy"}, "unknown strategy 'greedy'"),
+        ({"strategy": "random", "rounds": 2}, "needs --strategy hebbian"),
+        ({"trials": 1, "rounds": 2}, "fewer than --rounds"),
+        ({"max_epochs": 1}, "grace period 2 exceeds --epochs 1"),
+        ({"trials": 0}, "trials must be an integer >= 1"),
+        ({"cpus_per_trial": 0}, "cpus-per-trial must be a positive number"),
+        ({"gpus_per_trial": -1}, "gpus-per-trial must be a non-negative number"),
+    ],
+)
+def test_impossible_settings(space, options: dict, match: str) -> None:  # noqa: ANN001
+    with pytest.raises(HebbnasError, match=match):
+        resolve_settings(space, "googlenet", {"budget": BUDGET, **options})
+
+
+def test_space_sections_are_checked() -> None:
+    raw = {"name": "x", "base": "googlenet", "search": {"trails": 3}}
+    with pytest.raises(HebbnasError, match="unknown keys in search"):
+        parse_space(raw)
+    bad_train = parse_space({"name": "x", "base": "googlenet", "train": {"lrr": {"low": 0.1, "high": 0.2}}})
+    with pytest.raises(HebbnasError, match="unknown or reserved training knobs"):
+        resolve_settings(bad_train, "x", {"budget": BUDGET, "strategy": "paper"})
+    no_scale = parse_space({"name": "x", "base": "googlenet"})
+    with pytest.raises(HebbnasError, match="random.width_scale"):
+        resolve_settings(no_scale, "x", {"budget": BUDGET, "strategy": "random"})
+
+
+# ---------------------------------------------------------------------------------------------
+# the define-by-run space and the trial's topology
+
+
+@pytest.mark.parametrize("strategy", ["hebbian", "random", "paper"])
+def test_sampler_only_samples_namespaced_knobs(space, strategy: str) -> None:  # noqa: ANN001
+    sampler = Sampler.for_space(space, strategy)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    t0 = time.perf_counter()
+    assert sampler(trial) is None
+    assert time.perf_counter() - t0 < 0.5  # Ray warns at 1 s; sampling must stay cheap
+    prefixes = {name.split(".")[0] for name in trial.params}
+    expected = {"hebbian": {"derive", "train"}, "random": {"width", "train"}, "paper": {"train"}}[strategy]
+    assert prefixes == expected
+    if strategy == "random":
+        n_widths = sum(1 for m in space.base.modules for f in WIDTH_FIELDS if getattr(m, f))
+        assert len(knobs(trial.params, "width")) == n_widths
+    assert set(knobs(trial.params, "train")) == set(space.train)
+
+
+def _spec(space, strategy: str, budget: float = BUDGET) -> RoundSpec:  # noqa: ANN001
+    settings = resolve_settings(space, "googlenet", {"budget": budget, "strategy": strategy})
+    seed = seed_topology(settings, space, 10)
+    return RoundSpec(round=1, strategy=strategy, budget=budget, deploy_input=DEPLOY, width_multiple=8,
+                     seed_topology=seed, train={}, max_epochs=2, seed=0, threads=1, dataset="digits",
+                     resolution=32, mean=(0.0,) * 3, std=(1.0,) * 3, num_classes=10)
+
+
+def test_random_and_paper_trials_fit_the_budget(space) -> None:  # noqa: ANN001
+    paper = trial_topology(_spec(space, "paper"), None, {"train.lr": 0.1}, name="p")
+    assert paper.macs(DEPLOY) <= BUDGET and paper.num_classes == 10
+    sampler = Sampler.for_space(space, "random")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    spec = _spec(space, "random")
+    seen = set()
+    for _ in range(4):
+        trial = study.ask()
+        sampler(trial)
+        t = trial_topology(spec, None, trial.params, name="r")
+        assert 0.97 * BUDGET <= t.macs(DEPLOY) <= BUDGET  # fitted: uses the budget, never exceeds it
+        seen.add(t.hash())
+    assert len(seen) == 4 and paper.hash() not in seen
+
+
+def test_budget_below_the_floor_is_refused(space) -> None:  # noqa: ANN001
+    settings = resolve_settings(space, "googlenet", {"budget": 1e5, "strategy": "paper"})
+    with pytest.raises(HebbnasError, match="irreducible"):
+        seed_topology(settings, space, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optuna is told the truth about ASHA-stopped and errored trials
+
+
+def _feed(searcher, tid: str, epochs: int, acc: float = 0.5) -> dict:  # noqa: ANN001
+    searcher.suggest(tid)
+    last = {}
+    for e in range(1, epochs + 1):
+        last = {"val_acc": acc * e, "epoch": e, "training_iteration": e}
+        searcher.on_trial_result(tid, last)
+    return last
+
+
+def test_stopped_trials_reach_optuna_as_pruned(space, tmp_path: Path) -> None:  # noqa: ANN001
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = make_searcher(Sampler.for_space(space, "paper"), max_epochs=3, seed=0, n_trials=4)
+    searcher.on_trial_complete("stopped", _feed(searcher, "stopped", 1))  # ASHA stopped it after epoch 1
+    searcher.on_trial_complete("full", _feed(searcher, "full", 3))
+    searcher.on_trial_complete("broke", _feed(searcher, "broke", 2), error=True)
+    searcher.suggest("silent")
+    searcher.on_trial_complete("silent", None)  # stopped before reporting anything
+    states = searcher.trial_states()
+    assert states == {"stopped": "PRUNED", "full": "COMPLETE", "broke": "FAIL", "silent": "PRUNED"}
+    pruned = next(t for t in searcher._ot_study.trials if t.state.name == "PRUNED" and t.intermediate_values)
+    assert pruned.value == 0.5  # Optuna keeps the last intermediate value of a pruned trial
+    # the saved searcher state (what Tuner.restore reloads) keeps them
+    searcher.save(str(tmp_path / "s.pkl"))
+    again = make_searcher(Sampler.for_space(space, "paper"), max_epochs=3, seed=0, n_trials=4)
+    again.restore(str(tmp_path / "s.pkl"))
+    assert again.trial_states() == states
+    # what the override fixes: Ray's own OptunaSearch calls the stopped trial COMPLETE
+    plain = OptunaSearch(space=Sampler.for_space(space, "paper"), metric="val_acc", mode="max", seed=0)
+    plain.on_trial_complete("stopped", _feed(plain, "stopped", 1))
+    assert plain._ot_study.trials[0].state.name == "COMPLETE"
+
+
+def test_outcome_and_status_rules() -> None:
+    assert optuna_outcome({"val_acc": 0.9, "epoch": 5}, False, 5) == "COMPLETE"
+    assert optuna_outcome({"val_acc": 0.9, "epoch": 2}, False, 5) == "PRUNED"
+    assert optuna_outcome({"val_acc": 0.9, "epoch": 5}, True, 5) == "FAIL"
+    assert finished_status({"epoch": 5}, False, 5) == "completed"
+    assert finished_status({"epoch": 2}, False, 5) == "stopped"
+    assert finished_status({}, True, 5) == "error"
+
+
+def test_trial_row_has_knobs_widths_and_costs() -> None:
+    t = get_topology("googlenet").with_classes(10)
+    result = {"val_acc": 0.9, "best_val_acc": 0.95, "epoch": 3, "macs": t.macs(), "params": t.params(),
+              "topology": t.to_json(indent=None), "topology_hash": t.hash()}
+    row = trial_row("abc", {"train.lr": 0.1, "derive.threshold": 0.5}, result, "completed", round_=2, strategy="hebbian")
+    assert row["trial_id"] == "abc" and row["round"] == 2 and row["epochs"] == 3 and row["status"] == "completed"
+    assert row["inception4c.b2"] == 256 and row["inception5b.b3_red"] == 48 and row["train.lr"] == 0.1
+    assert row["macs"] == t.macs() and json.loads(row["topology"])["num_classes"] == 10
+
+
+def test_formatting() -> None:
+    assert format_budget(1.5e9) == "1.5e9" and format_budget(3e8) == "3e8"
+    assert fmt_macs(1_499_997_728) == "1.500e9" and fmt_macs(None) == "-"
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line errors: one line, exit 2, no traceback, no folder created or overwritten
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    rc = main(["search", *argv])
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--budget", "lots"], "budget must be a positive number"),
+        (["--budget", "-5"], "budget must be a positive number"),
+        (["--budget", "1e5", "--strategy", "paper"], "irreducible cost"),
+        (["--budget", "1.5e9", "--strategy", "greedy"], "unknown strategy 'greedy'"),
+        (["--budget", "1.5e9", "--space", "nope"], "unknown search space 'nope'"),
+        (["--budget", "1.5e9", "--storage", "relative/dir"], "--storage must be an absolute path"),
+        ([], "--budget is required"),
+    ],
+)
+def test_bad_input_is_one_line(argv: list[str], match: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    rc, err = _run_cli([*argv, "--out", str(out)], capsys)
+    assert rc == 2 and match in err and "\n" not in err and "Traceback" not in err
+    assert err.startswith("hebbnas search: error: ")
+    assert not out.exists()
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    rc, err = _run_cli(["--budget", "1.5e9", "--out", str(out)], capsys)
+    assert rc == 2 and "already exists" in err and "\n" not in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_resume_needs_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = _run_cli(["--resume", str(tmp_path)], capsys)
+    assert rc == 2 and "is not a hebbnas run folder" in err and "\n" not in err
+    rc, err = _run_cli(["--resume", str(tmp_path / "missing")], capsys)
+    assert rc == 2 and "is not a hebbnas run folder" in err
+    rc, err = _run_cli(["--resume", str(tmp_path), "--budget", "1e9"], capsys)
+    assert rc == 2 and "drop --budget" in err
+    assert list(tmp_path.iterdir()) == []
