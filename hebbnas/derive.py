@@ -118,11 +118,15 @@ def fit(
 
 
 def _fill(widths: dict[_Key, int], raw: dict[_Key, float], alpha_hi: float, multiple: int, ok: object) -> dict[_Key, int]:
-    """Greedily add one multiple at a time where the rounded width is furthest below its target."""
+    """Greedily add one multiple at a time where the rounded width is furthest below its target.
+
+    Widths keep growing past the next size up while something still fits, so what rounding left of
+    the budget is spent on the relatively narrowest widths rather than wasted.
+    """
     widths = dict(widths)
     frozen: set[_Key] = set()
     while True:
-        best, best_gap = None, 0.0
+        best, best_gap = None, -math.inf
         for k, w in widths.items():
             if k in frozen:
                 continue
