@@ -7,11 +7,16 @@ own device.
 
 Numerics (DESIGN.md, "Known pitfalls"): raw float32 moments are useless when means are large, so every
 chunk of activations is shifted by a reference mean ``K`` while it is copied into the chunk buffer
-(``x - K`` is exact in float32 when ``x`` is near ``K``), the GEMMs run on the shifted data, and the
-chunk sums are accumulated in float64. ``K`` is the first batch's mean; when a later chunk's mean drifts
-more than ``reshift_sigmas`` standard deviations from it, the chunk is re-centred and the float64
-accumulators are re-expressed around the new reference (the exact rank-1 update of Chan et al.'s
-parallel algorithm); :meth:`CorrelationStats.merge` combines two accumulators the same way.
+(``x - K`` is exact in float32 when ``x`` is near ``K``), the GEMMs run on the shifted data in true
+float32 (no autocast, no TF32), and the chunk sums are accumulated in float64 on the CPU. ``K`` is the
+first batch's mean; when a later chunk's mean drifts more than ``reshift_sigmas`` of its standard
+deviations from it, the chunk is re-centred and the float64 sums are re-expressed around the new
+reference (the exact rank-1 update of Chan et al.'s parallel algorithm); :meth:`CorrelationStats.merge`
+combines two accumulators the same way.
+
+Cost (analysis/bench_probe.py): the ring-0 Gram matrix is symmetric, so only its upper triangle is
+computed, by recursive halving with one batched GEMM per level (~0.56-0.75 of a full GEMM's flops); the
+NCHW -> (C, N) layout change is fused with the shift into the one copy the buffer needs anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,47 +77,46 @@ def _exact_fp32(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = old_cudnn_tf32
 
 
-def _upper_blocks(c: int, min_block: int, augmented: bool = True) -> list[tuple[int, int, int, int]]:
-    """Blocks (r0, r1, c0, c1) covering the upper triangle of a (C+1) x (C+1) (or C x C) Gram matrix.
+class _TriGram:
+    """Upper-triangular Gram products ``a @ b.T`` in float32, one batched GEMM per recursion level.
 
-    Recursive halving: each level computes the off-diagonal block once and recurses into the two
-    diagonal blocks, so the flops approach half of a full GEMM while every GEMM stays large. Index C is
-    the augmentation row/column (a row of ones) that carries the sums: every block that ends at
-    column C is widened to C+1, so column C is filled for all rows.
+    The R x R result (R = rows padded to ``block * 2**levels``) is split recursively in halves: each
+    level computes its off-diagonal blocks (2**(l-1) of them, all in one ``bmm``) and the leaves are the
+    2**levels diagonal blocks (one more ``bmm``). The flops approach half of a full GEMM (0.75, 0.625,
+    0.5625 of it for 1, 2, 3 levels) while every GEMM stays large, and batching the blocks of a level
+    keeps all threads busy (separate small ``mm`` calls parallelise poorly). Exact for ``b = a``; for
+    ``b != a`` it is the upper triangle of a product known to be symmetric (the ring sums).
     """
-    blocks: list[tuple[int, int, int, int]] = []
-    end_c = c + 1 if augmented else c
 
-    def rec(a: int, b: int) -> None:
-        if b - a <= min_block:
-            end = end_c if b == c else b
-            blocks.append((a, end, a, end))
-            return
-        mid = a + (((b - a) // 2 + 15) // 16) * 16  # multiple of 16 keeps the GEMM tiles aligned
-        blocks.append((a, mid, mid, end_c if b == c else b))
-        rec(a, mid)
-        rec(mid, b)
+    def __init__(self, rows: int, min_block: int, device: torch.device) -> None:
+        levels = 0
+        while levels < 6 and math.ceil(rows / 2 ** (levels + 1)) >= min_block:
+            levels += 1
+        self.levels = levels
+        self.block = math.ceil(rows / 2**levels)
+        self.rows = self.block << levels  # padded row count the operands must have
+        self.out = torch.zeros(self.rows, self.rows, dtype=torch.float32, device=device)  # lower part stays 0
 
-    rec(0, c)
-    return blocks
-
-
-def _gram_upper(
-    a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, blocks: Sequence[tuple[int, int, int, int]]
-) -> torch.Tensor:
-    """Upper-block part of ``a @ b.T`` into ``out`` (the lower blocks are left untouched).
-
-    a, b: (C+1, N) float32 (rows may be strided); out: (C+1, C+1) float32.
-    """
-    for r0, r1, c0, c1 in blocks:
-        torch.mm(a[r0:r1], b[c0:c1].T, out=out[r0:r1, c0:c1])
-    return out
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a, b: (rows, N) float32, rows may be strided; returns the (rows, rows) upper-block result."""
+        r, out = self.rows, self.out
+        base = out.storage_offset()
+        for level in range(1, self.levels + 1):
+            size, count = r >> level, 1 << (level - 1)
+            left = a.view(count, 2, size, -1)[:, 0]
+            right = b.view(count, 2, size, -1)[:, 1]
+            prod = torch.bmm(left, right.transpose(1, 2))  # (count, size, size)
+            out.as_strided((count, size, size), (2 * size * r + 2 * size, r, 1), base + size).copy_(prod)
+        count, size = 1 << self.levels, self.block
+        prod = torch.bmm(a.view(count, size, -1), b.view(count, size, -1).transpose(1, 2))
+        out.as_strided((count, size, size), (size * r + size, r, 1), base).copy_(prod)
+        return out
 
 
-def _symmetric_from_upper(m: torch.Tensor) -> torch.Tensor:
+def _symmetric_from_upper(m: np.ndarray) -> np.ndarray:
     """Full symmetric matrix from the upper triangle (the lower one may hold garbage)."""
-    upper = torch.triu(m)
-    return upper + torch.triu(m, diagonal=1).T
+    upper = np.triu(m)
+    return upper + np.triu(m, k=1).T
 
 
 def _ring_weights(h: int, w: int, ring: int) -> torch.Tensor:
@@ -232,7 +236,8 @@ class CorrelationStats:
 
     Activations are copied (shifted by the reference mean, in layout (C, images, H, W)) into a chunk
     buffer of about ``chunk_positions`` positions; a full chunk costs one upper-triangular Gram GEMM
-    for ring 0 and one per ring (on the buffer's device, float32), then a float64 accumulation. State is
+    for ring 0 and one per ring (on the activations' device, float32), then a float64 accumulation on
+    the CPU (numpy: O(C^2) work per chunk, no device float64 needed). State is
     O(C^2 + C * chunk_positions), independent of how many samples are fed.
     """
 
@@ -242,7 +247,7 @@ class CorrelationStats:
         *,
         rings: bool = True,
         chunk_positions: int | None = None,
-        min_block: int = 128,
+        min_block: int = 96,
         dead_rtol: float = 1e-6,
         reshift_sigmas: float = 3.0,
         name: str = "activations",
@@ -251,11 +256,11 @@ class CorrelationStats:
 
         Args:
             channels: expected C, or None to take it from the first batch.
-            rings: also measure the spatial-offset rings 1 and 2 (costs about 2 extra half-GEMMs).
+            rings: also measure the spatial-offset rings 1 and 2 (two convolutions + two half-GEMMs).
             chunk_positions: positions per GEMM chunk; default keeps the buffer near 64 MiB.
             min_block: diagonal block size where the triangular recursion stops.
             dead_rtol: a channel is dead when std <= dead_rtol * max(|mean|, largest std).
-            reshift_sigmas: re-centre a chunk whose mean is this many stds from the reference.
+            reshift_sigmas: re-centre a chunk whose mean is this many of its stds from the reference.
             name: used in error messages (e.g. the module name).
         """
         if channels is not None and channels < 1:
@@ -280,73 +285,63 @@ class CorrelationStats:
     def _init_state(self, x: torch.Tensor) -> None:
         b, c, h, w = x.shape
         dev = x.device
-        acc_dev = torch.device("cpu") if dev.type == "mps" else dev  # MPS has no float64
-        self._dev, self._acc_dev = dev, acc_dev
+        self._dev = dev
         self._channels, self.map_size = c, (h, w)
         hw = h * w
         target = self._chunk_positions or max(4096, _DEFAULT_CHUNK_BYTES // (4 * (c + 1)))
         self._cap = max(1, math.ceil(target / hw))  # images per chunk
         self._fill = 0
         # (C+1, images, H, W): shifted activations; row C is ones so the Gram's column C holds the sums.
-        self._buf = torch.empty(c + 1, self._cap, h, w, dtype=torch.float32, device=dev)
+        self._tri = _TriGram(c + 1, self._min_block, dev)
+        self._buf = torch.empty(self._tri.rows, self._cap, h, w, dtype=torch.float32, device=dev)
         self._buf[c].fill_(1.0)
-        self._gram = torch.zeros(c + 1, c + 1, dtype=torch.float32, device=dev)
-        self._blocks = _upper_blocks(c, self._min_block)
-        # Reference shift: first batch mean (float32, so x - K is exact near K).
-        self._sigma = torch.zeros(c, dtype=torch.float32, device=dev)  # per-channel std seen so far
-        self._rebase(x)
-        self._k = self._k32.view(c).to(acc_dev, torch.float64)
-        f64 = dict(dtype=torch.float64, device=acc_dev)
-        self._s = torch.zeros(c, **f64)  # sum of shifted values
-        self._ss = torch.zeros(c, c, **f64)  # sum of shifted outer products (upper blocks valid)
+        self._buf[c + 1 :].zero_()  # padding rows up to the GEMM block size
+        # Reference shift K: the first batch's mean, rounded to float32 so that x - K is exact near K.
+        k32 = torch.mean(x, dim=(0, 2, 3), dtype=torch.float64).to(torch.float32)
+        self._set_k32(k32.cpu().numpy().astype(np.float64))
+        self._k = self._k32_np.copy()  # reference of the float64 sums below
+        self._s = np.zeros(c)  # sum of shifted values
+        self._ss = np.zeros((c, c))  # sum of shifted outer products (upper triangle valid)
         self._ring_on = {r: self.rings and _ring_measurable(h, w, r) for r in RINGS}
         self._ring_kernel: dict[int, torch.Tensor] = {}
-        self._ring_w: dict[int, torch.Tensor] = {}
-        self._rs: dict[int, torch.Tensor] = {}
-        self._rsw: dict[int, torch.Tensor] = {}
-        self._rqw: dict[int, torch.Tensor] = {}
+        self._ring_w: dict[int, np.ndarray] = {}
+        self._rs: dict[int, np.ndarray] = {}
+        self._rsw: dict[int, np.ndarray] = {}
+        self._rqw: dict[int, np.ndarray] = {}
         self._rn: dict[int, int] = {r: 0 for r in RINGS}
-        self._blocks_plain = _upper_blocks(c, self._min_block, augmented=False)
         for r in RINGS:
             if not self._ring_on[r]:
                 continue
-            wr = _ring_weights(h, w, r)
             kernel = torch.ones(2 * r + 1, 2 * r + 1)
             kernel[1:-1, 1:-1] = 0.0  # the ring's offsets only
             self._ring_kernel[r] = kernel.view(1, 1, 2 * r + 1, 2 * r + 1).to(dev)
-            self._ring_w[r] = wr.reshape(-1).to(acc_dev)  # (H*W,) pairs per position
-            self._rs[r] = torch.zeros(c, c, **f64)
-            self._rsw[r] = torch.zeros(c, **f64)
-            self._rqw[r] = torch.zeros(c, **f64)
+            self._ring_w[r] = _ring_weights(h, w, r).reshape(-1).numpy()  # (H*W,) pairs per position
+            self._rs[r] = np.zeros((c, c))
+            self._rsw[r] = np.zeros(c)
+            self._rqw[r] = np.zeros(c)
+        self._tri_ring = _TriGram(c, self._min_block, dev) if any(self._ring_on.values()) else None
         self._initialised = True
 
-    def _rebase(self, x: torch.Tensor) -> None:
-        """Take the reference shift K from this batch's mean (and widen the per-channel std estimate)."""
-        c = x.shape[1]
-        k = torch.mean(x, dim=(0, 2, 3), dtype=torch.float64).to(torch.float32)
-        var = torch.var(x, dim=(0, 2, 3), correction=0).to(torch.float32)
-        self._k32 = k.view(c, 1, 1, 1)
-        self._sigma = torch.maximum(self._sigma, var.sqrt())
-
-    def _drifted(self, x: torch.Tensor) -> bool:
-        """Cheap check on the batch's first image: is its mean many stds away from the reference K?
-
-        Shifting data by a far-away K rounds away low bits (error eps * |x - K|), so such a batch starts
-        a new chunk with its own reference instead.
-        """
-        est = torch.mean(x[0], dim=(1, 2), dtype=torch.float32)
-        k = self._k32.view(-1)
-        far = (est - k).abs() > self._reshift_sigmas * self._sigma + 1e-6 * k.abs()
-        return bool(far.any())
+    def _set_k32(self, k: np.ndarray) -> None:
+        """Use the float32 value of k (C,) as the shift of the data copied from now on."""
+        k32 = k.astype(np.float32)
+        self._k32_np = k32.astype(np.float64)  # exactly what the buffer is shifted by
+        self._k32 = torch.from_numpy(k32).to(self._dev).view(-1, 1, 1, 1)
 
     def state_nbytes(self) -> int:
         """Bytes held by buffers and accumulators; constant once the first batch has been seen."""
         if not self._initialised:
             return 0
-        tensors = [self._buf, self._gram, self._k, self._k32, self._sigma, self._s, self._ss]
-        tensors += list(self._rs.values()) + list(self._rsw.values()) + list(self._rqw.values())
-        tensors += list(self._ring_w.values()) + list(self._ring_kernel.values())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        tensors = [self._buf, self._tri.out, self._k32, *self._ring_kernel.values()]
+        if self._tri_ring is not None:
+            tensors.append(self._tri_ring.out)
+        arrays = [self._k, self._k32_np, self._s, self._ss, *self._ring_w.values()]
+        arrays += [*self._rs.values(), *self._rsw.values(), *self._rqw.values()]
+        return sum(t.numel() * t.element_size() for t in tensors) + sum(a.nbytes for a in arrays)
+
+    def n_in_sums(self) -> int:
+        """Positions already folded into the float64 sums (excludes the buffered chunk)."""
+        return self._n_sums
 
     # -- feeding -----------------------------------------------------------------------------------
 
@@ -373,9 +368,6 @@ class CorrelationStats:
         if x.device != self._dev:
             x = x.to(self._dev)
         with _exact_fp32(self._dev):
-            if self._drifted(x):
-                self._flush()
-                self._rebase(x)
             start = 0
             while start < b:
                 take = min(b - start, self._cap - self._fill)
@@ -392,43 +384,44 @@ class CorrelationStats:
         self.n_images += b
         self.n += b * h * w
 
+    @staticmethod
+    def _host(g: torch.Tensor) -> np.ndarray:
+        """A device result as a host array (shared memory on the CPU: valid until the next GEMM)."""
+        return g.numpy() if g.device.type == "cpu" else g.cpu().numpy()
+
     def _flush(self) -> None:
         """Turn the buffered chunk into float64 sums; the buffer is then empty."""
         if not self._initialised or self._fill == 0:
             return
-        c = self._channels
-        fill = self._fill
+        c, fill = self._channels, self._fill
         h, w = self.map_size
         npos = fill * h * w
-        a = self._buf[:, :fill].reshape(c + 1, npos)  # view, rows strided
+        a = self._buf[:, :fill].reshape(self._tri.rows, npos)  # (C+1+pad, N) view, rows strided
+        chunk_k = self._k32_np  # the buffer holds x - chunk_k
         with _exact_fp32(self._dev):
-            chunk_k = self._k32.view(-1).to(self._acc_dev, torch.float64)  # the buffer holds x - chunk_k
-            g = _gram_upper(a, a, self._gram, self._blocks).to(self._acc_dev)
-            s = g[:c, c].to(torch.float64)
-            diag = torch.diagonal(g)[:c].to(torch.float64)
+            g = self._host(self._tri(a, a))
+            s = g[:c, c].astype(np.float64)
             zbar = s / npos
-            var_b = torch.clamp(diag / npos - zbar * zbar, min=0.0)
-            self._sigma = torch.maximum(self._sigma, var_b.sqrt().to(self._dev, torch.float32))
-            tiny = 4 * torch.finfo(torch.float32).eps * chunk_k.abs()
-            drift = (zbar * zbar > self._reshift_sigmas**2 * var_b) & (zbar.abs() > tiny)
-            if bool(drift.any()):
-                # The chunk's mean is far from the reference: re-centre the chunk (float32 subtraction is
-                # correctly rounded relative to its small result) and redo its GEMM.
-                delta32 = zbar.to(torch.float32)
-                self._buf[:c, :fill].sub_(delta32.to(self._dev).view(c, 1, 1, 1))
-                chunk_k = chunk_k + delta32.to(torch.float64)
-                g = _gram_upper(a, a, self._gram, self._blocks).to(self._acc_dev)
-                s = g[:c, c].to(torch.float64)
-            if not torch.equal(chunk_k, self._k):
+            var_b = np.maximum(np.diagonal(g)[:c] / npos - zbar * zbar, 0.0)
+            tiny = 4 * np.finfo(np.float32).eps * np.abs(chunk_k)
+            drift = (zbar * zbar > self._reshift_sigmas**2 * var_b) & (np.abs(zbar) > tiny)
+            if drift.any():
+                # The chunk's mean is far from the reference, so its float32 GEMM would lose digits:
+                # re-centre the chunk on the device and redo the GEMM.
+                delta32 = zbar.astype(np.float32)
+                self._buf[:c, :fill].sub_(torch.from_numpy(delta32).to(self._dev).view(c, 1, 1, 1))
+                chunk_k = chunk_k + delta32.astype(np.float64)
+                g = self._host(self._tri(a, a))
+                s = g[:c, c].astype(np.float64)
+                self._set_k32(chunk_k)  # later chunks start from the new reference
+            if not np.array_equal(chunk_k, self._k):
                 self._shift_reference(chunk_k)  # exact float64 re-expression (Chan et al.)
-            self._ss.add_(g[:c, :c])
-            self._s.add_(s)
+            self._ss += g[:c, :c]
+            self._s += s
             if any(self._ring_on.values()):
                 self._flush_rings(c, fill, npos)
         self._n_sums += npos
         self._fill = 0
-        # Later chunks are shifted by the nearest float32 reference; the next flush re-expresses exactly.
-        self._k32 = chunk_k.to(self._dev, torch.float32).view(c, 1, 1, 1)
 
     def _flush_rings(self, c: int, fill: int, npos: int) -> None:
         """Ring statistics of the buffered chunk: Y_r(p) = sum of z(p + d) over the ring's offsets d.
@@ -438,43 +431,42 @@ class CorrelationStats:
         Gram GEMMs then run on the channels-last copy so both operands list positions in the same order.
         """
         h, w = self.map_size
-        zcl = self._buf[:c, :fill].contiguous(memory_format=torch.channels_last)  # memory (C, H, W, images)
-        a = zcl.permute(0, 2, 3, 1).reshape(c, npos)  # (C, N) view
-        per_pos = a.view(c, h * w, fill)
-        zsum = per_pos.sum(dim=2, dtype=torch.float64).to(self._acc_dev)  # (C, H*W)
-        zsq = torch.einsum("cpb,cpb->cp", per_pos, per_pos).to(self._acc_dev, torch.float64)  # (C, H*W)
+        tri = self._tri_ring
+        # Channels-last copy, padded with zero rows to the GEMM block size: memory (rows, H, W, images).
+        zcl = torch.empty(tri.rows, fill, h, w, device=self._dev, memory_format=torch.channels_last)
+        zcl[:c].copy_(self._buf[:c, :fill])
+        zcl[c:].zero_()
+        a = zcl.permute(0, 2, 3, 1).reshape(tri.rows, npos)  # (rows, N) view
+        per_pos = a[:c].view(c, h * w, fill)
+        zsum = per_pos.sum(dim=2).cpu().numpy().astype(np.float64)  # (C, H*W)
+        zsq = torch.einsum("cpb,cpb->cp", per_pos, per_pos).cpu().numpy().astype(np.float64)  # (C, H*W)
         for r in RINGS:
             if not self._ring_on[r]:
                 continue
             kernel = self._ring_kernel[r].expand(fill, 1, 2 * r + 1, 2 * r + 1)
-            y = F.conv2d(zcl, kernel, padding=r, groups=fill)  # (C, images, H, W), zero-padded ring sums
-            yf = y.permute(0, 2, 3, 1).reshape(c, npos)  # (C, N), a view when y is channels-last
-            g = _gram_upper(a, yf, self._gram[:c, :c], self._blocks_plain).to(self._acc_dev)
+            y = F.conv2d(zcl, kernel, padding=r, groups=fill)  # (rows, images, H, W), zero-padded ring sums
+            yf = y.permute(0, 2, 3, 1).reshape(tri.rows, npos)  # (rows, N), a view when channels-last
+            self._rs[r] += self._host(tri(a, yf))[:c, :c]
             del y, yf
-            self._rs[r].add_(g)
             wr = self._ring_w[r]
-            self._rsw[r].add_(zsum @ wr)  # sum_p w(p) z(p): the pooled first moments
-            self._rqw[r].add_(zsq @ wr)  # sum_p w(p) z(p)^2: the pooled second moments
+            self._rsw[r] += zsum @ wr  # sum_p w(p) z(p): the pooled first moments
+            self._rqw[r] += zsq @ wr  # sum_p w(p) z(p)^2: the pooled second moments
             self._rn[r] += int(round(float(wr.sum()))) * fill
 
-    def _shift_reference(self, new_k: torch.Tensor) -> None:
+    def _shift_reference(self, new_k: np.ndarray) -> None:
         """Re-express the float64 sums around the reference new_k (z -> z - (new_k - K)), exactly."""
-        n = self.n_in_sums()
-        d = new_k.to(self._acc_dev) - self._k
-        self._ss.add_(n * torch.outer(d, d) - torch.outer(d, self._s) - torch.outer(self._s, d))
-        self._s.sub_(n * d)
+        n = self._n_sums
+        d = new_k - self._k
+        self._ss += n * np.outer(d, d) - np.outer(d, self._s) - np.outer(self._s, d)
+        self._s -= n * d
         for r in RINGS:
             if not self._ring_on[r]:
                 continue
             nr, sw = self._rn[r], self._rsw[r]
-            self._rs[r].add_(nr * torch.outer(d, d) - torch.outer(d, sw) - torch.outer(sw, d))
-            self._rqw[r].add_(nr * d * d - 2.0 * d * sw)
-            sw.sub_(nr * d)
-        self._k = new_k.to(self._acc_dev).clone()
-
-    def n_in_sums(self) -> int:
-        """Positions already folded into the float64 sums (excludes the buffered chunk)."""
-        return self._n_sums
+            self._rs[r] += nr * np.outer(d, d) - np.outer(d, sw) - np.outer(sw, d)
+            self._rqw[r] += nr * d * d - 2.0 * d * sw
+            sw -= nr * d
+        self._k = new_k.copy()
 
     def merge(self, other: CorrelationStats) -> CorrelationStats:
         """Fold another accumulator of the same channels and map size into this one (Chan et al.)."""
@@ -487,22 +479,22 @@ class CorrelationStats:
                 f"{self.name}: cannot merge stats of {other._channels} channels at {other.map_size} "
                 f"into {self._channels} channels at {self.map_size}"
             )
-        self._flush()
-        other._flush()
+        with _exact_fp32(self._dev):
+            self._flush()
+        with _exact_fp32(other._dev):
+            other._flush()
         # Express the other's sums around our reference: z_other - (K_self - K_other).
-        d = (self._k - other._k.to(self._acc_dev)).to(torch.float64)
-        n = other.n_in_sums()
-        s = other._s.to(self._acc_dev)
-        self._ss.add_(other._ss.to(self._acc_dev) + n * torch.outer(d, d) - torch.outer(d, s) - torch.outer(s, d))
-        self._s.add_(s - n * d)
+        d = self._k - other._k
+        n, s = other._n_sums, other._s
+        self._ss += other._ss + n * np.outer(d, d) - np.outer(d, s) - np.outer(s, d)
+        self._s += s - n * d
         for r in RINGS:
             if not self._ring_on[r]:
                 continue
-            nr, sw = other._rn[r], other._rsw[r].to(self._acc_dev)
-            rs = other._rs[r].to(self._acc_dev)
-            self._rs[r].add_(rs + nr * torch.outer(d, d) - torch.outer(d, sw) - torch.outer(sw, d))
-            self._rqw[r].add_(other._rqw[r].to(self._acc_dev) + nr * d * d - 2.0 * d * sw)
-            self._rsw[r].add_(sw - nr * d)
+            nr, sw = other._rn[r], other._rsw[r]
+            self._rs[r] += other._rs[r] + nr * np.outer(d, d) - np.outer(d, sw) - np.outer(sw, d)
+            self._rqw[r] += other._rqw[r] + nr * d * d - 2.0 * d * sw
+            self._rsw[r] += sw - nr * d
             self._rn[r] += nr
         self.n += other.n
         self._n_sums += n
@@ -515,15 +507,13 @@ class CorrelationStats:
         """Flush the buffered chunk and return the statistics so far (feeding may continue)."""
         if not self._initialised or self.n == 0:
             raise HebbnasError(f"{self.name}: no activations were recorded")
-        self._flush()
+        with _exact_fp32(self._dev):
+            self._flush()
         n = self.n
-        k = self._k.cpu().numpy()
-        s = self._s.cpu().numpy()
-        ss = _symmetric_from_upper(self._ss).cpu().numpy()
-        zbar = s / n
-        cov = ss / n - np.outer(zbar, zbar)
+        zbar = self._s / n
+        cov = _symmetric_from_upper(self._ss) / n - np.outer(zbar, zbar)
         var = np.clip(np.diag(cov).copy(), 0.0, None)
-        mean = k + zbar
+        mean = self._k + zbar
         dead = _dead_mask(mean, var, self._dead_rtol)
         corr = _normalise(cov, var, var, dead)
         np.fill_diagonal(corr, 1.0)
@@ -534,10 +524,10 @@ class CorrelationStats:
                 rings[r], pairs[r] = None, 0
                 continue
             nr = self._rn[r]
-            mu = self._rsw[r].cpu().numpy() / nr
-            cov_r = _symmetric_from_upper(self._rs[r]).cpu().numpy() / nr - np.outer(mu, mu)
-            var_r = np.clip(self._rqw[r].cpu().numpy() / nr - mu * mu, 0.0, None)
-            dead_r = dead | _dead_mask(k + mu, var_r, self._dead_rtol)
+            mu = self._rsw[r] / nr
+            cov_r = _symmetric_from_upper(self._rs[r]) / nr - np.outer(mu, mu)
+            var_r = np.clip(self._rqw[r] / nr - mu * mu, 0.0, None)
+            dead_r = dead | _dead_mask(self._k + mu, var_r, self._dead_rtol)
             rings[r] = _readonly(_normalise(cov_r, var_r, var_r, dead_r))
             pairs[r] = nr
         return ModuleStats(
@@ -584,7 +574,8 @@ def probe_model(
         model: network whose submodules ``module_names`` receive (B, C, H, W) inputs.
         batches: iterable of input tensors or (inputs, labels) pairs.
         module_names: names for ``model.get_submodule`` (e.g. "inception4c").
-        device: where to run; default the model's parameter device (CPU when it has none).
+        device: where the batches are sent; default the model's parameter device (CPU when it has
+            none). The model itself must already be there.
         topology_hash: the caller's topology identity, stored in the result.
         rings: also measure the spatial-offset rings.
         chunk_positions: see :class:`CorrelationStats`.
@@ -593,11 +584,11 @@ def probe_model(
         raise HebbnasError("probe_model needs at least one module name")
     if len(set(module_names)) != len(module_names):
         raise HebbnasError(f"duplicate module names: {list(module_names)}")
-    if device is None:
-        param = next(iter(model.parameters()), None)
-        dev = param.device if param is not None else torch.device("cpu")
-    else:
-        dev = torch.device(device)
+    param = next(iter(model.parameters()), None)
+    model_dev = param.device if param is not None else None
+    dev = torch.device(device) if device is not None else (model_dev or torch.device("cpu"))
+    if model_dev is not None and model_dev.type != dev.type:
+        raise HebbnasError(f"model is on {model_dev} but device={dev}: move the model first (model.to(device))")
     modules: dict[str, nn.Module] = {}
     for name in module_names:
         try:

@@ -687,14 +687,15 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
-def check_resources(cpus: float, gpus: float) -> dict[str, float]:
+def check_resources(cpus: float, gpus: float) -> dict[str, Any]:
     """Fail clearly (instead of pending forever) when no node can host one trial.
 
-    Returns the largest CPU and GPU count of any alive node.
+    Returns the alive nodes' ids and the largest CPU and GPU count of any of them.
     """
     import ray
 
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = [n.get("Resources", {}) for n in alive]
     max_cpu = max((float(r.get("CPU", 0)) for r in nodes), default=0.0)
     max_gpu = max((float(r.get("GPU", 0)) for r in nodes), default=0.0)
     total = ray.cluster_resources()
@@ -705,7 +706,8 @@ def check_resources(cpus: float, gpus: float) -> dict[str, float]:
         raise HebbnasError(f"--gpus-per-trial {gpus:g} but the largest node has {max_gpu:g} GPU(s)")
     if cpus > max_cpu:
         raise HebbnasError(f"--cpus-per-trial {cpus:g} but the largest node has {max_cpu:g} CPU(s)")
-    return {"max_node_cpus": max_cpu, "max_node_gpus": max_gpu, "nodes": float(len(nodes))}
+    return {"nodes": len(nodes), "node_ids": [str(n.get("NodeID")) for n in alive],
+            "max_node_cpus": max_cpu, "max_node_gpus": max_gpu}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ Design points:
 - The objective is CE(main) + aux_weight * sum CE(aux) via `model.forward_with_aux` (the paper's 0.3);
   evaluation uses the plain inference graph `model(x)` in eval mode.
 - Cosine learning rate per step with optional linear warmup.
-- On CUDA: bf16 autocast and channels_last for model and inputs. On CPU: float32, threads untouched.
+- On CUDA: bf16 autocast and channels_last for model and inputs. On CPU: float32, and the thread
+  count is the caller's. Where processes share cores (parallel trials, CI), give each
+  `torch.set_num_threads(<cores it owns>)`: oversubscribed OpenMP threads slowed this loop >5x.
 - A non-finite loss raises `HebbnasError("training diverged: ...")` so a search can mark the trial failed.
 
 Epoch indices are 0-based everywhere (`EpochResult.epoch`, `start_epoch`, error messages).
@@ -125,7 +127,9 @@ class EpochResult:
     """What one finished epoch reports to `on_epoch`.
 
     `checkpoint()` returns a CPU copy of the full resumable state (model, optimizer, scheduler, next
-    epoch); pass it back as ``train(..., state=...)`` to continue. It is computed only when called.
+    epoch, config dict); pass it back as ``train(..., state=...)`` to continue. It snapshots the live
+    objects, so call it inside `on_epoch`. The dict holds only tensors and plain Python values, so
+    ``torch.save`` / ``torch.load(weights_only=True)`` round-trip it.
     """
 
     epoch: int
@@ -241,11 +245,11 @@ def train(
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, aux = _forward_with_aux(model, xb)
+                logits, aux = _forward_with_aux(model, xb) if cfg.aux_weight else (model(xb), [])
             if step == 0 and epoch == first:
                 _check_classes(logits, dataset)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            if cfg.aux_weight and aux:
+            if aux:
                 loss = loss + cfg.aux_weight * sum(
                     F.cross_entropy(a.float(), yb, label_smoothing=cfg.label_smoothing) for a in aux
                 )

@@ -1,0 +1,311 @@
+"""End-to-end searches on real Ray: a head node started here, `--smoke` runs, kill and resume, PRUNED.
+
+One Ray head (started by `ray start --head --block` on 127.0.0.1 in its own process group and temp dir)
+serves every test of this module that passes `--address`; it is killed by process group afterwards,
+and so is exactly the head this module started, never another Ray on the machine. The kill/resume test
+runs the default local mode (the CLI starts its own Ray), killing the whole process group with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+BUDGET = 3e8  # small nets keep the tiny trials quick; the budget logic is the same at 1.5e9
+DEPLOY = (3, 224, 224)
+RAY = str(Path(sys.executable).with_name("ray"))
+HEBBNAS = [sys.executable, "-m", "hebbnas.cli"]
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+ENV.pop("RAY_ADDRESS", None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    """Processes whose command line names `text` (our unique temp dir): what this module started."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[tuple[str, Path]]:
+    """A Ray head on 127.0.0.1 (2 CPUs, no dashboard) in its own temp dir and process group."""
+    port = _free_port()
+    temp = Path(tempfile.mkdtemp(prefix="hbr", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    proc = subprocess.Popen(
+        [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+         "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp), "--block"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    started = threading.Event()
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ray runtime started" in line:
+                started.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not started.wait(120):
+            raise RuntimeError("ray head did not start:\n" + "".join(lines[-20:]))
+        yield f"127.0.0.1:{port}", temp
+    finally:
+        _kill_group(proc.pid)
+        proc.wait(30)
+        for pid in _pids_mentioning(str(temp)):  # anything of this head that left the group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _search(*args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HEBBNAS, "search", *args], env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def _layout(run: Path) -> set[str]:
+    """The run folder's shape: files and folders with trial ids and round numbers abstracted."""
+    out = set()
+    for p in run.rglob("*"):
+        rel = p.relative_to(run).parts
+        if rel[0] == "tune":
+            continue
+        if rel[0] == "trials" and len(rel) > 1:
+            rel = ("trials", "<id>", *rel[2:])
+        if rel[0] == "report" and len(rel) > 2 and rel[2] == "plots":
+            rel = rel[:3]
+        out.add("/".join(rel))
+    return out
+
+
+def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.DataFrame:
+    """Everything a finished run folder promises."""
+    import yaml
+
+    from hebbnas.data import load_dataset
+    from hebbnas.model import build
+    from hebbnas.topology import Topology
+    from hebbnas.train import evaluate
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["budget"] == budget and cfg["strategy"] == strategy and cfg["deploy_input"] == list(DEPLOY)
+    assert {"python", "torch", "ray", "optuna", "hebbnas"} <= set(cfg["versions"])
+    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert len(df) == n_trials and df["trial_id"].is_unique
+    assert set(df["status"]) <= {"completed", "stopped"}
+    assert (df["macs"] <= budget).all() and (df["strategy"] == strategy).all()
+    assert {"inception3a.b1", "inception4c.b2", "inception5b.b4", "best_val_acc", "epochs", "params"} <= set(df.columns)
+    for _, row in df.iterrows():  # the budget holds at the deploy shape for the widths recorded
+        assert Topology.from_json(row["topology"]).macs(DEPLOY) == row["macs"] <= budget
+        assert (run / "trials" / row["trial_id"] / "checkpoint.pt").is_file()
+    # Optuna saw ASHA-stopped trials as PRUNED, finished ones as COMPLETE
+    assert (df.loc[df["status"] == "stopped", "optuna_state"] == "PRUNED").all()
+    assert (df.loc[df["status"] == "completed", "optuna_state"] == "COMPLETE").all()
+    metrics = json.loads((run / "best" / "metrics.json").read_text())
+    assert metrics["macs"] <= budget and metrics["input"] == list(DEPLOY) and metrics["strategy"] == strategy
+    assert metrics["trial_id"] in set(df["trial_id"])
+    # best/ rebuilds and reproduces the recorded test accuracy
+    saved = torch.load(run / "best" / "model.pt", weights_only=True)
+    t = Topology.from_json((run / "best" / "topology.json").read_text())
+    assert t.to_dict() == saved["topology"] and t.macs(DEPLOY) == metrics["macs"]
+    model = build(t, aux=False)
+    model.load_state_dict(saved["state_dict"])
+    s = cfg["settings"]
+    data = load_dataset(s["dataset"], resolution=s["resolution"], seed=s["seed"], train_subset=s["train_subset"])
+    assert evaluate(model, *data.test, device="cpu") == pytest.approx(metrics["test_acc"], abs=1e-9)
+    assert (run / "report" / "round-1" / "report.md").is_file()
+    return df
+
+
+@pytest.fixture(scope="module")
+def hebbian_run(ray_head: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    address, _ = ray_head
+    run = tmp_path_factory.mktemp("cluster") / "hebbian"
+    res = _search("--budget", str(BUDGET), "--smoke", "--address", address, "--out", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return run
+
+
+def test_smoke_search_runs_on_the_given_cluster(hebbian_run: Path, ray_head: tuple[str, Path]) -> None:
+    import yaml
+
+    address, temp = ray_head
+    run = hebbian_run
+    df = _check_run(run, BUDGET, "hebbian", 3)
+    assert (run / "probe" / "round-1.npz").is_file()
+    assert any(c.startswith("derive.") for c in df.columns)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["ray"]["local"] is False
+    # it connected to this head (the head's session logs hold the CLI's driver log) ...
+    port = address.rsplit(":", 1)[1]
+    assert cfg["ray"]["address"].endswith(f":{port}")
+    drivers = list(temp.glob("session_*/logs/python-core-driver-*.log"))
+    assert drivers, "the search never connected to the test's head node"
+    # ... and its trials ran on that head's node
+    node_ids = {n for n in cfg["ray"]["node_ids"]}
+    assert set(df["node_id"]) <= node_ids and len(node_ids) == 1
+
+
+def test_baselines_share_the_run_folder_layout(hebbian_run: Path, ray_head: tuple[str, Path],
+                                               tmp_path: Path) -> None:
+    address, _ = ray_head
+    layouts = {"hebbian": _layout(hebbian_run)}
+    for strategy in ("random", "paper"):
+        run = tmp_path / strategy
+        res = _search("--budget", str(BUDGET), "--smoke", "--strategy", strategy, "--trials", "2",
+                      "--address", address, "--out", str(run))
+        assert res.returncode == 0, res.stderr[-3000:]
+        df = _check_run(run, BUDGET, strategy, 2)
+        knob_groups = {c.split(".")[0] for c in df.columns if c.startswith(("derive.", "width.", "train."))}
+        assert knob_groups == ({"width", "train"} if strategy == "random" else {"train"})
+        if strategy == "paper":
+            assert df["topology_hash"].nunique() == 1  # the paper's net, only training knobs vary
+        layouts[strategy] = _layout(run)
+    assert layouts["random"] == layouts["paper"] == layouts["hebbian"]
+
+
+def test_gpu_request_on_a_cpu_cluster_is_refused(ray_head: tuple[str, Path], tmp_path: Path) -> None:
+    address, _ = ray_head
+    run = tmp_path / "gpu"
+    res = _search("--budget", str(BUDGET), "--smoke", "--gpus-per-trial", "1", "--address", address,
+                  "--out", str(run), timeout=120)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "has no GPU" in err and "\n" not in err and "Traceback" not in err
+    assert not run.exists()
+
+
+def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, Path], tmp_path: Path) -> None:
+    """A real Tuner with the search's searcher and ASHA on a trainable whose accuracy is its knob."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from hebbnas.search import Sampler, make_searcher, read_optuna_states
+    from hebbnas.space import Distribution
+
+    address, _ = ray_head
+    sampler = Sampler("paper", train=(("lr", Distribution("float", 0.0, 1.0)),))
+    searcher = make_searcher(sampler, max_epochs=4, seed=3, n_trials=8)
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    try:
+        tuner = tune.Tuner(
+            _knob_is_accuracy,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, num_samples=8, max_concurrent_trials=1, reuse_actors=True,
+                scheduler=ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=4,
+                                        grace_period=1, reduction_factor=2)),
+            run_config=tune.RunConfig(name="pruned", storage_path=str(tmp_path), verbose=0),
+        )
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    epochs = {r.metrics["trial_id"]: r.metrics["epoch"] for r in grid}
+    states = read_optuna_states(grid.experiment_path)
+    assert set(states) == set(epochs)
+    stopped = {t for t, e in epochs.items() if e < 4}
+    assert stopped, "ASHA stopped no trial; the test needs at least one"
+    assert all(states[t] == "PRUNED" for t in stopped)
+    assert all(states[t] == "COMPLETE" for t in set(epochs) - stopped)
+
+
+def _knob_is_accuracy(config: dict) -> None:
+    from ray import tune
+
+    for e in range(1, 5):
+        tune.report({"val_acc": float(config["train.lr"]), "epoch": e})
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path) -> None:
+    """SIGKILL the whole process group (driver + its local Ray) mid-trial, then --resume to the end."""
+    run = tmp_path / "killed"
+    log = tmp_path / "first.log"
+    n_trials, epochs = 3, 3
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [*HEBBNAS, "search", "--budget", str(BUDGET), "--strategy", "random", "--smoke", "--trials",
+             str(n_trials), "--epochs", str(epochs), "--out", str(run)],
+            env=ENV, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 300
+        # kill once a trial has finished and the next one is mid-way (it has a checkpoint, not all epochs)
+        while time.time() < deadline and proc.poll() is None:
+            lines = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("  ") and "running" in ln]
+            finished = [ln for ln in log.read_text().splitlines() if ln.rstrip().endswith(("completed", "stopped"))]
+            if finished and any(p[0] not in " ".join(finished) for p in lines):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the search ended before it could be killed:\n" + log.read_text()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        _kill_group(proc.pid)
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the first search survives (local Ray died with it)
+    before = {d.name: _epochs(d) for d in (run / "tune" / "round-1").iterdir() if d.is_dir()}
+    midway = {t for t, e in before.items() if 0 < len(e) and max(e) < epochs}
+    assert not (run / "best").exists()
+
+    res = _search("--resume", str(run))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "resuming" in res.stdout
+    df = _check_run(run, BUDGET, "random", n_trials)
+    trial_dirs = [d for d in (run / "tune" / "round-1").iterdir() if d.is_dir()]
+    assert len(trial_dirs) == n_trials  # no extra trial was sampled after the resume
+    for d in trial_dirs:
+        seq = _epochs(d)
+        assert seq == sorted(set(seq)) and seq[0] == 1, f"{d.name} restarted from scratch: {seq}"
+        row = df[df["trial_id"] == d.name].iloc[0]
+        assert seq[-1] == row["epochs"]
+    for t in midway:  # the trial killed mid-way continued from its checkpoint
+        seq = _epochs(run / "tune" / "round-1" / t)
+        assert len(seq) > len(before[t])
+        resumed = [json.loads(ln)["resumed_from"] for ln in (run / "tune" / "round-1" / t / "result.json").open()]
+        assert max(resumed) >= max(before[t])
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    p = trial_dir / "result.json"
+    if not p.is_file():
+        return []
+    return [int(json.loads(ln)["epoch"]) for ln in p.read_text().splitlines() if ln.strip()]
