@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from hebbnas.data import load_dataset
     from hebbnas.model import build
-    from hebbnas.train import TrainConfig, evaluate, train
+    from hebbnas.train import EpochResult, TrainConfig, evaluate, train
 
     t = load_topology(args.topology)
     if args.threads:
@@ -99,12 +99,13 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{cfg.epochs} epochs, MACs at 3x224x224 {t.macs((t.in_channels, 224, 224)):.4g}")
     t0 = time.perf_counter()
 
-    def on_epoch(r: object) -> None:
-        print(f"  epoch {r.epoch + 1}: loss {r.train_loss:.4f}  val acc {r.val_acc:.4f}  ({time.perf_counter() - t0:.1f}s)")
+    def on_epoch(r: EpochResult) -> None:
+        print(f"  epoch {r.epoch + 1}: loss {r.train_loss:.4f}  val acc {r.val_accuracy:.4f}  "
+              f"({time.perf_counter() - t0:.1f}s)")
 
     result = train(model, data, cfg, on_epoch=on_epoch)
     test_acc = evaluate(model, *data.test, batch_size=cfg.batch_size, device=result.device)
-    print(f"val acc {result.val_acc:.4f}  test acc {test_acc:.4f}  wall {time.perf_counter() - t0:.1f}s")
+    print(f"val acc {result.val_accuracy:.4f}  test acc {test_acc:.4f}  wall {time.perf_counter() - t0:.1f}s")
     return 0
 
 

@@ -100,7 +100,8 @@ def test_digits_splits_are_deterministic_and_seeded(digits: Dataset) -> None:
     assert torch.equal(again.train.x, digits.train.x) and torch.equal(again.val.y, digits.val.y)
     assert not torch.equal(other.val.x, digits.val.x)  # the seed moves the validation carve...
     assert torch.equal(other.test.y, digits.test.y)  # ...but never the held-out test split
-    assert torch.allclose(other.test.x * other.std[0] + other.mean[0], digits.test.x * digits.std[0] + digits.mean[0], atol=1e-6)
+    raw_other = other.test.x * other.std[0] + other.mean[0]
+    assert torch.allclose(raw_other, digits.test.x * digits.std[0] + digits.mean[0], atol=1e-6)
 
 
 def test_shapes_dtypes_and_normalisation() -> None:
