@@ -126,7 +126,9 @@ def _spectral_fit(aff: np.ndarray, k: int, seed: int) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "graph is not fully connected"
-        model = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr", random_state=seed)
+        model = SpectralClustering(
+            n_clusters=k, affinity="precomputed", assign_labels="cluster_qr", random_state=seed
+        )
         return np.asarray(model.fit_predict(aff), dtype=np.int64)
 
 
@@ -134,7 +136,8 @@ def _spectral(a: np.ndarray, threshold: float, max_clusters: int | None, seed: i
     """Spectral clustering of the affinity |r|, with pairs farther than ``threshold`` (1 - |r|) cut.
 
     Channels linked to nothing are singletons; on the rest the number of clusters is the eigengap
-    estimate, never below the number of connected components. Over ``max_clusters``, one spectral
+    estimate (searched up to half the channels), never below the number of connected components. On
+    a connected graph without clear blocks the largest gap is often the first one, i.e. one cluster. Over ``max_clusters``, one spectral
     clustering of all live channels with exactly ``max_clusters`` clusters is used instead.
     """
     c = a.shape[0]
@@ -149,7 +152,7 @@ def _spectral(a: np.ndarray, threshold: float, max_clusters: int | None, seed: i
     if len(idx):
         sub = aff[np.ix_(idx, idx)]
         n_comp, comp = connected_components(sub > 0, directed=False)
-        k = max(_eigengap_k(sub, len(idx) - 1), n_comp) if len(idx) > 2 else n_comp
+        k = max(_eigengap_k(sub, max(1, len(idx) // 2)), n_comp) if len(idx) > 2 else n_comp
         sub_labels = comp if k == n_comp else _spectral_fit(sub, k, seed)
         labels[idx] = sub_labels + len(isolated)
     if max_clusters is not None and len(np.unique(labels)) > max_clusters:

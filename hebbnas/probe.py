@@ -26,7 +26,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,7 +257,7 @@ class CorrelationStats:
         Args:
             channels: expected C, or None to take it from the first batch.
             rings: also measure the spatial-offset rings 1 and 2 (two convolutions + two half-GEMMs).
-            chunk_positions: positions per GEMM chunk; default keeps the buffer near 64 MiB.
+            chunk_positions: positions per GEMM chunk; default max(32768, 64 MiB / (4 (C+1))).
             min_block: diagonal block size where the triangular recursion stops.
             dead_rtol: a channel is dead when std <= dead_rtol * max(|mean|, largest std).
             reshift_sigmas: re-centre a chunk whose mean is this many of its stds from the reference.
@@ -283,12 +283,13 @@ class CorrelationStats:
     # -- state -------------------------------------------------------------------------------------
 
     def _init_state(self, x: torch.Tensor) -> None:
-        b, c, h, w = x.shape
+        """Allocate the chunk buffer and float64 sums for the first batch's shape, device and mean."""
+        _, c, h, w = x.shape
         dev = x.device
         self._dev = dev
         self._channels, self.map_size = c, (h, w)
         hw = h * w
-        target = self._chunk_positions or max(4096, _DEFAULT_CHUNK_BYTES // (4 * (c + 1)))
+        target = self._chunk_positions or max(32768, _DEFAULT_CHUNK_BYTES // (4 * (c + 1)))
         self._cap = max(1, math.ceil(target / hw))  # images per chunk
         self._fill = 0
         # (C+1, images, H, W): shifted activations; row C is ones so the Gram's column C holds the sums.
@@ -297,7 +298,7 @@ class CorrelationStats:
         self._buf[c].fill_(1.0)
         self._buf[c + 1 :].zero_()  # padding rows up to the GEMM block size
         # Reference shift K: the first batch's mean, rounded to float32 so that x - K is exact near K.
-        k32 = torch.mean(x, dim=(0, 2, 3), dtype=torch.float64).to(torch.float32)
+        k32 = torch.mean(x, dim=(0, 2, 3))  # float32 is plenty: K only has to be near the mean
         self._set_k32(k32.cpu().numpy().astype(np.float64))
         self._k = self._k32_np.copy()  # reference of the float64 sums below
         self._s = np.zeros(c)  # sum of shifted values
@@ -588,7 +589,7 @@ def probe_model(
     model_dev = param.device if param is not None else None
     dev = torch.device(device) if device is not None else (model_dev or torch.device("cpu"))
     if model_dev is not None and model_dev.type != dev.type:
-        raise HebbnasError(f"model is on {model_dev} but device={dev}: move the model first (model.to(device))")
+        raise HebbnasError(f"model is on {model_dev} but device={dev}: move the model there first")
     modules: dict[str, nn.Module] = {}
     for name in module_names:
         try:
@@ -599,7 +600,7 @@ def probe_model(
         name: CorrelationStats(rings=rings, chunk_positions=chunk_positions, name=name) for name in module_names
     }
 
-    def make_hook(name: str):  # noqa: ANN202 - torch hook signature
+    def make_hook(name: str) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
             if not args or not isinstance(args[0], torch.Tensor):
                 raise HebbnasError(f"{name}: forward input is not a tensor")

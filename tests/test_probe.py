@@ -260,6 +260,8 @@ def test_probe_model_removes_hooks_on_error() -> None:
     assert all(not m._forward_pre_hooks for m in net.modules())
     with pytest.raises(HebbnasError, match="no submodule named 'inception9z'"):
         probe_model(net, _batches(1), ["inception9z"])
+    with pytest.raises(HebbnasError, match="move the model"):
+        probe_model(net, _batches(1), ["inception3a"], device="meta")
 
 
 # ---------------------------------------------------------------------------------------------- files
