@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**overrides)
     model = build(t)
     print(f"training {t.name} on {data.name} at {data.resolution}x{data.resolution} "
-          f"({len(data.train[1])} train / {len(data.val[1])} val / {len(data.test[1])} test), "
+          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test), "
           f"{cfg.epochs} epochs, MACs at 3x224x224 {t.macs((t.in_channels, 224, 224)):.4g}")
     t0 = time.perf_counter()
 
