@@ -121,11 +121,19 @@ def _fresh(args: argparse.Namespace) -> int:
         folder = RunFolder.create(run, settings=settings, space=space, storage=storage, argv=sys.argv,
                                   ray_info={"address": address, "local": not (args.address or os.environ.get("RAY_ADDRESS")),
                                             **info})
-        plan = search.SearchPlan(settings=settings, space=space, storage=storage, dataset=data,
-                                 probe_dataset=probe_data, threads=max(1, int(settings.cpus_per_trial)))
+        plan = _plan(settings, space, storage, data, probe_data, info)
         return _run(plan, folder)
     finally:
         _shutdown_ray()
+
+
+def _plan(settings: Any, space: Any, storage: str, data: Any, probe_data: Any, info: Mapping[str, Any]) -> Any:
+    """Torch threads per trial = its CPUs; the seed network may use the CPUs of all concurrent trials."""
+    from hebbnas.search import SearchPlan
+
+    seed_cpus = min(float(info.get("max_node_cpus") or 0), settings.cpus_per_trial * settings.concurrency)
+    return SearchPlan(settings=settings, space=space, storage=storage, dataset=data, probe_dataset=probe_data,
+                      threads=max(1, int(settings.cpus_per_trial)), seed_cpus=seed_cpus)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -152,11 +160,10 @@ def _resume(args: argparse.Namespace) -> int:
     data, probe_data = search.load_data(settings, space)
     address = search.connect_ray(args.address, verbose=args.verbose)
     try:
-        search.check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+        info = search.check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
         folder.note_resume(address)
         print(f"resuming {run} (strategy {settings.strategy}, budget {settings.budget:.4g} MACs)", flush=True)
-        plan = search.SearchPlan(settings=settings, space=space, storage=storage, dataset=data,
-                                 probe_dataset=probe_data, threads=max(1, int(settings.cpus_per_trial)))
+        plan = _plan(settings, space, storage, data, probe_data, info)
         return _run(plan, folder)
     finally:
         _shutdown_ray()
@@ -368,11 +375,28 @@ class RunFolder:
         for row in outcome.rows:
             self.rows[str(row["trial_id"])] = dict(row)
         self._write_trials()
-        self._write_round_report(outcome)
+        self._drop_resume_state(outcome)
+        if not (self.path / "report" / f"round-{outcome.round}" / "report.md").is_file():
+            self._write_round_report(outcome)
         b = outcome.best
         if b is not None:
             self.message(f"round {outcome.round}: best trial {b['trial_id']} val acc {float(b['val_acc']):.4f}, "
                          f"{_fmt_macs(b['macs'])} MACs")
+
+    def _drop_resume_state(self, outcome: Any) -> None:
+        """Finished trials never resume: drop their optimizer state (most of a checkpoint's size).
+
+        Only for local storage; trials/<id>/checkpoint.pt (the export format) stays.
+        """
+        from hebbnas.search import FINISHED_STATUSES, TRAIN_STATE_FILE
+
+        exp = Path(outcome.experiment_path)
+        if "://" in outcome.experiment_path or not exp.is_dir():
+            return
+        for row in outcome.rows:
+            if row["status"] in FINISHED_STATUSES:
+                for p in exp.glob(f"{row['trial_id']}/checkpoint_*/{TRAIN_STATE_FILE}"):
+                    p.unlink(missing_ok=True)
 
     # -- best/ and the summary ---------------------------------------------------------------------
     def write_best(self, outcome: Any, plan: Any) -> None:
@@ -483,7 +507,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any) -> None:
     if best is None or not best.get("topology"):
         return
     fitted = Topology.from_json(best["topology"])
-    derive_knobs = knobs(best, "derive")
+    derive_knobs = dict(outcome.report_knobs) or knobs(best, "derive")
     deploy = (fitted.in_channels, 224, 224)
     if outcome.probe is not None and derive_knobs:
         written = _hebbian_report(out_dir, outcome, fitted, derive_knobs, settings)
@@ -511,11 +535,14 @@ def _hebbian_report(out_dir: Path, outcome: Any, fitted: Any, derive_knobs: Mapp
         from hebbnas.report import write_report
     except ImportError:
         return False
-    derivation = make(outcome.seed, outcome.probe, derive.Policy.from_knobs(dict(derive_knobs)))
+    derivation = make(outcome.probed, outcome.probe, derive.Policy.from_knobs(dict(derive_knobs)))
     corr = {m.name: outcome.probe.modules[m.name].correlation(remove_common=bool(derive_knobs.get("partial")))
             for m in derivation.modules if m.name in outcome.probe.modules}
-    write_report(out_dir, derivation, fitted, corr, budget=settings.budget,
-                 title=f"Cluster-to-branch report, round {outcome.round}")
+    if settings.strategy == "hebbian":
+        title = f"Cluster-to-branch report, round {outcome.round}"
+    else:  # the baselines' winner, read as the derivation would read it (default knobs)
+        title = f"Cluster-to-branch report, round {outcome.round}: the {settings.strategy} baseline's best network"
+    write_report(out_dir, derivation, fitted, corr, budget=settings.budget, title=title)
     return True
 
 

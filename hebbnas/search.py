@@ -70,9 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "grace_period": 2,
     "reduction_factor": 2,
     "seed": 0,
-    "cpus_per_trial": 2.0,
+    "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0,
-    "concurrency": 1,
+    "concurrency": 2,
 }
 SMOKE: dict[str, Any] = {
     "trials": 3,
@@ -396,14 +396,17 @@ def run_trial(config: dict[str, Any], *, spec: RoundSpec, dataset: Dataset, prob
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
             "budget": spec.budget, "round": spec.round}
 
+    cpu = time.process_time()
+
     def on_epoch(r: Any) -> bool:
-        nonlocal best
+        nonlocal best, cpu
         best = max(best, r.val_accuracy)
+        cpu, cpu_seconds = time.process_time(), time.process_time() - cpu
         metrics = {
             METRIC: r.val_accuracy, "best_val_acc": best, EPOCH_ATTR: r.epoch + 1, "train_loss": r.train_loss,
             "train_acc": r.train_accuracy, "macs": macs, "params": params, "round": spec.round,
             "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
-            "epoch_seconds": r.seconds, "resumed_from": start, "node_id": node_id,
+            "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
         }
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
             export = {"topology": topology.to_dict(),
@@ -732,9 +735,10 @@ def seed_and_probe(topology: Topology, dataset: Dataset | None, probe_x: torch.T
         if dataset is None or train is None:
             raise HebbnasError("the seed network needs a dataset and a training recipe")
         model = build(topology)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = train_loop(model, dataset, TrainConfig.from_dict(dict(train)))
-        info = {"seed_val_acc": res.val_accuracy, "seed_epochs": res.epochs_run, "seed_seconds": time.perf_counter() - t0}
+        info = {"seed_val_acc": res.val_accuracy, "seed_epochs": res.epochs_run,
+                "seed_seconds": time.perf_counter() - t0, "seed_cpu_seconds": time.process_time() - c0}
     else:
         model = build(topology, aux=False)
         model.load_state_dict(dict(state_dict))
@@ -766,15 +770,21 @@ def _remote_seed_and_probe(cpus: float, gpus: float, *args: Any, **kwargs: Any) 
 
 @dataclass(frozen=True)
 class RoundOutcome:
-    """A finished round: its rows (trials.csv), the best trial and what it seeds next."""
+    """A finished round: its rows (trials.csv), the best trial and what it seeds next.
+
+    `probe` was taken on `probed`: the round's seed (hebbian: what the trials derived from) or, for the
+    baselines, the round's best network (so every strategy leaves the same probe + cluster report).
+    `report_knobs` are the derivation knobs its cluster-to-branch report uses.
+    """
 
     round: int
     rows: tuple[dict[str, Any], ...]
     best: dict[str, Any] | None
     best_checkpoint: dict[str, Any] | None  # the export dict of the best trial (topology, state_dict, metrics)
     probe: ProbeResult | None
-    seed: Topology
+    probed: Topology
     experiment_path: str
+    report_knobs: dict[str, Any] = field(default_factory=dict)
 
 
 class SearchInterrupted(Exception):
@@ -806,22 +816,21 @@ class SearchPlan:
     dataset: Any = None
     probe_dataset: Any = None
     threads: int = 1
+    seed_cpus: float = 0.0  # the seed network runs alone before the trials: it may take all their CPUs
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
 
 
 def load_data(settings: SearchSettings, space: Space) -> tuple[Dataset, Dataset | None]:
-    """The proxy at the training resolution and, for hebbian, at the probe resolution."""
+    """The proxy at the training resolution and at the probe resolution (same images, same split)."""
     from hebbnas.data import load_dataset
 
     kw = dict(data_dir=settings.data_dir, channels=space.base.in_channels, seed=settings.seed,
               train_subset=settings.train_subset)
     data = load_dataset(settings.dataset, resolution=settings.resolution, **kw)
-    probe_data = None
-    if settings.strategy == "hebbian":
-        probe_data = data if settings.probe_resolution == settings.resolution else load_dataset(
-            settings.dataset, resolution=settings.probe_resolution, **kw)
+    probe_data = data if settings.probe_resolution == settings.resolution else load_dataset(
+        settings.dataset, resolution=settings.probe_resolution, **kw)
     return data, probe_data
 
 
@@ -882,13 +891,63 @@ def _restore_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None)
     path = plan.experiment_path(spec.round)
     if not tune.Tuner.can_restore(path):
         return None
+    _drop_cut_off_state(path)
     # unfinished trials continue from their last checkpoint; errored ones (diverged) stay failed
     return tune.Tuner.restore(path, _trainable(plan, spec, probe), resume_unfinished=True,
                               resume_errored=False, restart_errored=False)
 
 
+def _drop_cut_off_state(path: str) -> None:
+    """Set aside the newest session's experiment state when a kill cut its upload off.
+
+    Ray Tune copies its state files (experiment_state-<session>.json, search_gen_state-<session>.json,
+    searcher-state-<session>.pkl) to storage without an atomic rename, so a SIGKILL during the copy can
+    leave them empty, and Tuner.restore would then start the round over. An older session's complete
+    state (a search killed, resumed and killed again) is the next best; with none, resuming is refused.
+    """
+    import pyarrow.fs
+
+    if "://" in path:
+        fs, root = pyarrow.fs.FileSystem.from_uri(path)
+    else:
+        fs, root = pyarrow.fs.LocalFileSystem(), path
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=False))
+    present = {Path(i.path).name for i in infos}
+    sessions = sorted({n[len("experiment_state-"):-len(".json")] for n in present
+                       if n.startswith("experiment_state-") and n.endswith(".json")}, reverse=True)
+    for n, session in enumerate(sessions):
+        names = [f"experiment_state-{session}.json", f"search_gen_state-{session}.json",
+                 f"searcher-state-{session}.pkl"]
+        if _state_files_complete(fs, root, [m for m in names if m in present or m.startswith("experiment")]):
+            return
+        if n + 1 == len(sessions):
+            raise HebbnasError(f"the experiment state in {root} was cut off when the search was killed; this "
+                               "round cannot be resumed (trained checkpoints are in trials/<id>/checkpoint.pt)")
+        for name in names:
+            if name in present:
+                with contextlib.suppress(OSError):
+                    fs.move(f"{root}/{name}", f"{root}/.cut-off-{name}")
+
+
+def _state_files_complete(fs: Any, root: str, names: Sequence[str]) -> bool:
+    for name in names:
+        try:
+            with fs.open_input_stream(f"{root}/{name}") as f:
+                data = f.read()
+            if not data:
+                return False
+            if name.startswith("experiment_state-"):  # JSON; the other two are pickles
+                json.loads(data)
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | None, sink: SearchSink) -> RoundOutcome:
-    """Run (or resume, or just read back) round `k`; raise SearchInterrupted if it did not finish."""
+    """Run (or resume, or just read back) round `k`; raise SearchInterrupted if it did not finish.
+
+    The caller completes the outcome (baselines' probe) and hands it to `sink.round_finished`.
+    """
     s = plan.settings
     n_trials = s.trials_in_round(k)
     spec = round_spec(plan, k, seed)
@@ -911,10 +970,9 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
         for r in grid:
             if r.checkpoint is not None:
                 sink.trial_checkpoint(_trial_id_of(r), r.checkpoint)
-    outcome = RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe, seed=seed,
-                           experiment_path=grid.experiment_path)
-    sink.round_finished(outcome)
-    return outcome
+    return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe, probed=seed,
+                        experiment_path=grid.experiment_path,
+                        report_knobs=knobs(best, "derive") if best is not None else {})
 
 
 def _trial_id_of(result: Any) -> str:
@@ -984,11 +1042,18 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
                 if probe is None:
                     probe = _probe_round(plan, k, seed, seed_state, sink)
             outcome = run_round(plan, k, seed, probe, sink)
-            outcomes.append(outcome)
             if outcome.best is None or outcome.best_checkpoint is None:
+                sink.round_finished(outcome)
                 raise HebbnasError(f"round {k}: every trial failed; see trials.csv (status, error)")
             seed = Topology.from_dict(outcome.best_checkpoint["topology"])
             seed_state = outcome.best_checkpoint["state_dict"]
+            if s.strategy != "hebbian":  # the same probe + report for the baselines: of their best network
+                probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
+                outcome = dataclasses.replace(
+                    outcome, probe=probe, probed=seed,
+                    report_knobs={n: d.default() for n, d in plan.space.derive.items()})
+            sink.round_finished(outcome)
+            outcomes.append(outcome)
     best_round = max(outcomes, key=lambda o: (float(o.best["val_acc"]), float(o.best["best_val_acc"] or 0)))
     best, ckpt = best_round.best, best_round.best_checkpoint
     test_acc = evaluate_checkpoint(ckpt, data)
@@ -996,7 +1061,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
 
 
 def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[str, Any] | None,
-                 sink: SearchSink) -> ProbeResult:
+                 sink: SearchSink, best_of_round: bool = False) -> ProbeResult:
     s = plan.settings
     pdata = plan.probe_dataset
     probe_x = pdata.train.x[: s.probe_images].contiguous()
@@ -1007,11 +1072,12 @@ def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[s
                      f"{s.probe_resolution}x{s.probe_resolution}")
     else:
         train = None
-        sink.message(f"round {k}: probing round {k - 1}'s best network on {len(probe_x)} images at "
-                     f"{s.probe_resolution}x{s.probe_resolution}")
-    probe, info = _remote_seed_and_probe(s.cpus_per_trial, s.gpus_per_trial, seed,
+        sink.message(f"round {k}: probing round {k if best_of_round else k - 1}'s best network on {len(probe_x)} "
+                     f"images at {s.probe_resolution}x{s.probe_resolution}")
+    cpus = max(plan.seed_cpus, s.cpus_per_trial)
+    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, seed,
                                          plan.dataset if seed_state is None else None, probe_x,
-                                         train=train, state_dict=seed_state, threads=plan.threads, seed=s.seed)
+                                         train=train, state_dict=seed_state, threads=max(1, int(cpus)), seed=s.seed)
     sink.probe_ready(k, probe, seed, info)
     return probe
 

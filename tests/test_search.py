@@ -258,3 +258,28 @@ def test_resume_needs_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture
     rc, err = _run_cli(["--resume", str(tmp_path), "--budget", "1e9"], capsys)
     assert rc == 2 and "drop --budget" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# resume: a state upload cut off by SIGKILL
+
+
+def test_cut_off_experiment_state_falls_back_or_refuses(tmp_path: Path) -> None:
+    from hebbnas.search import _drop_cut_off_state
+
+    def session(name: str, ok: bool) -> None:
+        (tmp_path / f"experiment_state-{name}.json").write_text('{"trial_data": []}' if ok else "")
+        (tmp_path / f"search_gen_state-{name}.json").write_bytes(b"\x80pickle" if ok else b"")
+        (tmp_path / f"searcher-state-{name}.pkl").write_bytes(b"\x80pickle" if ok else b"")
+
+    session("2026-01-01_10-00-00", ok=True)
+    _drop_cut_off_state(str(tmp_path))  # a complete newest session is left alone
+    assert len(list(tmp_path.glob("experiment_state-*"))) == 1
+    session("2026-01-01_11-00-00", ok=False)  # killed while Ray copied its state
+    _drop_cut_off_state(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.glob("experiment_state-*")) == ["experiment_state-2026-01-01_10-00-00.json"]
+    assert (tmp_path / ".cut-off-experiment_state-2026-01-01_11-00-00.json").exists()
+    for p in tmp_path.glob("*2026-01-01_10-00-00*"):
+        p.write_bytes(b"")
+    with pytest.raises(HebbnasError, match="cut off when the search was killed"):
+        _drop_cut_off_state(str(tmp_path))

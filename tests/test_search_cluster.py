@@ -53,6 +53,34 @@ def _pids_mentioning(text: str) -> list[int]:
     return out
 
 
+def _descendants(pid: int) -> set[int]:
+    """`pid` and every process below it (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -214,23 +242,30 @@ def test_gpu_request_on_a_cpu_cluster_is_refused(ray_head: tuple[str, Path], tmp
 
 
 def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, Path], tmp_path: Path) -> None:
-    """A real Tuner with the search's searcher and ASHA on a trainable whose accuracy is its knob."""
+    """A real Tuner with the search's searcher and ASHA on a trainable whose accuracy is its knob.
+
+    Trials whose knob is below 0.1 diverge (raise): they are FAILED and the search goes on.
+    """
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from hebbnas.search import Sampler, make_searcher, read_optuna_states
+    from hebbnas.search import Sampler, make_searcher, read_optuna_states, trial_dirname
     from hebbnas.space import Distribution
 
     address, _ = ray_head
     sampler = Sampler("paper", train=(("lr", Distribution("float", 0.0, 1.0)),))
     searcher = make_searcher(sampler, max_epochs=4, seed=3, n_trials=8)
     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test file
     try:
         tuner = tune.Tuner(
             _knob_is_accuracy,
             tune_config=tune.TuneConfig(
                 search_alg=searcher, num_samples=8, max_concurrent_trials=1, reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
                 scheduler=ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=4,
                                         grace_period=1, reduction_factor=2)),
             run_config=tune.RunConfig(name="pruned", storage_path=str(tmp_path), verbose=0),
@@ -238,9 +273,16 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
         grid = tuner.fit()
     finally:
         ray.shutdown()
-    epochs = {r.metrics["trial_id"]: r.metrics["epoch"] for r in grid}
+    from hebbnas.search import _error_line
+
+    assert len(grid) == 8
+    failed = {Path(str(r.path)).name for r in grid if r.error is not None}
+    for r in grid:
+        if r.error is not None:
+            assert _error_line(r.error).startswith("training diverged")
+    epochs = {r.metrics["trial_id"]: r.metrics["epoch"] for r in grid if r.error is None}
     states = read_optuna_states(grid.experiment_path)
-    assert set(states) == set(epochs)
+    assert all(states[t] == "FAIL" for t in failed) and len(states) == 8
     stopped = {t for t, e in epochs.items() if e < 4}
     assert stopped, "ASHA stopped no trial; the test needs at least one"
     assert all(states[t] == "PRUNED" for t in stopped)
@@ -250,58 +292,91 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
 def _knob_is_accuracy(config: dict) -> None:
     from ray import tune
 
+    from hebbnas.errors import HebbnasError
+
+    if config["train.lr"] < 0.1:
+        raise HebbnasError("training diverged: loss is nan at epoch 0")
     for e in range(1, 5):
         tune.report({"val_acc": float(config["train.lr"]), "epoch": e})
 
 
+def _no_asha_space(tmp_path: Path, epochs: int) -> Path:
+    """googlenet.yaml with smoke-sized data and ASHA unable to stop a trial (grace = max epochs)."""
+    import yaml
+
+    from hebbnas.space import SPACES_DIR
+
+    raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
+    raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
+    raw["search"].update(trials=3, max_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1)
+    p = tmp_path / "no-asha.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path) -> None:
-    """SIGKILL the whole process group (driver + its local Ray) mid-trial, then --resume to the end."""
+    """SIGKILL the whole process group (driver + its local Ray) mid-trial, then --resume to the end.
+
+    The kill lands while the first two trials (run concurrently) are both mid-way: each has reported and
+    checkpointed at least one epoch, none has finished. After the resume every trial finishes, the two
+    continue from their checkpoints (never from scratch), and no trial is sampled twice or lost.
+    """
     run = tmp_path / "killed"
     log = tmp_path / "first.log"
     n_trials, epochs = 3, 3
+    space = _no_asha_space(tmp_path, epochs)
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [*HEBBNAS, "search", "--budget", str(BUDGET), "--strategy", "random", "--smoke", "--trials",
-             str(n_trials), "--epochs", str(epochs), "--out", str(run)],
+            [*HEBBNAS, "search", "--budget", str(BUDGET), "--strategy", "random", "--space", str(space),
+             "--out", str(run)],
             env=ENV, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         deadline = time.time() + 300
-        # kill once a trial has finished and the next one is mid-way (it has a checkpoint, not all epochs)
         while time.time() < deadline and proc.poll() is None:
-            lines = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("  ") and "running" in ln]
-            finished = [ln for ln in log.read_text().splitlines() if ln.rstrip().endswith(("completed", "stopped"))]
-            if finished and any(p[0] not in " ".join(finished) for p in lines):
+            text = log.read_text()
+            running = {ln.split()[0] for ln in text.splitlines() if ln.startswith("  ") and ln.endswith("running")}
+            if len(running) >= 2 or "completed" in text:
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
+        assert "completed" not in log.read_text(), "a trial finished before the kill:\n" + log.read_text()
+        time.sleep(1.0)  # away from the state upload that follows each report (Ray's copy is not atomic)
         assert proc.poll() is None, "the search ended before it could be killed:\n" + log.read_text()[-2000:]
+        family = _descendants(proc.pid)  # driver, its local Ray (gcs, raylet, ...) and the trial workers
+        assert len(family) > 3
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         _kill_group(proc.pid)
-    time.sleep(1)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)  # nothing of the first search survives (local Ray died with it)
-    before = {d.name: _epochs(d) for d in (run / "tune" / "round-1").iterdir() if d.is_dir()}
-    midway = {t for t, e in before.items() if 0 < len(e) and max(e) < epochs}
+    # nothing of the first search survives: the local Ray and its workers died with the process group
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.5)
+    leftovers = [p for p in family if _alive(p)]
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"processes of the killed search survived: {leftovers}"
+    exp = run / "tune" / "round-1"
+    before = {d.name: _epochs(d) for d in exp.iterdir() if d.is_dir()}
+    midway = {t for t, e in before.items() if e}
+    assert len(midway) == 2 and all(max(before[t]) < epochs for t in midway), before
     assert not (run / "best").exists()
 
     res = _search("--resume", str(run))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout
     df = _check_run(run, BUDGET, "random", n_trials)
-    trial_dirs = [d for d in (run / "tune" / "round-1").iterdir() if d.is_dir()]
-    assert len(trial_dirs) == n_trials  # no extra trial was sampled after the resume
-    for d in trial_dirs:
-        seq = _epochs(d)
-        assert seq == sorted(set(seq)) and seq[0] == 1, f"{d.name} restarted from scratch: {seq}"
-        row = df[df["trial_id"] == d.name].iloc[0]
-        assert seq[-1] == row["epochs"]
-    for t in midway:  # the trial killed mid-way continued from its checkpoint
-        seq = _epochs(run / "tune" / "round-1" / t)
-        assert len(seq) > len(before[t])
-        resumed = [json.loads(ln)["resumed_from"] for ln in (run / "tune" / "round-1" / t / "result.json").open()]
-        assert max(resumed) >= max(before[t])
+    assert (df["status"] == "completed").all() and (df["epochs"] == epochs).all()
+    trial_dirs = sorted(d.name for d in exp.iterdir() if d.is_dir())
+    assert trial_dirs == sorted(df["trial_id"])  # no extra trial was sampled after the resume
+    for t in trial_dirs:
+        seq = _epochs(exp / t)
+        assert seq == list(range(1, epochs + 1)), f"{t} lost or repeated epochs: {seq}"
+    for t in midway:  # the trials killed mid-way continued from their checkpoints
+        resumed = [json.loads(ln)["resumed_from"] for ln in (exp / t / "result.json").open()]
+        assert max(resumed) == max(before[t]) > 0
+    states = json.loads((run / "best" / "metrics.json").read_text())
+    assert states["trial_id"] in trial_dirs
 
 
 def _epochs(trial_dir: Path) -> list[int]:
