@@ -54,9 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
     s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
                    "RAY_ADDRESS works too. Default: start Ray on this machine")
-    s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default 2; threads for torch)")
+    s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial = its torch threads (default from the space: 1)")
     s.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per trial (default 0)")
-    s.add_argument("--concurrency", type=int, default=None, help="trials running at once (default 1)")
+    s.add_argument("--concurrency", type=int, default=None, help="trials running at once (default from the space: 2)")
     s.add_argument("--storage", default=None, help="where Ray Tune keeps experiments and checkpoints: an absolute "
                    "path or URI every node can reach (default RUN/tune)")
     s.add_argument("--verbose", action="store_true", help="let Ray's own log lines through")
@@ -72,7 +72,6 @@ def _quiet_ray_env(local: bool) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     if local:
         # a Ray started here serves this process only; a real cluster sets RAY_AUTH_MODE=token itself
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -162,7 +161,7 @@ def _resume(args: argparse.Namespace) -> int:
     try:
         info = search.check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
         folder.note_resume(address)
-        print(f"resuming {run} (strategy {settings.strategy}, budget {settings.budget:.4g} MACs)", flush=True)
+        print(f"resuming {run} (strategy {settings.strategy}, budget {_fmt_budget(settings.budget)} MACs)", flush=True)
         plan = _plan(settings, space, storage, data, probe_data, info)
         return _run(plan, folder)
     finally:
@@ -300,7 +299,7 @@ class RunFolder:
         s = self.settings
         what = "resuming" if resumed else "starting"
         self.message(f"round {k}/{rounds}: {what} {n_trials} trial(s), strategy {s.strategy}, up to {s.max_epochs} "
-                     f"epoch(s) each, budget {s.budget:.4g} MACs")
+                     f"epoch(s) each, budget {_fmt_budget(s.budget)} MACs")
         self.message(f"  {'trial':<10} {'round':>5} {'MACs':>10} {'epoch':>7} {'val acc':>8}  status")
 
     def load_probe(self, k: int) -> Any:
@@ -448,8 +447,8 @@ class RunFolder:
         if metrics:
             self.message(
                 f"best: trial {metrics['trial_id']} (round {metrics['round']}), val acc {metrics['val_acc']:.4f}, "
-                f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} ({metrics['macs']:.4g}) at "
-                f"{'x'.join(map(str, metrics['input']))} <= budget {metrics['budget']:.4g}, params {metrics['params']:,}")
+                f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} at {'x'.join(map(str, metrics['input']))} "
+                f"<= budget {_fmt_budget(metrics['budget'])}, params {metrics['params']:,}")
             self.message(f"run folder: {self.path}  (best/model.pt, best/metrics.json, trials.csv)")
 
     # -- files ---------------------------------------------------------------------------------------
@@ -514,7 +513,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any) -> None:
         if written:
             return
     text = [f"# Round {outcome.round}: best trial {best['trial_id']} ({settings.strategy})", "",
-            f"validation accuracy {float(best['val_acc']):.4f}, budget {settings.budget:.4g} MACs", ""]
+            f"validation accuracy {float(best['val_acc']):.4f}, budget {_fmt_budget(settings.budget)} MACs", ""]
     if derive_knobs:
         text += ["derivation knobs: " + ", ".join(f"{k}={v}" for k, v in derive_knobs.items()), ""]
     text += ["```", show_table(fitted, deploy), "```", ""]
@@ -548,6 +547,12 @@ def _hebbian_report(out_dir: Path, outcome: Any, fitted: Any, derive_knobs: Mapp
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
+
+
+def _fmt_budget(b: float) -> str:
+    from hebbnas.search import format_budget
+
+    return format_budget(b)
 
 
 def _fmt_macs(v: Any) -> str:

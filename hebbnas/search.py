@@ -233,13 +233,11 @@ def validate_settings(s: SearchSettings, space: Space) -> None:
     if s.strategy == "random":
         _random_distributions(space)  # raises on a missing width_scale or unknown keys
     if s.strategy == "hebbian":
-        from hebbnas import derive
+        from hebbnas.derive import Policy
 
         if not space.derive:
             raise HebbnasError(f"{space.source}: strategy hebbian needs a derive: section")
-        if not hasattr(derive, "derive_topology"):
-            raise HebbnasError("strategy hebbian needs hebbnas.derive.derive_topology, which this version lacks; "
-                               "use --strategy random or paper")
+        Policy.from_knobs({n: d.default() for n, d in space.derive.items()})  # unknown knob names fail here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,8 +327,6 @@ def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[s
 
         if probe is None:
             raise HebbnasError("strategy hebbian needs the round's probe")
-        if not hasattr(derive, "derive_topology"):
-            raise HebbnasError("hebbnas.derive.derive_topology is not available in this version")
         t = derive.derive_topology(seed, probe, **knobs(config, "derive"))
     elif spec.strategy == "random":
         t = scaled_topology(seed, knobs(config, "width"))
@@ -380,7 +376,7 @@ def run_trial(config: dict[str, Any], *, spec: RoundSpec, dataset: Dataset, prob
     topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
     macs = topology.macs(spec.deploy_input)
     if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
-        raise HebbnasError(f"trial {trial_id}: {macs:.4g} MACs exceed the budget {spec.budget:.4g}")
+        raise HebbnasError(f"trial {trial_id}: {macs:,} MACs exceed the budget {spec.budget:,.0f}")
     params = topology.params()
     cfg = train_config(spec, config)
     torch.manual_seed(spec.seed)
@@ -453,7 +449,10 @@ def optuna_outcome(result: Mapping[str, Any] | None, error: bool, max_epochs: in
 
 
 def _optuna_search_class() -> type:
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     class PrunedOptunaSearch(OptunaSearch):
         """OptunaSearch that tells Optuna the truth about early-stopped and errored trials.
@@ -498,7 +497,6 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
     """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 2)))
     cls = _optuna_search_class()
     return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs)
@@ -595,17 +593,38 @@ class SearchSink(Protocol):
     def round_finished(self, outcome: RoundOutcome) -> None: ...
 
 
-_ACTIVE_SINK: list[SearchSink] = []
+@dataclass
+class _Session:
+    """The sink of the running search and what this process saw Tune finish, per round.
+
+    Tune marks every trial TERMINATED when Ctrl-C ends `fit()` early, so a trial's status afterwards does
+    not say whether it finished. What does: `on_trial_complete`/`on_trial_error` (never called for an
+    interrupted trial) plus the trials that were already finished when a restored round started.
+    """
+
+    sink: SearchSink
+    finished: dict[int, set[str]] = field(default_factory=dict)
+    done_at_start: dict[int, set[str]] = field(default_factory=dict)
+
+    def finished_ids(self, k: int) -> set[str] | None:
+        """Trials of round k known to have finished, or None when Tune ran no step (nothing changed)."""
+        if k not in self.done_at_start:
+            return None
+        return self.done_at_start[k] | self.finished.get(k, set())
+
+
+_SESSIONS: list[_Session] = []
 
 
 @contextlib.contextmanager
-def active_sink(sink: SearchSink) -> Iterator[None]:
+def active_sink(sink: SearchSink) -> Iterator[_Session]:
     """Route Tune callbacks (also ones Tuner.restore unpickled) to `sink` while a search runs."""
-    _ACTIVE_SINK.append(sink)
+    session = _Session(sink)
+    _SESSIONS.append(session)
     try:
-        yield
+        yield session
     finally:
-        _ACTIVE_SINK.remove(sink)
+        _SESSIONS.remove(session)
 
 
 def _tune_callback_class() -> type:
@@ -621,21 +640,28 @@ def _tune_callback_class() -> type:
             self.max_epochs = max_epochs
 
         @property
-        def sink(self) -> SearchSink | None:
-            return _ACTIVE_SINK[-1] if _ACTIVE_SINK else None
+        def session(self) -> _Session | None:
+            return _SESSIONS[-1] if _SESSIONS else None
+
+        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            s = self.session
+            if s is not None and self.round not in s.done_at_start:
+                s.done_at_start[self.round] = {t.trial_id for t in trials if str(t.status) in ("TERMINATED", "ERROR")}
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            if self.sink:
-                self.sink.trial_result(self.round, trial.trial_id, trial.config, result)
+            if self.session:
+                self.session.sink.trial_result(self.round, trial.trial_id, trial.config, result)
 
         def _finished(self, trial: Any, error: bool) -> None:
-            if not self.sink:
+            s = self.session
+            if s is None:
                 return
+            s.finished.setdefault(self.round, set()).add(trial.trial_id)
             last = trial.last_result or {}
             err = _error_line(_read_error(trial)) if error else ""
             row = trial_row(trial.trial_id, trial.config, last, finished_status(last, error, self.max_epochs),
                             round_=self.round, strategy=self.strategy, error=err)
-            self.sink.trial_finished(self.round, row)
+            s.sink.trial_finished(self.round, row)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finished(trial, error=False)
@@ -644,8 +670,8 @@ def _tune_callback_class() -> type:
             self._finished(trial, error=True)
 
         def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-            if self.sink:
-                self.sink.trial_checkpoint(trial.trial_id, checkpoint)
+            if self.session:
+                self.session.sink.trial_checkpoint(trial.trial_id, checkpoint)
 
     return ProgressCallback
 
@@ -956,7 +982,8 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
     if tuner is None:
         tuner = _new_tuner(plan, spec, probe, n_trials)
     grid = tuner.fit()
-    rows, best, best_result = _rows_from_grid(grid, k, s)
+    session = _SESSIONS[-1] if _SESSIONS else None
+    rows, best, best_result = _rows_from_grid(grid, k, s, session.finished_ids(k) if session else None)
     done = sum(1 for r in rows if r["status"] in FINISHED_STATUSES)
     if len(rows) < n_trials or done < len(rows):
         for r in rows:
@@ -987,13 +1014,17 @@ def _trial_status(grid: Any) -> dict[str, str]:
         return {}
 
 
-def _rows_from_grid(grid: Any, k: int, s: SearchSettings) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Any]:
+def _rows_from_grid(grid: Any, k: int, s: SearchSettings, finished_ids: set[str] | None
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Any]:
+    """Rows of a round's trials; `finished_ids` (when Tune ran steps) says which trials really finished."""
     statuses = _trial_status(grid)
     rows, best, best_result, best_key = [], None, None, None
     for r in grid:
         tid = _trial_id_of(r)
         err = r.error is not None or statuses.get(tid) == "ERROR"
         tune_status = statuses.get(tid, "TERMINATED" if not err else "ERROR")
+        if finished_ids is not None and tid not in finished_ids and not err:
+            tune_status = "INTERRUPTED"
         if tune_status in ("TERMINATED", "ERROR"):
             status = finished_status(r.metrics, err, s.max_epochs)
         else:
@@ -1067,7 +1098,7 @@ def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[s
     probe_x = pdata.train.x[: s.probe_images].contiguous()
     if seed_state is None:
         train = {**round_spec(plan, k, seed).train, "epochs": s.seed_epochs, "seed": s.seed}
-        sink.message(f"round {k}: training the seed {seed.name} ({seed.macs(plan.space.deploy_input):.4g} MACs) "
+        sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs) "
                      f"for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
                      f"{s.probe_resolution}x{s.probe_resolution}")
     else:
