@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.metrics import adjusted_rand_score
 
 from hebbnas.cluster import (
@@ -21,14 +20,7 @@ from hebbnas.errors import HebbnasError
 from hebbnas.probe import CorrelationStats
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Tiny GEMMs: one thread is faster, and immune to OpenMP stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):  # numpy/scipy BLAS too
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _corr_of(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
