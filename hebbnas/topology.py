@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ WIDTH_FIELDS = ("b1", "b2_red", "b2", "b3_red", "b3", "b4")
 """The six Inception widths, in the paper's column order: #1x1, #3x3red, #3x3, #5x5red, #5x5, pool proj."""
 
 PAPER_COLUMNS = ("#1x1", "#3x3red", "#3x3", "#5x5red", "#5x5", "pool proj")
-BRANCH_OF_FIELD = {"b1": "branch1", "b2_red": "branch2", "b2": "branch2", "b3_red": "branch3", "b3": "branch3", "b4": "branch4"}
 BN_EPS = 0.001
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -391,10 +390,6 @@ def min_input_size(t: Topology) -> int:
         except HebbnasError:
             continue
     raise HebbnasError("no input size up to 512 fits this topology")
-
-
-def iter_costs(t: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT) -> Iterator[LayerCost]:
-    yield from layer_costs(t, input_shape)
 
 
 def irreducible_topology(t: Topology) -> Topology:
