@@ -92,8 +92,13 @@ def run_search(cmd: list[str], log: Path) -> float:
 
 
 def trial_order(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials in the order they were started (Tune numbers them)."""
-    return trials.sort_values(["round", "trial_id"] if "round" in trials else ["trial_id"]).reset_index(drop=True)
+    """Trials in the order they started (trials.csv `started`); Tune's trial ids are random, not ordered.
+
+    A trial that failed before its first result has no start time and goes last: it adds no checkpoint.
+    """
+    if "started" not in trials:
+        raise SystemExit("ablation: trials.csv has no `started` column; rerun the search with this hebbnas")
+    return trials.sort_values(["round", "started"], na_position="last").reset_index(drop=True)
 
 
 def efficiency(run: Path, trials: pd.DataFrame, test_of: Any) -> list[tuple[int, float]]:
@@ -202,6 +207,7 @@ def plots(df: pd.DataFrame, eff: pd.DataFrame, out: Path) -> None:
             ax.plot(m.index, m.values, marker="o", label=s, color=colors.get(str(s)))
         ax.set_title(f"budget {b:.3g} MACs")
         ax.set_xlabel("trials k")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("best test acc after k trials")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = Path(args.runs) if args.runs else ROOT / "runs" / f"ablation-{name}"
     runs.mkdir(parents=True, exist_ok=True)
     space = write_space(out / "space.yaml", Path(args.space), proto)
-    command = "python analysis/ablation.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python analysis/ablation.py", shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     t_all = time.perf_counter()
     rows: list[dict[str, Any]] = []

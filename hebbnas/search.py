@@ -541,6 +541,7 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
         "epochs": int(result.get(EPOCH_ATTR, 0) or 0),
         "val_acc": result.get(METRIC), "best_val_acc": result.get("best_val_acc"),
         "macs": result.get("macs"), "params": result.get("params"), "topology_hash": result.get("topology_hash", ""),
+        "started": _started(result),
     }
     row.update({k: v for k, v in sorted(config.items())})
     topo = result.get("topology")
@@ -554,6 +555,14 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
     row["error"] = error
     row["topology"] = topo or ""
     return row
+
+
+def _started(result: Mapping[str, Any]) -> float | None:
+    """When the trial started (unix seconds), from Tune's own result fields; orders trials for analysis."""
+    ts, total = result.get("timestamp"), result.get("time_total_s")
+    if ts is None or total is None:
+        return None
+    return round(float(ts) - float(total), 3)
 
 
 def finished_status(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> str:

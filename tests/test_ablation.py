@@ -26,6 +26,8 @@ def test_ablation_smoke(tmp_path: Path) -> None:
     assert set(df["strategy"]) == {"hebbian", "paper"} and len(df) == 2
     assert (df["macs"] <= df["budget"]).all() and (df["macs"] >= 0.98 * df["budget"]).all()
     assert df["test_acc"].between(0, 1).all() and (df["trials"] == 2).all() and (df["wall_s"] > 0).all()
+    for run in df["run"]:  # the efficiency curve orders trials by their recorded start
+        assert pd.read_csv(ROOT / run / "trials.csv")["started"].notna().all()
     eff = pd.read_csv(out / "efficiency.csv")
     assert list(eff.columns) == ["budget", "strategy", "seed", "k", "test_acc"]
     assert sorted(eff["k"].unique()) == [1, 2]

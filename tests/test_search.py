@@ -198,8 +198,9 @@ def test_outcome_and_status_rules() -> None:
 def test_trial_row_has_knobs_widths_and_costs() -> None:
     t = get_topology("googlenet").with_classes(10)
     result = {"val_acc": 0.9, "best_val_acc": 0.95, "epoch": 3, "macs": t.macs(), "params": t.params(),
-              "topology": t.to_json(indent=None), "topology_hash": t.hash()}
+              "topology": t.to_json(indent=None), "topology_hash": t.hash(), "timestamp": 1000, "time_total_s": 12.5}
     row = trial_row("abc", {"train.lr": 0.1, "derive.threshold": 0.5}, result, "completed", round_=2, strategy="hebbian")
+    assert row["started"] == 987.5 and trial_row("x", {}, {}, "error", round_=1, strategy="paper")["started"] is None
     assert row["trial_id"] == "abc" and row["round"] == 2 and row["epochs"] == 3 and row["status"] == "completed"
     assert row["inception4c.b2"] == 256 and row["inception5b.b3_red"] == 48 and row["train.lr"] == 0.1
     assert row["macs"] == t.macs() and json.loads(row["topology"])["num_classes"] == 10
