@@ -91,6 +91,11 @@ def run_search(cmd: list[str], log: Path) -> float:
     return wall
 
 
+def read_trials(path: Path) -> pd.DataFrame:
+    """trials.csv with trial ids kept as text: an all-digit id like 12345678 or 1e345678 is not a number."""
+    return pd.read_csv(path, dtype={"trial_id": str})
+
+
 def trial_order(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials in the order they started (trials.csv `started`); Tune's trial ids are random, not ordered.
 
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                     wall = run_search(cmd, out / f"log-{strategy}-{budget:.3g}-seed{seed}.txt")
                     (run / "ablation_wall.json").write_text(json.dumps({"wall_s": wall}))
                 metrics = json.loads((run / "best" / "metrics.json").read_text())
-                trials = pd.read_csv(run / "trials.csv")
+                trials = read_trials(run / "trials.csv")
                 rows.append({"budget": budget, "strategy": strategy, "seed": seed,
                              "best_val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
                              "macs": metrics["macs"], "params": metrics["params"], "trials": len(trials),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +13,39 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ablation():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "analysis" / "ablation.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_efficiency_follows_start_order_and_keeps_digit_ids(tmp_path: Path) -> None:
+    ab = _ablation()
+    # ids that pandas would read as numbers; start order differs from id order; one trial has no checkpoint
+    rows = [("1e345678", 30.0, 0.70, True), ("12345678", 10.0, 0.60, True), ("abcdef01", 20.0, 0.90, False),
+            ("00000009", 40.0, 0.80, True)]
+    pd.DataFrame([{"trial_id": i, "round": 1, "started": s, "val_acc": v} for i, s, v, _ in rows]).to_csv(
+        tmp_path / "trials.csv", index=False)
+    for i, _, _, ckpt in rows:
+        if ckpt:
+            (tmp_path / "trials" / i).mkdir(parents=True)
+            (tmp_path / "trials" / i / "checkpoint.pt").write_bytes(b"")
+    trials = ab.read_trials(tmp_path / "trials.csv")
+    assert list(ab.trial_order(trials)["trial_id"]) == ["12345678", "abcdef01", "1e345678", "00000009"]
+    test_acc = {"12345678": 0.61, "1e345678": 0.71, "00000009": 0.81}
+    curve = ab.efficiency(tmp_path, trials, lambda tid: test_acc[tid])
+    assert [k for k, _ in curve] == [1, 2, 3, 4]
+    # k=2: abcdef01 has the best val but no checkpoint, so the pick stays 12345678
+    assert [acc for _, acc in curve] == [0.61, 0.61, 0.71, 0.81]
+    assert not any(math.isnan(a) for _, a in curve)
+    # a search whose ids are all digits (the case that broke a CI run) keeps them as text
+    pd.DataFrame({"trial_id": ["12345678", "00000009"], "round": 1, "started": [2.0, 1.0]}).to_csv(
+        tmp_path / "digits.csv", index=False)
+    assert list(ab.trial_order(ab.read_trials(tmp_path / "digits.csv"))["trial_id"]) == ["00000009", "12345678"]
 
 
 @pytest.mark.slow
