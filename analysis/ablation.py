@@ -38,6 +38,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from hebbnas.search import read_trials
+
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ("hebbian", "random", "paper")
 COLUMNS = ["budget", "strategy", "seed", "best_val_acc", "test_acc", "macs", "params", "trials", "epochs",
@@ -89,11 +91,6 @@ def run_search(cmd: list[str], log: Path) -> float:
         tail = log.read_text().strip().splitlines()[-3:]
         raise SystemExit(f"ablation: search failed ({shlex.join(cmd)}): {' | '.join(tail)}")
     return wall
-
-
-def read_trials(path: Path) -> pd.DataFrame:
-    """trials.csv with trial ids kept as text: an all-digit id like 12345678 or 1e345678 is not a number."""
-    return pd.read_csv(path, dtype={"trial_id": str})
 
 
 def trial_order(trials: pd.DataFrame) -> pd.DataFrame:

@@ -228,10 +228,10 @@ class RunFolder:
         self._macs: dict[str, float] = {}
         csv = self.path / "trials.csv"
         if csv.is_file():
-            import pandas as pd
+            from hebbnas.search import read_trials
 
             try:
-                df = pd.read_csv(csv, dtype={"trial_id": str})
+                df = read_trials(csv)
                 self.rows = {str(r["trial_id"]): {k: _nan_to_none(v) for k, v in r.items()}
                              for r in df.to_dict("records")}
             except Exception:  # noqa: BLE001 - a broken trials.csv is rebuilt from Tune's results

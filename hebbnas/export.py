@@ -123,8 +123,10 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
         raise HebbnasError(nothing)
     import pandas as pd
 
+    from hebbnas.search import read_trials
+
     try:
-        df = pd.read_csv(csv, dtype={"trial_id": str})
+        df = read_trials(csv)
     except Exception as e:  # noqa: BLE001  # pandas raises many types for a bad CSV; all mean "unreadable"
         raise HebbnasError(f"cannot read {csv}: {_one_line(e)}") from None
     missing = [c for c in ("trial_id", "status", "best_val_acc") if c not in df.columns]

@@ -36,6 +36,7 @@ from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Distribution, Space
 from hebbnas.topology import WIDTH_FIELDS, Topology, min_input_size
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
     from hebbnas.data import Dataset
@@ -555,6 +556,13 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
     row["error"] = error
     row["topology"] = topo or ""
     return row
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    """trials.csv as written by `trial_row`; ids stay text, since an id like 12345678 or 1e345678 is not a number."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"trial_id": str})
 
 
 def _started(result: Mapping[str, Any]) -> float | None:
