@@ -37,7 +37,7 @@ def main() -> None:
     train(model, data, TrainConfig(epochs=1))
     t_epoch = time.perf_counter() - t0
     t0 = time.perf_counter()
-    probe = probe_network(topo, model, data, resolution=args.resolution, images=args.images)
+    probe = probe_network(topo, model, data.train.x[: args.images])
     t_probe = time.perf_counter() - t0
     t0 = time.perf_counter()
     d = derive(topo, probe, Policy())

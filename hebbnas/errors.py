@@ -5,3 +5,23 @@ from __future__ import annotations
 
 class HebbnasError(Exception):
     """Bad input or an impossible request; the message is shown to the user as one line."""
+
+
+def error_line(err: BaseException | str | None) -> str:
+    """One line for a trial's error: a HebbnasError's own message, else the last line of the text.
+
+    A trial's HebbnasError reaches the driver wrapped in Ray's traceback text, hence the search for it.
+    """
+    if err is None:
+        return ""
+    text = str(err).strip()
+    for line in reversed(text.splitlines()):
+        if "HebbnasError" in line:
+            return line.split("HebbnasError:", 1)[-1].strip()
+    if isinstance(err, HebbnasError):
+        return text.splitlines()[0] if text else "HebbnasError"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    last = lines[-1].strip()[:300] if lines else ""
+    if isinstance(err, BaseException) and type(err).__module__.split(".")[0] not in ("ray",):
+        return f"{type(err).__name__}: {last}" if last else type(err).__name__
+    return last or (type(err).__name__ if isinstance(err, BaseException) else "error")

@@ -40,6 +40,7 @@ from torch import nn
 
 from hebbnas.errors import HebbnasError
 from hebbnas.model import GoogLeNet, build, inference_state_dict
+from hebbnas.runfolder import EXPORT_DIR
 from hebbnas.topology import DEFAULT_INPUT, Topology, min_input_size, parse_input_shape
 
 FORMATS: tuple[str, ...] = ("pt2", "torchscript", "state_dict")
@@ -47,8 +48,6 @@ DEFAULT_NAMES: dict[str, str] = {"pt2": "model.pt2", "torchscript": "model.torch
 METADATA_NAME = "hebbnas.json"
 """Name of the metadata entry inside pt2/TorchScript archives (stored as ``<archive>/extra/hebbnas.json``)."""
 STATE_DICT_KIND = "hebbnas.state_dict"
-COMPLETED_STATUSES = frozenset({"TERMINATED", "STOPPED", "COMPLETE", "COMPLETED"})
-"""trials.csv statuses whose checkpoint is final (ASHA-stopped trials count: they finished early, not broke)."""
 LOAD_HINTS: dict[str, str] = {
     "pt2": "torch.export.load(path).module()",
     "torchscript": "torch.jit.load(path)",
@@ -98,57 +97,67 @@ class ExportResult:
 
 
 def find_source(path: str | os.PathLike[str]) -> Source:
-    """Resolve a run folder (its ``best/``, else its best completed trial) or a checkpoint file."""
+    """Resolve a run folder (its ``best/``, else its best trial), a `hebbnas train --out` folder, or a
+    checkpoint file."""
+    from hebbnas import runfolder as rf
+
     p = Path(path)
     if not p.exists():
         raise HebbnasError(f"{p}: no such run folder or checkpoint")
     if p.is_file():
         return _source_from_checkpoint(p, run=None, metrics_json=p.parent / "metrics.json")
-    best = p / "best" / "model.pt"
-    markers = (best, p / "best", p / "trials.csv", p / "config.yaml", p / "trials")
+    best = p / rf.BEST_MODEL
+    markers = (best, p / rf.BEST_DIR, p / rf.TRIALS_CSV, p / rf.CONFIG, p / rf.TRIALS_DIR)
     if not any(m.exists() for m in markers):
+        if (p / "model.pt").is_file():  # hebbnas train --out DIR
+            return _source_from_checkpoint(p / "model.pt", run=p, metrics_json=p / "metrics.json")
         raise HebbnasError(f"{p} is not a hebbnas run folder (no best/model.pt, trials.csv or config.yaml)")
-    config = _read_config(p / "config.yaml")
+    config = _read_config(p / rf.CONFIG)
     if best.is_file():
-        src = _source_from_checkpoint(best, run=p, metrics_json=p / "best" / "metrics.json")
+        src = _source_from_checkpoint(best, run=p, metrics_json=p / rf.BEST_METRICS)
         return dataclasses.replace(src, config=config)
     return _best_trial(p, config)
 
 
 def _best_trial(run: Path, config: dict[str, Any]) -> Source:
-    """The completed trial with the best ``best_val_acc`` whose checkpoint exists (interrupted search)."""
-    csv = run / "trials.csv"
-    nothing = f"no trial of {run} completed; nothing to export"
-    if not csv.is_file():
-        raise HebbnasError(nothing)
-    import pandas as pd
+    """An interrupted search: the best trial by the run folder's one rule whose checkpoint exists.
 
-    from hebbnas.search import read_trials
+    The accuracy reported is the one of the exported weights (the checkpoint's last epoch).
+    """
+    from hebbnas import runfolder as rf
 
     try:
-        df = read_trials(csv)
+        rows = rf.read_run_rows(run)
     except Exception as e:  # noqa: BLE001  # pandas raises many types for a bad CSV; all mean "unreadable"
-        raise HebbnasError(f"cannot read {csv}: {_one_line(e)}") from None
-    missing = [c for c in ("trial_id", "status", "best_val_acc") if c not in df.columns]
-    if missing:
-        raise HebbnasError(f"{csv} lacks column(s) {', '.join(missing)}")
-    acc = pd.to_numeric(df["best_val_acc"], errors="coerce")
-    done = df[df["status"].astype(str).str.upper().isin(COMPLETED_STATUSES) & acc.notna()]
-    if done.empty:
-        raise HebbnasError(nothing)
-    done = done.assign(_acc=acc[done.index]).sort_values("_acc", ascending=False, kind="stable")
-    for _, row in done.iterrows():
-        ckpt = run / "trials" / str(row["trial_id"]) / "checkpoint.pt"
-        if ckpt.is_file():
-            src = _source_from_checkpoint(ckpt, run=run, metrics_json=None)
-            metrics = dict(src.metrics)
-            metrics.setdefault("val_acc", float(row["_acc"]))
-            metrics["trial_id"] = str(row["trial_id"])
-            note = (f"{run} has no best/ (search interrupted?): exporting trial {row['trial_id']}, "
-                    f"best val acc {float(row['_acc']):.4f} of {len(done)} completed trial(s)")
-            return Source(src.topology, src.state_dict, metrics, ckpt, run, str(row["trial_id"]), note, config)
-    raise HebbnasError(f"no completed trial of {run} has a checkpoint (trials/<trial_id>/checkpoint.pt); "
-                       "nothing to export")
+        raise HebbnasError(f"cannot read {run / rf.TRIALS_CSV}: {_one_line(e)}") from None
+    if rows and any(c not in rows[0] for c in ("trial_id", "status", rf.METRIC)):
+        missing = [c for c in ("trial_id", "status", rf.METRIC) if c not in rows[0]]
+        raise HebbnasError(f"{run / rf.TRIALS_CSV} lacks column(s) {', '.join(missing)}")
+    usable = [r for r in rows if _usable(r)]
+    best = rf.best_row(rows, has_checkpoint=lambda tid: rf.trial_checkpoint_path(run, tid).is_file())
+    if best is None:
+        if usable:
+            raise HebbnasError(f"no completed trial of {run} has a checkpoint (trials/<trial_id>/checkpoint.pt); "
+                               "nothing to export")
+        raise HebbnasError(f"no trial of {run} completed; nothing to export")
+    tid = str(best["trial_id"])
+    ckpt = rf.trial_checkpoint_path(run, tid)
+    src = _source_from_checkpoint(ckpt, run=run, metrics_json=None)
+    metrics = dict(src.metrics)
+    metrics.setdefault(rf.METRIC, float(best[rf.METRIC]))
+    metrics["trial_id"] = tid
+    note = (f"{run} has no best/ (search interrupted?): exporting trial {tid}, val acc "
+            f"{float(metrics[rf.METRIC]):.4f} (its last epoch, the weights exported) of {len(usable)} completed trial(s)")
+    return Source(src.topology, src.state_dict, metrics, ckpt, run, tid, note, config)
+
+
+def _usable(row: Mapping[str, Any]) -> bool:
+    from hebbnas.runfolder import TrialStatus
+
+    try:
+        return TrialStatus.parse(row.get("status")).usable
+    except HebbnasError:
+        return False
 
 
 def _source_from_checkpoint(path: Path, run: Path | None, metrics_json: Path | None) -> Source:
@@ -305,12 +314,13 @@ def export_run(
     target = _resolve_out(Path(out), fmt) if out is not None else None  # fail on a bad path before any work
     src = find_source(run)
     if target is None:
-        base = (src.run / "export") if src.run is not None else src.checkpoint.parent
+        base = (src.run if src.run is not None else src.checkpoint.parent) / EXPORT_DIR
         try:
             base.mkdir(exist_ok=True)
         except OSError as e:
             raise HebbnasError(f"cannot create {base}: {e.strerror or e}") from None
         target = _resolve_out(base / DEFAULT_NAMES[fmt], fmt)
+    _refuse_own_input(target, src.checkpoint, fmt)
     meta = make_metadata(src.topology, src.metrics, src.input_shape(), fmt, src)
     res = export_model(src.model(), target, fmt, meta, verify=verify)
     return ExportResult(res.path, res.format, res.size, res.metadata, res.extra_paths, src.note)
@@ -645,6 +655,14 @@ def _torch_load(path: Path) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # files
+
+
+def _refuse_own_input(target: Path, source: Path, fmt: str) -> None:
+    """An export never replaces the checkpoint it reads (``best/model.pt --format state_dict`` would)."""
+    outs = [target] + ([target.with_suffix(".json")] if fmt == "state_dict" else [])
+    for t in outs:
+        if t.exists() and source.exists() and os.path.samefile(t, source):
+            raise HebbnasError(f"--out {t} is the checkpoint being exported; choose another output")
 
 
 def _check_format(fmt: str) -> str:

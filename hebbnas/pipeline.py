@@ -1,97 +1,109 @@
-"""The hebbian steps shared by `hebbnas probe` and the search: seed, train, probe, derive, fit.
+"""The one seed -> train -> probe path, shared by `hebbnas probe` and every hebbian round of a search.
 
-Pure values in, values out; the CLI and the search decide what gets written where.
+Pure values in, values out: the caller decides where it runs (in-process for `hebbnas probe`, as a Ray
+task for a search) and what gets written where. Given the same settings, both give the same probe.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from hebbnas.errors import HebbnasError
 
-from hebbnas.data import Dataset
-from hebbnas.derive import Derivation, Policy, derive, fit
-from hebbnas.model import build
-from hebbnas.probe import ProbeResult, probe_model
-from hebbnas.topology import Topology
-from hebbnas.train import TrainConfig, TrainResult, train
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
+    from hebbnas.data import Dataset
+    from hebbnas.probe import ProbeResult
+    from hebbnas.search.settings import SearchSettings
+    from hebbnas.space import Space
+    from hebbnas.topology import Topology
 
-@dataclass(frozen=True)
-class ProbeOutcome:
-    """A trained network and what its probe said."""
-
-    topology: Topology
-    model: nn.Module
-    train_result: TrainResult
-    probe: ProbeResult
-    probe_resolution: int
-    train_seconds: float
-    probe_seconds: float
+PROBE_BATCH = 64
 
 
-def probe_images(x: torch.Tensor, resolution: int, batch_size: int = 100) -> Iterator[torch.Tensor]:
-    """Batches of `x` (N, C, R, R) resized to the probe resolution (bilinear), for `probe_model`."""
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size]
-        if xb.shape[-1] != resolution or xb.shape[-2] != resolution:
-            xb = F.interpolate(xb, size=(resolution, resolution), mode="bilinear", align_corners=False)
-        yield xb
+def load_data(settings: SearchSettings, space: Space) -> tuple[Dataset, Dataset]:
+    """The proxy at the training resolution and at the probe resolution (same images, same split)."""
+    from hebbnas.data import load_dataset
+
+    kw = dict(data_dir=settings.data_dir, channels=space.base.in_channels, seed=settings.seed,
+              train_subset=settings.train_subset)
+    data = load_dataset(settings.dataset, resolution=settings.resolution, **kw)
+    probe_data = data if settings.probe_resolution == settings.resolution else load_dataset(
+        settings.dataset, resolution=settings.probe_resolution, **kw)
+    return data, probe_data
 
 
-def probe_network(
-    topology: Topology,
-    model: nn.Module,
-    data: Dataset,
-    *,
-    resolution: int,
-    images: int = 600,
-    batch_size: int = 100,
-) -> ProbeResult:
-    """Probe every Inception input of a trained model on the first `images` training images.
+def seed_topology(settings: SearchSettings, space: Space, num_classes: int) -> Topology:
+    """Round 1's seed: the space's base with the data set's head, fitted to the budget.
 
-    The model is fully convolutional, so it can be probed at a larger resolution than it was trained
-    at: that gives the deep modules maps large enough for spatial offsets to mean something.
+    Also the random baseline's reference and the paper baseline; `hebbnas probe` probes the same network.
     """
-    x = data.train.x[:images]
+    from hebbnas.derive import fit
+
+    return fit(space.base.with_classes(num_classes), settings.budget, space.deploy_input,
+               multiple=space.width_multiple, name=f"{space.base.name}-fit")
+
+
+def recipe(space: Space, settings: SearchSettings) -> dict[str, Any]:
+    """The training recipe every network of a search shares (TrainConfig fields but epochs and seed):
+    the space's `fixed:` options and the central value of every `train:` knob."""
+    return {**{n: d.default() for n, d in space.train.items()}, **settings.fixed}
+
+
+def probe_batches(x: torch.Tensor, batch_size: int = PROBE_BATCH) -> Iterator[torch.Tensor]:
+    """`x` (N, C, H, W) in batches, for `probe_model`."""
+    for i in range(0, x.shape[0], batch_size):
+        yield x[i:i + batch_size]
+
+
+def probe_network(topology: Topology, model: nn.Module, x: torch.Tensor) -> ProbeResult:
+    """Probe every Inception input of a trained model on the images `x`, on the model's device.
+
+    The model is fully convolutional, so `x` may be larger than the training resolution: that gives the
+    deep modules maps large enough for spatial offsets to mean something.
+    """
+    from hebbnas.probe import probe_model
+
     dev = next(model.parameters()).device
-    batches = (xb.to(dev) for xb in probe_images(x, resolution, batch_size))
-    return probe_model(model, batches, topology.module_names, topology_hash=topology.hash())
+    return probe_model(model, (xb.to(dev) for xb in probe_batches(x)), topology.module_names, device=dev,
+                       topology_hash=topology.hash())
 
 
-def train_and_probe(
-    topology: Topology,
-    data: Dataset,
-    config: TrainConfig,
-    *,
-    probe_resolution: int,
-    probe_images_count: int = 600,
-) -> ProbeOutcome:
-    """Train `topology` briefly on the proxy and probe it (the seed of a hebbian round)."""
-    model = build(topology.with_classes(data.num_classes))
+def seed_and_probe(topology: Topology, dataset: Dataset | None, probe_x: torch.Tensor, *,
+                   train: Mapping[str, Any] | None, state_dict: Mapping[str, Any] | None,
+                   threads: int, seed: int) -> tuple[ProbeResult, dict[str, Any]]:
+    """Train `topology` per `train` (TrainConfig fields) or load `state_dict`, then probe it on `probe_x`.
+
+    Returns the probe and what happened (seed accuracy, epochs, seconds), for the report and config.
+    """
+    import torch
+
+    from hebbnas.model import build
+    from hebbnas.train import TrainConfig, resolve_device
+    from hebbnas.train import train as train_loop
+
+    if threads:
+        torch.set_num_threads(threads)
+    info: dict[str, Any] = {}
+    torch.manual_seed(seed)
+    if state_dict is None:
+        if dataset is None or train is None:
+            raise HebbnasError("the seed network needs a dataset and a training recipe")
+        model = build(topology)
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = train_loop(model, dataset, TrainConfig.from_dict(dict(train)))
+        info = {"seed_val_acc": res.val_accuracy, "seed_epochs": res.epochs_run,
+                "seed_seconds": time.perf_counter() - t0, "seed_cpu_seconds": time.process_time() - c0}
+    else:
+        model = build(topology, aux=False)
+        model.load_state_dict(dict(state_dict))
+    model.to(resolve_device("auto"))
     t0 = time.perf_counter()
-    result = train(model, data, config)
-    t1 = time.perf_counter()
-    probe = probe_network(topology.with_classes(data.num_classes), model, data, resolution=probe_resolution,
-                          images=probe_images_count)
-    t2 = time.perf_counter()
-    return ProbeOutcome(topology.with_classes(data.num_classes), model, result, probe, probe_resolution, t1 - t0, t2 - t1)
-
-
-def derive_and_fit(
-    probed: Topology,
-    probe: ProbeResult,
-    policy: Policy,
-    budget: float,
-    deploy_input: tuple[int, int, int],
-    *,
-    multiple: int = 8,
-    name: str | None = None,
-) -> tuple[Derivation, Topology]:
-    """Derive widths from the probe and fit them to the budget at the deploy shape."""
-    d = derive(probed, probe, policy, name=name)
-    return d, fit(d.topology, budget, deploy_input, multiple=multiple, name=d.topology.name)
+    probe = probe_network(topology, model, probe_x)
+    info["probe_seconds"] = time.perf_counter() - t0
+    info["probe_images"] = int(len(probe_x))
+    return probe, info

@@ -20,7 +20,16 @@ import yaml
 from hebbnas.errors import HebbnasError
 from hebbnas.topology import Topology, load_topology, parse_input_shape
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def _spaces_dir() -> Path:
+    """search_spaces/ of a source checkout (the folder users edit), else the copy shipped in the wheel."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "search_spaces"
+    return checkout if checkout.is_dir() else here / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 SECTIONS = ("derive", "random", "train")
 PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images")
 """Keys of the `proxy:` section: what trials train on and how the seed network is probed."""

@@ -134,6 +134,27 @@ class Topology:
     def widths(self) -> dict[str, tuple[int, ...]]:
         return {m.name: m.widths for m in self.modules}
 
+    def narrowed(self, width: float, name: str | None = None) -> Topology:
+        """A uniformly narrowed (or widened) copy: every stem and Inception width times `width`.
+
+        Widths are rounded to the nearest integer, and a non-zero width stays at least 1, so no branch
+        or reduction disappears; zero widths stay zero. This is the width proxy: a narrow copy of a
+        candidate trains at a larger resolution for the cost of the full-width one at a small one.
+        The budget is never counted on the narrowed copy, only on the full-width topology.
+
+        Raises:
+            HebbnasError: `width` is not a positive finite number.
+        """
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
+            raise HebbnasError(f"width must be a positive number, got {width!r}")
+
+        def scale(w: int) -> int:
+            return max(1, int(math.floor(w * width + 0.5))) if w else 0
+
+        stem = StemSpec(conv1=scale(self.stem.conv1), conv2=scale(self.stem.conv2), conv3=scale(self.stem.conv3))
+        mods = tuple(m.with_widths(tuple(scale(w) for w in m.widths)) for m in self.modules)
+        return dataclasses.replace(self, stem=stem, modules=mods, name=name or f"{self.name}-w{width:g}")
+
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -441,3 +462,38 @@ BASE_TOPOLOGIES: dict[str, Topology] = {
     "googlenet-tv": _googlenet("googlenet-tv", 3, 2, 0.2),
 }
 PAPER_WIDTHS: dict[str, tuple[int, ...]] = {n: tuple(w) for n, *w in _TABLE1}
+
+
+# ---------------------------------------------------------------------------------------------
+# as text
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def show_table(t: Topology, input_shape: tuple[int, int, int]) -> str:
+    """Per-module widths, output shape, MACs and params, plus totals."""
+    layers = t.layers(input_shape)
+    costs = t.module_costs(input_shape)
+    shapes: dict[str, tuple[int, int, int]] = {}
+    for lc in layers:
+        shapes[lc.name.split(".")[0]] = lc.out_shape
+    head = f"{'block':<13}" + "".join(f"{c:>10}" for c in PAPER_COLUMNS) + f"{'out':>14}{'MACs':>15}{'params':>12}"
+    rows = [f"{t.name} at {'x'.join(map(str, input_shape))}", head, "-" * len(head)]
+    stem_shape = shapes["conv3"]
+    rows.append(f"{'stem':<13}" + " " * 60 + f"{'x'.join(map(str, stem_shape)):>14}"
+                f"{_fmt_int(costs['stem'][0]):>15}{_fmt_int(costs['stem'][1]):>12}")
+    for m in t.modules:
+        shape = shapes[m.name]
+        shape = (m.out_channels, *shape[1:])
+        k = "" if m.b3_kernel == 5 else f" (k{m.b3_kernel})"
+        rows.append(f"{m.name + k:<13}" + "".join(f"{w:>10}" for w in m.widths)
+                    + f"{'x'.join(map(str, shape)):>14}{_fmt_int(costs[m.name][0]):>15}{_fmt_int(costs[m.name][1]):>12}")
+    rows.append(f"{'head (fc)':<13}" + " " * 60 + f"{t.num_classes:>14}"
+                f"{_fmt_int(costs['head'][0]):>15}{_fmt_int(costs['head'][1]):>12}")
+    rows.append("-" * len(head))
+    rows.append(f"{'total':<13}" + " " * 74 + f"{_fmt_int(t.macs(input_shape)):>15}{_fmt_int(t.params()):>12}")
+    rows.append(f"MACs {t.macs(input_shape):.4g} at {'x'.join(map(str, input_shape))}, params {t.params():,} "
+                f"(inference graph; aux heads add {t.params(aux=True) - t.params():,} params in training)")
+    return "\n".join(rows)

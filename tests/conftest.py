@@ -1,4 +1,4 @@
-"""Shared test set-up: keep Ray local, quiet and unauthenticated, and torch small on 2 cores."""
+"""Shared test set-up: keep Ray local and quiet (its token auth stays on), and torch small on 2 cores."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 

@@ -75,17 +75,18 @@ def write_checkpoint(path: Path, model: GoogLeNet, metrics: dict[str, Any]) -> N
 
 
 def make_run(root: Path, name: str, *, best: bool = True,
-             trials: tuple[tuple[str, str, float, bool], ...] = ()) -> tuple[Path, dict[str, GoogLeNet]]:
-    """A run folder as the search writes it; ``trials`` rows are (trial_id, status, best_val_acc, has_ckpt)."""
+             trials: tuple[tuple[Any, ...], ...] = ()) -> tuple[Path, dict[str, GoogLeNet]]:
+    """A run folder as the search writes it; ``trials`` rows are (trial_id, status, val_acc, has_ckpt[,
+    best_val_acc]): val_acc is the last epoch's (what the checkpoint holds), best_val_acc any epoch's."""
     run = root / "runs" / name
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("deploy_input: 3x224x224\nproxy:\n  dataset: digits\n  resolution: 32\n")
     t = tiny_topology()
     models: dict[str, GoogLeNet] = {}
-    rows = ["trial_id,status,best_val_acc,macs"]
-    for i, (tid, status, acc, has_ckpt) in enumerate(trials):
+    rows = ["trial_id,status,val_acc,best_val_acc,macs"]
+    for i, (tid, status, acc, has_ckpt, *rest) in enumerate(trials):
         models[tid] = trained_like(t, seed=100 + i)
-        rows.append(f"{tid},{status},{acc},{t.macs(DEPLOY)}")
+        rows.append(f"{tid},{status},{acc},{rest[0] if rest else acc},{t.macs(DEPLOY)}")
         if has_ckpt:
             write_checkpoint(run / "trials" / tid / "checkpoint.pt", models[tid], metrics_for(t, tid, acc))
     if trials:
@@ -275,6 +276,32 @@ def test_interrupted_run_exports_best_completed_trial(tmp_path: Path, capsys: py
         assert torch.allclose(hebbnas.load(out)(x), models["t1"](x), atol=1e-6)
 
 
+def test_interrupted_run_exports_the_weights_it_ranks_by(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: the export chose by any-epoch accuracy while the checkpoint holds last-epoch weights."""
+    run, models = make_run(tmp_path, "cut", best=False, trials=(
+        ("t0", "stopped", 0.60, True, 0.95),   # a great early epoch, but its last-epoch weights score 0.60
+        ("t1", "completed", 0.80, True, 0.80),  # the better network as saved
+    ))
+    assert main(["export", str(run), "--format", "state_dict", "-o", str(tmp_path / "m.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert "exporting trial t1" in printed and "val acc 0.8000" in printed
+    assert read_metadata(tmp_path / "m.pt")["val_acc"] == 0.80
+
+
+def test_exporting_a_checkpoint_never_overwrites_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: `hebbnas export runs/X/best/model.pt --format state_dict` wrote over its own input."""
+    run, models = make_run(tmp_path, "r")
+    ckpt = run / "best" / "model.pt"
+    before = ckpt.read_bytes()
+    assert main(["export", str(ckpt), "--format", "state_dict"]) == 0
+    assert ckpt.read_bytes() == before
+    assert (run / "best" / "export" / "model.pt").is_file()  # the default: export/ beside the checkpoint
+    capsys.readouterr()
+    assert main(["export", str(ckpt), "--format", "state_dict", "--out", str(ckpt)]) == 2
+    assert "is the checkpoint being exported" in _one_line_error(capsys)
+    assert ckpt.read_bytes() == before
+
+
 @pytest.mark.parametrize("statuses", [("RUNNING", "ERROR", "PENDING"), ()])
 def test_interrupted_run_without_completed_trial(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  statuses: tuple[str, ...]) -> None:
@@ -309,9 +336,9 @@ def test_not_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_unknown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["export", str(tmp_path), "--format", "onnx"])
-    assert exc.value.code == 2 and "invalid choice: 'onnx'" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'onnx'" in err and err.count("\n") == 1
     with pytest.raises(HebbnasError, match="unknown export format 'onnx'"):
         export_run(tmp_path, "onnx")
     with pytest.raises(HebbnasError, match="unknown export format"):

@@ -15,22 +15,12 @@ import pytest
 
 from hebbnas.cli import main
 from hebbnas.errors import HebbnasError
-from hebbnas.search import (
-    SMOKE,
-    RoundSpec,
-    Sampler,
-    SearchSettings,
-    finished_status,
-    fmt_macs,
-    format_budget,
-    knobs,
-    make_searcher,
-    optuna_outcome,
-    resolve_settings,
-    seed_topology,
-    trial_row,
-    trial_topology,
-)
+from hebbnas.pipeline import seed_topology
+from hebbnas.runfolder import finished_status, fmt_macs, format_budget, trial_row
+from hebbnas.search import SMOKE, SearchSettings, resolve_settings
+from hebbnas.search.searcher import Sampler, make_searcher, optuna_outcome
+from hebbnas.search.trial import RoundSpec, trial_topology
+from hebbnas.strategies import knobs
 from hebbnas.space import load_space, parse_space
 from hebbnas.topology import WIDTH_FIELDS, get_topology
 
@@ -75,8 +65,9 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
         ({"strategy": "greedy"}, "unknown strategy 'greedy'"),
         ({"strategy": "random", "rounds": 2}, "needs --strategy hebbian"),
         ({"trials": 1, "rounds": 2}, "fewer than --rounds"),
-        ({"max_epochs": 1}, "grace period 2 exceeds --epochs 1"),
-        ({"trials": 0}, "trials must be an integer >= 1"),
+        ({"max_epochs": 1}, r"grace period 2 \(search.grace_period\) exceeds --epochs 1"),
+        ({"trials": 0}, "--trials must be an integer >= 1"),
+        ({"max_epochs": 0}, "--epochs must be an integer >= 1"),
         ({"cpus_per_trial": 0}, "cpus-per-trial must be a positive number"),
         ({"gpus_per_trial": -1}, "gpus-per-trial must be a non-negative number"),
     ],
@@ -227,7 +218,7 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["--budget", "lots"], "budget must be a positive number"),
         (["--budget", "-5"], "budget must be a positive number"),
         (["--budget", "1e5", "--strategy", "paper"], "irreducible cost"),
-        (["--budget", "1.5e9", "--strategy", "greedy"], "unknown strategy 'greedy'"),
+        (["--budget", "1.5e9", "--strategy", "greedy"], "argument --strategy: invalid choice: 'greedy'"),
         (["--budget", "1.5e9", "--space", "nope"], "unknown search space 'nope'"),
         (["--budget", "1.5e9", "--storage", "relative/dir"], "--storage must be an absolute path"),
         ([], "--budget is required"),
@@ -266,7 +257,7 @@ def test_resume_needs_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_cut_off_experiment_state_falls_back_or_refuses(tmp_path: Path) -> None:
-    from hebbnas.search import _drop_cut_off_state
+    from hebbnas.search.state import drop_cut_off_state as _drop_cut_off_state
 
     def session(name: str, ok: bool) -> None:
         (tmp_path / f"experiment_state-{name}.json").write_text('{"trial_data": []}' if ok else "")

@@ -250,11 +250,12 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from hebbnas.search import Sampler, make_searcher, read_optuna_states, trial_dirname
+    from hebbnas.search.searcher import Sampler, make_searcher, read_optuna_states
+    from hebbnas.search.trial import trial_dirname
     from hebbnas.space import Distribution
 
     address, _ = ray_head
-    sampler = Sampler("paper", train=(("lr", Distribution("float", 0.0, 1.0)),))
+    sampler = Sampler("paper", params=(("train.lr", Distribution("float", 0.0, 1.0)),))
     searcher = make_searcher(sampler, max_epochs=4, seed=3, n_trials=8)
     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     import ray.cloudpickle
@@ -273,7 +274,7 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
         grid = tuner.fit()
     finally:
         ray.shutdown()
-    from hebbnas.search import _error_line
+    from hebbnas.errors import error_line as _error_line
 
     assert len(grid) == 8
     failed = {Path(str(r.path)).name for r in grid if r.error is not None}

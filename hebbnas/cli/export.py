@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hebbnas.cli.common import add_out_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `export` command to the `hebbnas` parser (called by `hebbnas.cli._register_extra`)."""
     from hebbnas.export import DEFAULT_NAMES, FORMATS
 
     s = sub.add_parser(
@@ -16,12 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export the best model of a run (or, if the search was interrupted, its best completed "
         "trial) as an inference graph with dynamic batch and resolution, plus metadata.",
     )
-    s.add_argument("run", help="a run folder (runs/NAME) or a checkpoint file (best/model.pt, trials/ID/checkpoint.pt)")
+    s.add_argument("run", help="a run folder (runs/NAME), a `hebbnas train --out` folder, or a checkpoint file "
+                   "(best/model.pt, trials/ID/checkpoint.pt)")
     s.add_argument("--format", choices=FORMATS, default="pt2",
                    help="pt2 (torch.export, default), torchscript (torch.jit) or state_dict (weights + topology JSON)")
-    s.add_argument("-o", "--output", default=None,
-                   help="output file or existing directory (default RUN/export/"
-                   + ", ".join(f"{v} for {k}" for k, v in DEFAULT_NAMES.items()) + ")")
+    add_out_option(s, "output file or existing directory (default RUN/export/"
+                   + ", ".join(f"{v} for {k}" for k, v in DEFAULT_NAMES.items())
+                   + "; for a checkpoint file, export/ beside it)")
     s.add_argument("--no-verify", action="store_true",
                    help="skip loading the written file back and comparing it with the eager model")
     s.set_defaults(func=cmd_export)
@@ -31,7 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export and print what was written: path, format, size, MACs, params, accuracy."""
     from hebbnas.export import export_run, format_size
 
-    res = export_run(args.run, args.format, args.output, verify=not args.no_verify)
+    res = export_run(args.run, args.format, args.out, verify=not args.no_verify)
     m = res.metadata
     if res.note:
         print(f"note: {res.note}")

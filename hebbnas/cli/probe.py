@@ -1,0 +1,109 @@
+"""`hebbnas probe`: seed -> train -> probe -> cluster -> derive -> fit, written as a report.
+
+The proxy (data set, resolutions, probe images, seed epochs, recipe) comes from the space exactly as a
+search takes it, and the seed -> train -> probe step is the search's own (`hebbnas.pipeline`), so this
+command shows what a search's first round would probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from hebbnas.cli.common import add_data_options, add_out_option, parse_budget
+from hebbnas.errors import HebbnasError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from hebbnas.derive import Policy
+
+    d = Policy()
+    p = sub.add_parser("probe", help="train a seed, probe it, derive and fit widths, write the cluster-to-branch report",
+                       description="Train the space's base (fitted to the budget) briefly, probe every Inception "
+                       "input, cluster, derive the widths and fit them to the budget. Proxy settings default "
+                       "to the space's, as in a search.")
+    p.add_argument("--budget", required=True, help="MACs per image at the space's deploy shape, e.g. 1.5e9")
+    add_out_option(p, "output folder (created; must not exist or be empty)", required=True)
+    p.add_argument("--space", default="googlenet", help="search space name or YAML path (default googlenet)")
+    add_data_options(p)
+    p.add_argument("--resolution", type=int, default=None, help="seed training resolution in px (default: the space's)")
+    p.add_argument("--probe-resolution", type=int, default=None, help="probe resolution in px (default: the space's)")
+    p.add_argument("--probe-images", type=int, default=None, help="images probed (default: the space's)")
+    p.add_argument("--train-subset", type=int, default=None, help="use only this many training images")
+    p.add_argument("--epochs", type=int, default=None, help="seed training epochs (default: the space's seed_epochs)")
+    p.add_argument("--method", default=d.method, choices=("average", "complete", "spectral"),
+                   help=f"clustering method (default {d.method})")
+    p.add_argument("--threshold", type=float, default=d.threshold,
+                   help=f"linkage cut of 1-|r| in (0, 1) (default {d.threshold})")
+    p.add_argument("--partial", action="store_true", help="remove the common activity level before clustering")
+    p.add_argument("--scale-cut", type=float, default=d.scale_cut,
+                   help=f"ring/centre correlation above which a cluster is spatial (default {d.scale_cut})")
+    p.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and order (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--smoke", action="store_true", help="tiny and quick, as `hebbnas search --smoke` probes")
+    p.set_defaults(func=cmd_probe)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise HebbnasError(f"--out {out} is a file; give a folder to create")
+    if out.is_dir() and any(out.iterdir()):
+        raise HebbnasError(f"--out {out} exists and is not empty; choose another")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from hebbnas.derive import Policy, derive, fit
+    from hebbnas.pipeline import load_data, recipe, seed_and_probe, seed_topology
+    from hebbnas.probe import save_probe
+    from hebbnas.report import read_report, write_report
+    from hebbnas.search.settings import resolve_settings
+    from hebbnas.space import load_space
+
+    budget = parse_budget(args.budget)
+    out = Path(args.out)
+    _check_out(out)
+    space = load_space(args.space)
+    options = {"budget": budget, "strategy": "hebbian", "dataset": args.dataset, "data_dir": args.data_dir,
+               "resolution": args.resolution, "probe_resolution": args.probe_resolution,
+               "probe_images": args.probe_images, "train_subset": args.train_subset, "seed_epochs": args.epochs,
+               "seed": args.seed}
+    s = resolve_settings(space, args.space, options, smoke=args.smoke)
+    policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut)
+    data, probe_data = load_data(s, space)
+    seed = seed_topology(s, space, data.num_classes)  # raises on a budget below the irreducible cost
+    deploy = space.deploy_input
+    print(f"seed {seed.name}: MACs {seed.macs(deploy):.4g} at {'x'.join(map(str, deploy))}, training "
+          f"{s.seed_epochs} epoch(s) on {data.name} at {s.resolution}px, probing {s.probe_images} images at "
+          f"{s.probe_resolution}px", flush=True)
+    t0 = time.perf_counter()
+    probe_x = probe_data.train.x[: s.probe_images].contiguous()
+    train = {**recipe(space, s), "epochs": s.seed_epochs, "seed": s.seed}
+    probe, info = seed_and_probe(seed, data, probe_x, train=train, state_dict=None, threads=args.threads, seed=s.seed)
+    t1 = time.perf_counter()
+    derivation = derive(seed, probe, policy, name=f"{space.base.name}-hebbian")
+    fitted = fit(derivation.topology, budget, deploy, multiple=space.width_multiple, name=derivation.topology.name)
+    t2 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    save_probe(probe, out / "probe.npz")
+    (out / "topology.json").write_text(fitted.to_json())
+    (out / "seed_topology.json").write_text(seed.to_json())
+    correlations = {m.name: probe.modules[m.name].correlation(remove_common=policy.partial) for m in seed.modules}
+    write_report(out / "report", derivation, fitted, correlations, deploy, budget,
+                 title=f"cluster-to-branch report: {data.name}, budget {budget:.4g} MACs")
+    summary = {"train_seconds": round(info.get("seed_seconds", 0.0), 2),
+               "probe_seconds": round(info["probe_seconds"], 2), "derive_fit_seconds": round(t2 - t1, 3),
+               "total_seconds": round(time.perf_counter() - t0, 2), "seed_val_accuracy": info.get("seed_val_acc"),
+               "resolution": s.resolution, "probe_resolution": s.probe_resolution,
+               "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "budget": budget,
+               "input": list(deploy), "macs": fitted.macs(deploy), "params": fitted.params(),
+               "settings": s.to_dict()}
+    (out / "probe.json").write_text(json.dumps(summary, indent=2))
+    print(read_report(out / "report"))
+    print(f"derived topology: MACs {summary['macs']:,} ({summary['macs'] / budget:.1%} of the budget), "
+          f"params {summary['params']:,}; seed val acc {summary['seed_val_accuracy']:.3f}; "
+          f"train {summary['train_seconds']}s, probe {summary['probe_seconds']}s, "
+          f"derive+fit {summary['derive_fit_seconds']}s")
+    print(f"wrote {out}/topology.json, {out}/probe.npz, {out}/report/")
+    return 0

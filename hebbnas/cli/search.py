@@ -1,0 +1,182 @@
+"""`hebbnas search`: parse, resolve the settings, start Ray, run the search into a run folder, print."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hebbnas.cli.common import add_data_options, add_out_option
+from hebbnas.errors import HebbnasError
+
+SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", "rounds", "strategy", "seed",
+                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage")
+"""Options that define a search; `--resume` takes them from the run's config.yaml instead."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from hebbnas.strategies import names
+
+    s = sub.add_parser(
+        "search",
+        help="search Inception widths under a MAC budget with Ray Tune + Optuna; writes a run folder",
+        description="Search GoogLeNet Inception widths under a hard MAC budget: Ray Tune trials, Optuna "
+        "sampling, ASHA early stopping. Writes runs/<name>/ (config.yaml, probe/, report/, trials.csv, best/).",
+    )
+    s.add_argument("--budget", default=None, help="MACs at the deploy shape (e.g. 1.5e9); required unless --resume")
+    s.add_argument("--space", default=None, help="search space name in search_spaces/ or a YAML path (default googlenet)")
+    s.add_argument("--strategy", default=None, choices=names(),
+                   help=f"how widths are chosen: {', '.join(names())} (default from the space: hebbian)")
+    add_data_options(s)
+    s.add_argument("--trials", type=int, default=None, help="total number of trials (shared by the rounds)")
+    s.add_argument("--epochs", type=int, default=None, help="maximum epochs per trial (ASHA may stop earlier)")
+    s.add_argument("--rounds", type=int, default=None, help="hebbian rounds: the best net of a round is re-probed")
+    s.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and Optuna (default 0)")
+    add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
+    s.add_argument("--resume", default=None, metavar="RUN", help="continue the killed or interrupted search in RUN")
+    s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
+    s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
+                   "RAY_ADDRESS works too. Default: start Ray on this machine")
+    s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial = its torch threads (default from the space: 1)")
+    s.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per trial (default 0)")
+    s.add_argument("--concurrency", type=int, default=None, help="trials running at once (default from the space: 2)")
+    s.add_argument("--storage", default=None, help="where Ray Tune keeps experiments and checkpoints: an absolute "
+                   "path or URI every node can reach (default RUN/tune)")
+    s.add_argument("--verbose", action="store_true", help="let Ray's own log lines through")
+    s.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run (or resume) a search and print the summary; errors are HebbnasError (one line, exit 2)."""
+    from hebbnas.search.ray_cluster import quiet_ray_env
+
+    quiet_ray_env()
+    if args.resume:
+        return _resume(args)
+    return _fresh(args)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "budget": args.budget, "strategy": args.strategy, "dataset": args.dataset, "data_dir": args.data_dir,
+        "trials": args.trials, "max_epochs": args.epochs, "rounds": args.rounds, "seed": args.seed,
+        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
+    }
+
+
+def _fresh(args: argparse.Namespace) -> int:
+    from hebbnas.pipeline import load_data, seed_topology
+    from hebbnas.runfolder import RunFolder, format_budget
+    from hebbnas.search import resolve_settings
+    from hebbnas.search.ray_cluster import check_resources, shutdown_ray
+    from hebbnas.space import load_space
+
+    if args.budget is None:
+        raise HebbnasError("--budget is required (MACs at the deploy shape, e.g. --budget 1.5e9), or --resume RUN")
+    space_name = args.space or "googlenet"
+    space = load_space(space_name)
+    settings = resolve_settings(space, space_name, _options(args), smoke=args.smoke)
+    if args.out:
+        run = Path(args.out)
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run = Path("runs") / f"{settings.strategy}-{format_budget(settings.budget)}-{stamp}"
+    run = run.absolute()
+    if run.exists():
+        raise HebbnasError(f"run folder {run} already exists; choose another --out, or --resume {run}")
+    storage = _storage(args.storage, run)
+    data, probe_data = load_data(settings, space)
+    seed_topology(settings, space, data.num_classes)  # the budget must fit the base: fail before any folder
+    address = _connect(args)
+    try:
+        info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+        local = not (args.address or os.environ.get("RAY_ADDRESS"))
+        folder = RunFolder.create(run, settings=settings, space=space, storage=storage, argv=sys.argv,
+                                  ray_info={"address": address, "local": local, **info})
+        return _run(_plan(settings, space, storage, data, probe_data, info), folder)
+    finally:
+        shutdown_ray()
+
+
+def _connect(args: argparse.Namespace) -> str:
+    """Start or join Ray, after a one-line warning when its authentication was turned off."""
+    from hebbnas.search.ray_cluster import auth_warning, connect_ray
+
+    warning = auth_warning()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return connect_ray(args.address, verbose=args.verbose)
+
+
+def _plan(settings: Any, space: Any, storage: str, data: Any, probe_data: Any, info: Mapping[str, Any]) -> Any:
+    """Torch threads per trial = its CPUs; the seed network may use the CPUs of all concurrent trials."""
+    from hebbnas.search import SearchPlan
+
+    seed_cpus = min(float(info.get("max_node_cpus") or 0), settings.cpus_per_trial * settings.concurrency)
+    return SearchPlan(settings=settings, space=space, storage=storage, dataset=data, probe_dataset=probe_data,
+                      threads=max(1, int(settings.cpus_per_trial)), seed_cpus=seed_cpus)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from hebbnas.pipeline import load_data
+    from hebbnas.runfolder import RunFolder, format_budget
+    from hebbnas.search import SearchSettings
+    from hebbnas.search.ray_cluster import check_resources, shutdown_ray
+    from hebbnas.space import parse_space
+
+    given = [f"--{k.replace('_', '-')}" for k in SEARCH_OPTIONS if getattr(args, k, None) not in (None, False)]
+    if given:
+        raise HebbnasError(f"--resume continues a run with the settings in its config.yaml; drop {', '.join(given)}")
+    run = Path(args.resume).absolute()
+    cfg = RunFolder.read_config(run)
+    try:
+        settings = SearchSettings.from_dict(cfg["settings"])
+        space = parse_space(cfg["space"], source=str(cfg.get("space_source", "config.yaml")))
+    except (KeyError, TypeError) as e:
+        raise HebbnasError(f"{run}/config.yaml is incomplete ({e}); cannot resume") from None
+    folder = RunFolder(run, settings)
+    if folder.is_complete():
+        print(f"{run} is complete (best/metrics.json exists); nothing to resume")
+        folder.print_final()
+        return 0
+    storage = folder.storage(cfg)
+    data, probe_data = load_data(settings, space)
+    address = _connect(args)
+    try:
+        info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+        folder.note_resume(address)
+        print(f"resuming {run} (strategy {settings.strategy}, budget {format_budget(settings.budget)} MACs)", flush=True)
+        return _run(_plan(settings, space, storage, data, probe_data, info), folder)
+    finally:
+        shutdown_ray()
+
+
+def _run(plan: Any, folder: Any) -> int:
+    from hebbnas.search import SearchInterrupted, run_search
+
+    try:
+        outcome = run_search(plan, folder)
+    except (SearchInterrupted, KeyboardInterrupt) as e:
+        why = f" ({e})" if str(e) else ""
+        print(f"hebbnas search: interrupted{why}; resume with: hebbnas search --resume {folder.path}",
+              file=sys.stderr, flush=True)
+        return 130
+    folder.finish(outcome, plan)
+    folder.print_final()
+    return 0
+
+
+def _storage(arg: str | None, run: Path) -> str:
+    """Where Tune keeps this run's experiments: RUN/tune, or <--storage>/<run name> (absolute or a URI)."""
+    if arg is None:
+        return str(run / "tune")
+    if "://" in arg:
+        return f"{arg.rstrip('/')}/{run.name}"
+    p = Path(arg).expanduser()
+    if not p.is_absolute():
+        raise HebbnasError(f"--storage must be an absolute path or a URI (s3://, gs://, ...), got {arg!r}")
+    return str(p / run.name)

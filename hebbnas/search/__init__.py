@@ -1,0 +1,42 @@
+"""The search: Ray Tune trials whose knobs Optuna samples, stopped early by ASHA, under a hard budget.
+
+One file per concern, each readable top to bottom:
+
+    settings.py     defaults < space < --smoke < command line, validated before anything starts
+    searcher.py     the define-by-run space (sampling only) and the Optuna searcher that says PRUNED/FAIL
+    trial.py        one trial: topology -> budget check -> train; failures final or retried
+    progress.py     the SearchSink protocol and the Tune callback that feeds it
+    state.py        Tune's experiment state: restore a round, repair what a kill cut off
+    ray_cluster.py  connect (or start Ray locally, auth on), resources, reachability
+    rounds.py       rounds of Tune experiments, the seed probe, the best trial, the test evaluation
+
+Strategies live in `hebbnas.strategies`, the run folder in `hebbnas.runfolder`, the seed -> train ->
+probe path in `hebbnas.pipeline`.
+"""
+
+from __future__ import annotations
+
+from hebbnas.search.rounds import (
+    RoundOutcome,
+    SearchInterrupted,
+    SearchOutcome,
+    SearchPlan,
+    evaluate_checkpoint,
+    run_round,
+    run_search,
+)
+from hebbnas.search.settings import DEFAULTS, SMOKE, SearchSettings, resolve_settings
+
+__all__ = [
+    "DEFAULTS",
+    "SMOKE",
+    "RoundOutcome",
+    "SearchInterrupted",
+    "SearchOutcome",
+    "SearchPlan",
+    "SearchSettings",
+    "evaluate_checkpoint",
+    "resolve_settings",
+    "run_round",
+    "run_search",
+]

@@ -1,0 +1,117 @@
+"""Ray: connecting (to a cluster, or starting one on this machine), the resources a trial may ask for,
+and the environment Ray reads at start.
+
+Authentication stays on: Ray's token auth works for a local instance (the token is generated in the
+user's Ray folder), while ``RAY_AUTH_MODE=disabled`` makes a local Ray's GCS and raylets listen on all
+interfaces with no authentication, so anyone who can reach the machine can run code in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from hebbnas.errors import HebbnasError
+
+REACH_TIMEOUT_S = 5.0
+"""How long to wait for a TCP connection to a given cluster address before saying it is not there."""
+
+
+def quiet_ray_env() -> None:
+    """Environment Ray reads at import/start: no usage stats, no AIR banner, no snapshot warnings."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def auth_warning() -> str | None:
+    """One line when the user turned Ray's authentication off, else None."""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
+        return ("warning: RAY_AUTH_MODE=disabled: Ray will accept unauthenticated connections on every "
+                "interface while the search runs; unset it (token auth works locally)")
+    return None
+
+
+def check_reachable(address: str) -> None:
+    """Fail in one line, within seconds, when nothing listens at a ``host:port`` cluster address.
+
+    Without this, `ray.init` retries an unreachable GCS for minutes, printing warnings.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise HebbnasError(f"--address must be auto or HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise HebbnasError(f"cannot reach a Ray cluster at {address}: {reason.lower()} "
+                           "(is `ray start --head` running there?)") from None
+
+
+def connect_ray(address: str | None, *, verbose: bool = False) -> str:
+    """Connect to a running cluster (`address`, or RAY_ADDRESS) or start Ray on this machine.
+
+    Returns the GCS address actually used, so the run records where it ran.
+    """
+    import ray
+
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    level = logging.INFO if verbose else logging.ERROR
+    kw: dict[str, Any] = {"log_to_driver": verbose, "logging_level": level, "include_dashboard": False}
+    if ray.is_initialized():
+        return str(ray.get_runtime_context().gcs_address)
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if target:
+            check_reachable(target)
+            kw.pop("include_dashboard")
+            ray.init(address=target, **kw)
+        else:
+            ray.init(**kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {target}" if target else "a local Ray instance"
+        raise HebbnasError(f"cannot connect to {where}: {str(e).strip().splitlines()[0] if str(e) else e}") from None
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def shutdown_ray() -> None:
+    """Best effort on the way out: a local Ray stops with the search; a cluster keeps running."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def check_resources(cpus: float, gpus: float) -> dict[str, Any]:
+    """Fail clearly (instead of pending forever) when no node can host one trial.
+
+    Returns the alive nodes' ids and the largest CPU and GPU count of any of them.
+    """
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = [n.get("Resources", {}) for n in alive]
+    max_cpu = max((float(r.get("CPU", 0)) for r in nodes), default=0.0)
+    max_gpu = max((float(r.get("GPU", 0)) for r in nodes), default=0.0)
+    total = ray.cluster_resources()
+    if gpus > 0 and float(total.get("GPU", 0)) == 0:
+        raise HebbnasError(f"--gpus-per-trial {gpus:g} but the Ray cluster has no GPU "
+                           f"({len(nodes)} node(s), {float(total.get('CPU', 0)):g} CPUs)")
+    if gpus > max_gpu:
+        raise HebbnasError(f"--gpus-per-trial {gpus:g} but the largest node has {max_gpu:g} GPU(s)")
+    if cpus > max_cpu:
+        raise HebbnasError(f"--cpus-per-trial {cpus:g} but the largest node has {max_cpu:g} CPU(s)")
+    return {"nodes": len(nodes), "node_ids": [str(n.get("NodeID")) for n in alive],
+            "max_node_cpus": max_cpu, "max_node_gpus": max_gpu}
+
+

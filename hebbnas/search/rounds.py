@@ -1,0 +1,317 @@
+"""Rounds: the whole search as a sequence of Ray Tune experiments, one per round.
+
+Round 1's seed is the space's base fitted to the budget. A strategy that probes (hebbian) trains the
+seed briefly and probes it before the trials, which derive their widths from that probe; the baselines
+probe their round's best network afterwards, so every strategy leaves the same probe and report. With
+several rounds the best trained network of a round is re-probed and seeds the next (Arora's
+layer-by-layer construction). After the last round the best trial, by the run folder's one rule, is
+evaluated once on the test split.
+
+Values in, values out: everything that reaches the run folder goes through the `SearchSink`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.errors import HebbnasError, error_line
+from hebbnas.runfolder import (
+    CHECKPOINT_FILE,
+    EPOCH_ATTR,
+    METRIC,
+    TrialStatus,
+    best_row,
+    finished_status,
+    fmt_macs,
+    trial_row,
+)
+from hebbnas.search.progress import SearchSink, active_sink, current_session, tune_callback_class
+from hebbnas.search.searcher import Sampler, make_searcher, read_optuna_states
+from hebbnas.pipeline import recipe, seed_topology
+from hebbnas.search.settings import SearchSettings
+from hebbnas.search.state import restore_tuner
+from hebbnas.search.trial import RoundSpec, failure_config, run_trial, trial_dirname
+from hebbnas.space import Space
+from hebbnas.strategies import get_strategy
+from hebbnas.topology import Topology
+
+if TYPE_CHECKING:
+    from hebbnas.data import Dataset
+    from hebbnas.probe import ProbeResult
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """A finished round: its rows (trials.csv), the best trial and what it seeds next.
+
+    `probe` was taken on `probed`: the round's seed (hebbian: what the trials derived from) or, for the
+    baselines, the round's best network (so every strategy leaves the same probe + cluster report).
+    `report_knobs` are the derivation knobs its cluster-to-branch report uses.
+    """
+
+    round: int
+    rows: tuple[dict[str, Any], ...]
+    best: dict[str, Any] | None
+    best_checkpoint: dict[str, Any] | None  # the export dict of the best trial (topology, state_dict, metrics)
+    probe: ProbeResult | None
+    probed: Topology
+    experiment_path: str
+    report_knobs: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchInterrupted(Exception):
+    """The search stopped before its trials finished (Ctrl-C); the run folder can be resumed."""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """All rounds, the overall best trial and its held-out test accuracy."""
+
+    rounds: tuple[RoundOutcome, ...]
+    best: dict[str, Any]
+    best_checkpoint: dict[str, Any]
+    test_acc: float
+    seconds: float
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [r for o in self.rounds for r in o.rows]
+
+
+@dataclass
+class SearchPlan:
+    """A resolved search ready to run: settings, space, data, where Tune keeps its experiments."""
+
+    settings: SearchSettings
+    space: Space
+    storage: str  # absolute path or URI; round K lives in <storage>/round-K
+    dataset: Any = None
+    probe_dataset: Any = None
+    threads: int = 1
+    seed_cpus: float = 0.0  # the seed network runs alone before the trials: it may take all their CPUs
+
+    def experiment_path(self, k: int) -> str:
+        return f"{self.storage.rstrip('/')}/round-{k}"
+
+
+def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
+    s, space, data = plan.settings, plan.space, plan.dataset
+    return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
+                     width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s),
+                     max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
+                     resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
+                     num_classes=data.num_classes)
+
+
+def _trainable(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None) -> Any:
+    from ray import tune
+
+    fn = tune.with_parameters(run_trial, spec=spec, dataset=plan.dataset, probe=probe)
+    res = {"cpu": plan.settings.cpus_per_trial}
+    if plan.settings.gpus_per_trial:
+        res["gpu"] = plan.settings.gpus_per_trial
+    return tune.with_resources(fn, res)
+
+
+def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_trials: int) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = plan.settings
+    searcher = make_searcher(Sampler.for_space(plan.space, s.strategy), max_epochs=s.max_epochs,
+                             seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials)
+    asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.max_epochs,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    callback = tune_callback_class()(spec.round, s.strategy, s.max_epochs)
+    return tune.Tuner(
+        _trainable(plan, spec, probe),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, num_samples=n_trials,
+                                    max_concurrent_trials=s.concurrency, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=f"round-{spec.round}", storage_path=plan.storage, verbose=0, callbacks=[callback],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=failure_config(),
+        ),
+    )
+
+
+def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | None, sink: SearchSink) -> RoundOutcome:
+    """Run (or resume, or just read back) round `k`; raise SearchInterrupted if it did not finish.
+
+    The caller completes the outcome (baselines' probe) and hands it to `sink.round_finished`.
+    """
+    s = plan.settings
+    n_trials = s.trials_in_round(k)
+    spec = round_spec(plan, k, seed)
+    tuner = restore_tuner(plan.experiment_path(k), _trainable(plan, spec, probe))
+    sink.round_started(k, s.rounds, n_trials, seed, resumed=tuner is not None)
+    if tuner is None:
+        tuner = _new_tuner(plan, spec, probe, n_trials)
+    grid = tuner.fit()
+    session = current_session()
+    rows, results = _rows_from_grid(grid, k, s, session.finished_ids(k) if session else None)
+    done = sum(1 for r in rows if TrialStatus(r["status"]).finished)
+    if len(rows) < n_trials or done < len(rows):
+        for r in rows:
+            if TrialStatus(r["status"]).finished:
+                sink.trial_finished(k, r)
+        raise SearchInterrupted(f"round {k}: {done} of {n_trials} trials finished")
+    states = read_optuna_states(grid.experiment_path)
+    rows = [{**r, "optuna_state": states.get(r["trial_id"], "")} for r in rows]
+    best = best_row(rows, has_checkpoint=lambda tid: results[tid].checkpoint is not None)
+    best_ckpt = None
+    if best is not None:
+        best_ckpt = load_checkpoint(results[best["trial_id"]].checkpoint)
+        for tid, r in results.items():
+            if r.checkpoint is not None:
+                sink.trial_checkpoint(tid, r.checkpoint)
+    report_knobs = {}
+    if best is not None:
+        from hebbnas.strategies import knobs
+
+        report_knobs = knobs(best, "derive")
+    return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe, probed=seed,
+                        experiment_path=grid.experiment_path, report_knobs=report_knobs)
+
+
+def _trial_id_of(result: Any) -> str:
+    return str(result.metrics.get("trial_id") or Path(str(result.path)).name)
+
+
+def _trial_status(grid: Any) -> dict[str, str]:
+    """Tune's status per trial id (private attribute; empty when Ray changes it)."""
+    try:
+        return {t.trial_id: str(t.status) for t in grid._experiment_analysis.trials}
+    except AttributeError:
+        return {}
+
+
+def _rows_from_grid(grid: Any, k: int, s: SearchSettings, finished_ids: set[str] | None
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of a round's trials and Tune's result per trial id.
+
+    `finished_ids` (when Tune ran steps) says which trials really finished: Ctrl-C marks every trial
+    TERMINATED.
+    """
+    statuses = _trial_status(grid)
+    rows, results = [], {}
+    for r in grid:
+        tid = _trial_id_of(r)
+        err = r.error is not None or statuses.get(tid) == "ERROR"
+        tune_status = statuses.get(tid, "TERMINATED" if not err else "ERROR")
+        if finished_ids is not None and tid not in finished_ids and not err:
+            tune_status = "INTERRUPTED"
+        if tune_status in ("TERMINATED", "ERROR"):
+            status = finished_status(r.metrics, err, s.max_epochs)
+        else:
+            status = TrialStatus.parse(tune_status)  # pending, paused, running: an interrupted round
+        rows.append(trial_row(tid, r.config or {}, r.metrics, status, round_=k, strategy=s.strategy,
+                              error=error_line(r.error) if r.error is not None else ""))
+        results[tid] = r
+    return rows, results
+
+
+def load_checkpoint(checkpoint: Any) -> dict[str, Any]:
+    """The export dict of a Tune checkpoint (any storage)."""
+    import torch
+
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole search
+
+
+def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
+    """All rounds, then the best trial is evaluated once on the test split.
+
+    Resumable: a round whose experiment exists is restored (finished rounds are only read back), a
+    round's probe is taken from the sink when it was saved before.
+
+    Raises:
+        SearchInterrupted: Ctrl-C (or SIGINT/SIGUSR1) stopped Tune; everything so far is saved.
+    """
+    s, t0 = plan.settings, time.perf_counter()
+    strategy = get_strategy(s.strategy)
+    data = plan.dataset
+    seed = seed_topology(s, plan.space, data.num_classes)
+    seed_state: dict[str, Any] | None = None
+    outcomes: list[RoundOutcome] = []
+    with active_sink(sink):
+        for k in range(1, s.rounds + 1):
+            probe = None
+            if strategy.probes_seed:
+                probe = sink.load_probe(k)
+                if probe is None:
+                    probe = _probe_round(plan, k, seed, seed_state, sink)
+            outcome = run_round(plan, k, seed, probe, sink)
+            if outcome.best is None or outcome.best_checkpoint is None:
+                sink.round_finished(outcome)
+                raise HebbnasError(f"round {k}: every trial failed; see trials.csv (status, error)")
+            seed = Topology.from_dict(outcome.best_checkpoint["topology"])
+            seed_state = outcome.best_checkpoint["state_dict"]
+            if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network
+                probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
+                outcome = dataclasses.replace(
+                    outcome, probe=probe, probed=seed,
+                    report_knobs={n: d.default() for n, d in plan.space.derive.items()})
+            sink.round_finished(outcome)
+            outcomes.append(outcome)
+    best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
+    best_round = next(o for o in outcomes if o.best is best)
+    ckpt = best_round.best_checkpoint
+    test_acc = evaluate_checkpoint(ckpt, data)
+    return SearchOutcome(tuple(outcomes), best, ckpt, test_acc, time.perf_counter() - t0)
+
+
+def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[str, Any] | None,
+                 sink: SearchSink, best_of_round: bool = False) -> ProbeResult:
+    s = plan.settings
+    probe_x = plan.probe_dataset.train.x[: s.probe_images].contiguous()
+    if seed_state is None:
+        train = {**recipe(plan.space, s), "epochs": s.seed_epochs, "seed": s.seed}
+        sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs) "
+                     f"for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
+                     f"{s.probe_resolution}x{s.probe_resolution}")
+    else:
+        train = None
+        sink.message(f"round {k}: probing round {k if best_of_round else k - 1}'s best network on {len(probe_x)} "
+                     f"images at {s.probe_resolution}x{s.probe_resolution}")
+    cpus = max(plan.seed_cpus, s.cpus_per_trial)
+    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, seed,
+                                         plan.dataset if seed_state is None else None, probe_x,
+                                         train=train, state_dict=seed_state, threads=max(1, int(cpus)), seed=s.seed)
+    sink.probe_ready(k, probe, seed, info)
+    return probe
+
+
+def _remote_seed_and_probe(cpus: float, gpus: float, *args: Any, **kwargs: Any) -> tuple[ProbeResult, dict[str, Any]]:
+    """`hebbnas.pipeline.seed_and_probe` as a Ray task, so it runs where a trial would (GPU included)."""
+    import ray
+
+    from hebbnas.pipeline import seed_and_probe
+
+    fn = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(seed_and_probe)
+    try:
+        return ray.get(fn.remote(*args, **kwargs))
+    except HebbnasError as e:  # Ray re-raises the task's error as a subclass of its type
+        raise HebbnasError(error_line(e)) from None
+    except ray.exceptions.RayError as e:
+        raise HebbnasError(f"seed network failed: {error_line(e)}") from None
+
+
+def evaluate_checkpoint(ckpt: Mapping[str, Any], data: Dataset) -> float:
+    """Test accuracy of an export dict's model on the held-out test split (once, after the search)."""
+    from hebbnas.model import build
+    from hebbnas.train import evaluate
+
+    model = build(Topology.from_dict(ckpt["topology"]), aux=False)
+    model.load_state_dict(ckpt["state_dict"])
+    return evaluate(model, *data.test)

@@ -1,0 +1,141 @@
+"""The Optuna side of the search: a define-by-run space that only samples, and a searcher that tells
+Optuna the truth (ASHA-stopped trials PRUNED, errored ones FAIL; Ray's OptunaSearch says COMPLETE).
+
+Parameter names are namespaced: ``derive.<knob>`` / ``width.<module>.<field>`` (the strategy's, see
+`hebbnas.strategies`) and ``train.<knob>`` (every strategy's).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.runfolder import METRIC, EPOCH_ATTR
+
+if TYPE_CHECKING:
+    from hebbnas.space import Distribution, Space
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """The define-by-run space handed to `OptunaSearch`: `(optuna_trial) -> None`, sampling only.
+
+    Ray warns when it takes over a second, so it holds plain values and never derives or fits.
+    """
+
+    strategy: str
+    params: tuple[tuple[str, Distribution], ...] = ()
+
+    @classmethod
+    def for_space(cls, space: Space, strategy: str) -> Sampler:
+        from hebbnas.strategies import get_strategy
+
+        own = get_strategy(strategy).distributions(space)
+        train = {f"train.{n}": d for n, d in space.train.items()}
+        return cls(strategy=strategy, params=tuple({**own, **train}.items()))
+
+    def __call__(self, trial: Any) -> None:
+        for name, dist in self.params:
+            dist.suggest(trial, name)
+        return None
+
+
+def optuna_outcome(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> str:
+    """COMPLETE, PRUNED or FAIL for a finished trial, from its last result.
+
+    A trial that reported fewer than `max_epochs` epochs and did not error was stopped early by ASHA.
+    """
+    if error:
+        return "FAIL"
+    if not result or result.get(METRIC) is None:
+        return "PRUNED"
+    epochs = result.get(EPOCH_ATTR, result.get("training_iteration", 0))
+    return "PRUNED" if int(epochs or 0) < max_epochs else "COMPLETE"
+
+
+def _optuna_search_class() -> type:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    class PrunedOptunaSearch(OptunaSearch):
+        """OptunaSearch that tells Optuna the truth about early-stopped and errored trials.
+
+        Ray's OptunaSearch tells every trial with a last value COMPLETE, so an ASHA-stopped trial's early
+        (low) accuracy reads to TPE as a finished one, and an errored trial with results as a success.
+        Here they become PRUNED (Optuna then uses the last intermediate value) and FAIL.
+        """
+
+        def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._max_epochs = int(max_epochs)
+            self.outcomes: dict[str, str] = {}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                super().on_trial_complete(trial_id, result, error)
+                return
+            outcome = optuna_outcome(result, error, self._max_epochs)
+            self.outcomes[trial_id] = outcome
+            if outcome == "COMPLETE":
+                super().on_trial_complete(trial_id, result, error)
+                return
+            import optuna
+
+            state = optuna.trial.TrialState.PRUNED if outcome == "PRUNED" else optuna.trial.TrialState.FAIL
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], None, state=state)
+            except Exception as e:  # noqa: BLE001 - Optuna refuses e.g. a second tell; never kill the search
+                _log.warning("optuna tell failed for %s: %s", trial_id, e)
+            self._completed_trials.add(trial_id)
+
+        def trial_states(self) -> dict[str, str]:
+            """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)."""
+            by_number = {t.number: t.state.name for t in self._ot_study.get_trials(deepcopy=False)}
+            return {tid: by_number.get(t.number, "?") for tid, t in self._ot_trials.items()}
+
+    return PrunedOptunaSearch
+
+
+def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int) -> Any:
+    """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials)."""
+    import optuna
+
+    tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 2)))
+    cls = _optuna_search_class()
+    return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs)
+
+
+def read_optuna_states(experiment_path: str) -> dict[str, str]:
+    """Trial id -> Optuna state, from the searcher state Tune saved with the experiment (any storage)."""
+    import pyarrow.fs
+
+    try:
+        fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path) if "://" in experiment_path else (
+            pyarrow.fs.LocalFileSystem(), experiment_path)
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=False))
+    except Exception:  # noqa: BLE001 - the column is informative; a missing state is '?'
+        return {}
+    states = sorted(i.path for i in infos if Path(i.path).name.startswith("searcher-state-"))
+    if not states:
+        return {}
+    cls = _optuna_search_class()
+    searcher = cls(space=Sampler("paper"), metric=METRIC, mode="max", max_epochs=1)
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(d) / Path(states[-1]).name
+        with fs.open_input_stream(states[-1]) as src, open(local, "wb") as dst:
+            dst.write(src.read())
+        try:
+            searcher.restore(str(local))
+        except Exception:  # noqa: BLE001
+            return {}
+    return searcher.trial_states()
+
+

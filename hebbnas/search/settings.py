@@ -1,0 +1,201 @@
+"""Search settings: defaults < the space's `proxy:`/`search:` sections < `--smoke` < the command line.
+
+The resolved `SearchSettings` is written to config.yaml and read back by `--resume`, so a resumed
+search is the same search. Validation happens here, before any folder exists or Ray starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hebbnas.errors import HebbnasError
+from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Space
+from hebbnas.strategies import get_strategy, names
+from hebbnas.topology import min_input_size
+
+# Settings every search has; the space's `proxy:`/`search:` sections override the code defaults,
+# `--smoke` overrides those, and explicit command-line options override everything.
+DEFAULTS: dict[str, Any] = {
+    "strategy": "hebbian",
+    "dataset": "digits",
+    "data_dir": None,
+    "resolution": 32,
+    "probe_resolution": 64,
+    "train_subset": None,
+    "seed_epochs": 3,
+    "probe_images": 600,
+    "trials": 8,
+    "max_epochs": 5,
+    "rounds": 1,
+    "grace_period": 2,
+    "reduction_factor": 2,
+    "seed": 0,
+    "cpus_per_trial": 1.0,
+    "gpus_per_trial": 0.0,
+    "concurrency": 2,
+}
+SMOKE: dict[str, Any] = {
+    "trials": 3,
+    "max_epochs": 2,
+    "grace_period": 1,
+    "train_subset": 160,
+    "resolution": 32,
+    "probe_resolution": 32,
+    "seed_epochs": 1,
+    "probe_images": 64,
+}
+"""`--smoke`: a tiny train subset, few epochs, a small probe; for tests and a first look at a cluster."""
+FLAGS: dict[str, str] = {"max_epochs": "--epochs"}
+"""Settings whose command-line option is not ``--<key with dashes>``."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything that defines a search, resolved from defaults, the space, `--smoke` and the command line.
+
+    Written to ``config.yaml`` and read back by ``--resume``, so a resumed search is the same search.
+    """
+
+    budget: float
+    space: str
+    strategy: str
+    dataset: str
+    data_dir: str | None
+    resolution: int
+    probe_resolution: int
+    train_subset: int | None
+    seed_epochs: int
+    probe_images: int
+    trials: int
+    max_epochs: int
+    rounds: int
+    grace_period: int
+    reduction_factor: int
+    seed: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    concurrency: int
+    smoke: bool = False
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise HebbnasError(f"unknown search settings {sorted(extra)}")
+        try:
+            return cls(**dict(d))
+        except TypeError as e:
+            raise HebbnasError(f"incomplete search settings: {e}") from None
+
+    def trials_in_round(self, k: int) -> int:
+        """`trials` is the total; rounds share it evenly (earlier rounds get the remainder)."""
+        base, extra = divmod(self.trials, self.rounds)
+        return base + (1 if k <= extra else 0)
+
+
+def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], smoke: bool = False) -> SearchSettings:
+    """Merge defaults < space sections < smoke < explicit options (None means not given) and validate.
+
+    Raises:
+        HebbnasError: an unknown strategy, a non-positive budget or count, an impossible combination.
+    """
+    merged: dict[str, Any] = dict(DEFAULTS)
+    for key in PROXY_KEYS:
+        if key in space.proxy:
+            merged[key] = space.proxy[key]
+    for key in SEARCH_KEYS:
+        if key in space.search:
+            merged[key] = space.search[key]
+    if smoke:
+        merged.update(SMOKE)
+    merged.update({k: v for k, v in options.items() if v is not None and k != "budget"})
+    budget = options.get("budget")
+    settings = SearchSettings(
+        budget=_positive_budget(budget),
+        space=space_name,
+        strategy=str(merged["strategy"]),
+        dataset=str(merged["dataset"]),
+        data_dir=None if merged["data_dir"] is None else str(merged["data_dir"]),
+        resolution=_int(merged, "resolution"),
+        probe_resolution=_int(merged, "probe_resolution"),
+        train_subset=None if merged["train_subset"] is None else _int(merged, "train_subset"),
+        seed_epochs=_int(merged, "seed_epochs"),
+        probe_images=_int(merged, "probe_images"),
+        trials=_int(merged, "trials"),
+        max_epochs=_int(merged, "max_epochs"),
+        rounds=_int(merged, "rounds"),
+        grace_period=_int(merged, "grace_period"),
+        reduction_factor=_int(merged, "reduction_factor", minimum=2),
+        seed=_int(merged, "seed", minimum=0),
+        cpus_per_trial=_float(merged, "cpus_per_trial", positive=True),
+        gpus_per_trial=_float(merged, "gpus_per_trial", positive=False),
+        concurrency=_int(merged, "concurrency"),
+        smoke=bool(smoke),
+        fixed=dict(space.fixed),
+    )
+    validate_settings(settings, space)
+    return settings
+
+
+def _positive_budget(v: Any) -> float:
+    try:
+        b = float(v)
+    except (TypeError, ValueError):
+        raise HebbnasError(f"--budget must be a positive number of MACs (e.g. 1.5e9), got {v!r}") from None
+    if not math.isfinite(b) or b <= 0:
+        raise HebbnasError(f"--budget must be a positive number of MACs (e.g. 1.5e9), got {v!r}")
+    return b
+
+
+def flag(key: str) -> str:
+    """The command-line spelling of a setting, so messages name what the user typed."""
+    return FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def _int(d: Mapping[str, Any], key: str, minimum: int = 1) -> int:
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < minimum:
+        raise HebbnasError(f"{flag(key)} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _float(d: Mapping[str, Any], key: str, positive: bool) -> float:
+    v = d[key]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+    if not ok:
+        raise HebbnasError(f"{flag(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+    return float(v)
+
+
+def validate_settings(s: SearchSettings, space: Space) -> None:
+    """Reject combinations that cannot run, before any folder is created or Ray is started."""
+    from hebbnas.train import TrainConfig
+
+    strategy = get_strategy(s.strategy)
+    if s.rounds > 1 and not strategy.multi_round:
+        multi = [n for n in names() if get_strategy(n).multi_round]
+        raise HebbnasError(f"--rounds {s.rounds} needs --strategy {' or '.join(multi)} (rounds re-probe the best network)")
+    if s.trials < s.rounds:
+        raise HebbnasError(f"--trials {s.trials} is fewer than --rounds {s.rounds} (each round needs a trial)")
+    if s.grace_period > s.max_epochs:
+        raise HebbnasError(f"ASHA grace period {s.grace_period} (search.grace_period) exceeds --epochs {s.max_epochs}")
+    floor = min_input_size(space.base)
+    for key in ("resolution", "probe_resolution"):
+        if getattr(s, key) < floor:
+            raise HebbnasError(f"{flag(key)} {getattr(s, key)} is below the {floor} px the stem needs")
+    knobs = set(space.train) | set(s.fixed)
+    fields_ = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(knobs - (fields_ - {"epochs", "seed", "device"}))
+    if bad:
+        raise HebbnasError(f"{space.source}: unknown or reserved training knobs {bad}")
+    strategy.validate(space)
+

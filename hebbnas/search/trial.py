@@ -1,0 +1,169 @@
+"""One Tune trial: topology -> budget check -> train, reporting validation accuracy and a checkpoint
+every epoch. Runs in a Ray worker; what it needs arrives through `tune.with_parameters` (object store).
+
+Failures come in two kinds. A trial whose model raises or whose loss diverges is *final*: the trial
+catches it and reports it as its last result (``trial_error``), so Tune never retries it and the
+searcher tells Optuna FAIL. A trial lost to the infrastructure (worker killed, out of memory, node lost)
+never reaches that handler; Tune sees an actor error and retries it from its last checkpoint, at most
+`INFRA_RETRIES` times (`failure_config`).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.errors import HebbnasError, error_line
+from hebbnas.runfolder import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, TRAIN_STATE_FILE, TRIAL_ERROR
+from hebbnas.strategies import get_strategy, knobs
+from hebbnas.topology import Topology
+
+if TYPE_CHECKING:
+    from hebbnas.data import Dataset
+    from hebbnas.probe import ProbeResult
+
+INFRA_RETRIES = 2
+"""How often Tune restarts a trial whose worker died (from its last checkpoint) before giving up."""
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """The fixed part of one round, shared by its trials: the seed topology, the budget, the recipe."""
+
+    round: int
+    strategy: str
+    budget: float
+    deploy_input: tuple[int, int, int]
+    width_multiple: int
+    seed_topology: Topology
+    train: dict[str, Any]  # TrainConfig fields except the sampled knobs
+    max_epochs: int
+    seed: int
+    threads: int
+    dataset: str
+    resolution: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+
+
+def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[str, Any], name: str) -> Topology:
+    """The trial's topology: the strategy's choice from the seed, then fitted to the budget."""
+    from hebbnas.derive import fit
+
+    t = get_strategy(spec.strategy).topology(spec.seed_topology, probe, config)
+    t = t.with_classes(spec.num_classes)
+    return fit(t, spec.budget, spec.deploy_input, multiple=spec.width_multiple, name=name)
+
+
+def train_config(spec: RoundSpec, config: Mapping[str, Any], epochs: int | None = None) -> Any:
+    """The trial's TrainConfig: the shared recipe plus the sampled training knobs."""
+    from hebbnas.train import TrainConfig
+
+    return TrainConfig.from_dict({**spec.train, **knobs(config, "train"),
+                                  "epochs": epochs or spec.max_epochs, "seed": spec.seed})
+
+
+def failure_config() -> Any:
+    """Tune's failure policy: infrastructure failures are retried (bounded), nothing else reaches it."""
+    from ray import tune
+
+    return tune.FailureConfig(max_failures=INFRA_RETRIES)
+
+
+def run_trial(config: dict[str, Any], *, spec: RoundSpec, dataset: Dataset, probe: ProbeResult | None = None) -> None:
+    """The Tune trainable. Resumes from `tune.get_checkpoint()` when Tune restores or retries the trial."""
+    from ray import tune
+
+    try:
+        _train_trial(config, spec, dataset, probe)
+    except (MemoryError, KeyboardInterrupt, SystemExit):
+        raise  # out of memory is the machine's failure, not the candidate's: Tune may retry it
+    except Exception as e:  # noqa: BLE001 - the candidate's own failure (model error, NaN loss): final
+        if _is_cuda_oom(e):
+            raise
+        ctx = tune.get_context()
+        tune.report({METRIC: math.nan, EPOCH_ATTR: 0, TRIAL_ERROR: error_line(e), "round": spec.round,
+                     "trial_id": ctx.get_trial_id() or "local"})
+
+
+def _is_cuda_oom(e: BaseException) -> bool:
+    try:
+        import torch
+
+        return isinstance(e, torch.cuda.OutOfMemoryError)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, probe: ProbeResult | None) -> None:
+    import torch
+    from ray import tune
+
+    from hebbnas.model import build, inference_state_dict
+    from hebbnas.train import train
+
+    torch.set_num_threads(spec.threads)
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id() or "local"
+    topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
+    macs = topology.macs(spec.deploy_input)
+    if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
+        raise HebbnasError(f"trial {trial_id}: {macs:,} MACs exceed the budget {spec.budget:,.0f}")
+    params = topology.params()
+    cfg = train_config(spec, config)
+    torch.manual_seed(spec.seed)
+    model = build(topology)
+    state, best, start = None, 0.0, 0
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            saved = torch.load(Path(d) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+        state, best, start = saved["train"], float(saved["best_val_acc"]), int(saved["train"]["epoch"])
+    node_id = _node_id()
+    meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
+            "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
+            "budget": spec.budget, "round": spec.round}
+
+    cpu = time.process_time()
+
+    def on_epoch(r: Any) -> bool:
+        nonlocal best, cpu
+        best = max(best, r.val_accuracy)
+        cpu, cpu_seconds = time.process_time(), time.process_time() - cpu
+        metrics = {
+            METRIC: r.val_accuracy, "best_val_acc": best, EPOCH_ATTR: r.epoch + 1, "train_loss": r.train_loss,
+            "train_acc": r.train_accuracy, "macs": macs, "params": params, "round": spec.round,
+            "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
+            "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
+        }
+        with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
+            export = {"topology": topology.to_dict(),
+                      "state_dict": {k: v.detach().cpu() for k, v in inference_state_dict(model).items()},
+                      "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
+                                  "macs": macs, "params": params}}
+            torch.save(export, Path(d) / CHECKPOINT_FILE)
+            torch.save({"train": r.checkpoint(), "best_val_acc": best}, Path(d) / TRAIN_STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        return False
+
+    train(model, dataset, cfg, on_epoch=on_epoch, state=state)
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # noqa: BLE001 - only informative
+        return ""
+
+
+def trial_dirname(trial: Any) -> str:
+    """Trial folders are named by trial id, so ``trials.csv`` ids find their Tune folder."""
+    return str(trial.trial_id)

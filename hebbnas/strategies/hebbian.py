@@ -1,0 +1,40 @@
+"""hebbian: derive every module's widths from the clusters of the round's probe (the project's idea)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.errors import HebbnasError
+from hebbnas.strategies import Strategy, knobs, register
+
+if TYPE_CHECKING:
+    from hebbnas.probe import ProbeResult
+    from hebbnas.space import Distribution, Space
+    from hebbnas.topology import Topology
+
+
+@register
+class Hebbian(Strategy):
+    """Optuna samples the derivation knobs (`derive:`); the trial derives its widths from the shared probe."""
+
+    name = "hebbian"
+    probes_seed = True
+    multi_round = True
+
+    def validate(self, space: Space) -> None:
+        from hebbnas.derive import Policy
+
+        if not space.derive:
+            raise HebbnasError(f"{space.source}: strategy hebbian needs a derive: section")
+        Policy.from_knobs({n: d.default() for n, d in space.derive.items()})  # unknown knob names fail here
+
+    def distributions(self, space: Space) -> dict[str, Distribution]:
+        return {f"derive.{n}": d for n, d in space.derive.items()}
+
+    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any]) -> Topology:
+        from hebbnas.derive import derive_topology
+
+        if probe is None:
+            raise HebbnasError("strategy hebbian needs the round's probe")
+        return derive_topology(seed, probe, **knobs(config, "derive"))

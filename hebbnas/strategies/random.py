@@ -1,0 +1,56 @@
+"""random: every width of every module is the base width times its own sampled multiplier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.errors import HebbnasError
+from hebbnas.strategies import Strategy, knobs, register
+from hebbnas.topology import WIDTH_FIELDS
+
+if TYPE_CHECKING:
+    from hebbnas.probe import ProbeResult
+    from hebbnas.space import Distribution, Space
+    from hebbnas.topology import Topology
+
+WIDTH_SCALE = "width_scale"
+"""The `random:` knob every width falls back to; ``<module>.<field>`` keys override it per width."""
+
+
+@register
+class Random(Strategy):
+    """The baseline a derivation must beat: random proportions, fitted to the same budget."""
+
+    name = "random"
+
+    def validate(self, space: Space) -> None:
+        width_distributions(space)
+
+    def distributions(self, space: Space) -> dict[str, Distribution]:
+        return {f"width.{k}": d for k, d in width_distributions(space).items()}
+
+    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any]) -> Topology:
+        return scaled_topology(seed, knobs(config, "width"))
+
+
+def width_distributions(space: Space) -> dict[str, Distribution]:
+    """Per-width distributions, keyed ``<module>.<field>`` (non-zero widths of the base only)."""
+    if WIDTH_SCALE not in space.random:
+        raise HebbnasError(f"{space.source}: strategy random needs random.{WIDTH_SCALE}")
+    keys = {f"{m.name}.{f}": m for m in space.base.modules for f in WIDTH_FIELDS if getattr(m, f)}
+    extra = sorted(set(space.random) - set(keys) - {WIDTH_SCALE})
+    if extra:
+        raise HebbnasError(f"{space.source}: random: keys {extra} name no width of {space.base.name}")
+    return {k: space.random.get(k, space.random[WIDTH_SCALE]) for k in keys}
+
+
+def scaled_topology(t: Topology, multipliers: Mapping[str, float]) -> Topology:
+    """Each non-zero width times its multiplier (at least 1); a missing multiplier is 1."""
+    widths = {}
+    for m in t.modules:
+        widths[m.name] = tuple(
+            max(1, int(round(w * float(multipliers.get(f"{m.name}.{f}", 1.0))))) if w else 0
+            for f, w in zip(WIDTH_FIELDS, m.widths)
+        )
+    return t.with_widths(widths)
