@@ -81,8 +81,7 @@ def write_space(path: Path, base_space: Path, proto: dict[str, Any]) -> Path:
 
 def run_search(cmd: list[str], log: Path) -> float:
     """Run one search in its own process (a fresh Ray each time); returns wall seconds."""
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     t0 = time.perf_counter()
     with log.open("w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

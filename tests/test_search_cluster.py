@@ -30,8 +30,9 @@ BUDGET = 3e8  # small nets keep the tiny trials quick; the budget logic is the s
 DEPLOY = (3, 224, 224)
 RAY = str(Path(sys.executable).with_name("ray"))
 HEBBNAS = [sys.executable, "-m", "hebbnas.cli"]
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}  # Ray's token auth stays on
 ENV.pop("RAY_ADDRESS", None)
+ENV.pop("RAY_AUTH_MODE", None)
 
 
 def _free_port() -> int:
@@ -152,7 +153,7 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     from hebbnas.data import load_dataset
     from hebbnas.model import build
     from hebbnas.topology import Topology
-    from hebbnas.train import evaluate
+    from hebbnas.train import evaluate, resolve_device
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["budget"] == budget and cfg["strategy"] == strategy and cfg["deploy_input"] == list(DEPLOY)
@@ -179,7 +180,8 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     model.load_state_dict(saved["state_dict"])
     s = cfg["settings"]
     data = load_dataset(s["dataset"], resolution=s["resolution"], seed=s["seed"], train_subset=s["train_subset"])
-    assert evaluate(model, *data.test, device="cpu") == pytest.approx(metrics["test_acc"], abs=1e-9)
+    # the search evaluated on its own device (CUDA where present): compare on the same one
+    assert evaluate(model, *data.test, device=resolve_device("auto")) == pytest.approx(metrics["test_acc"], abs=1e-9)
     assert (run / "report" / "round-1" / "report.md").is_file()
     return df
 
@@ -363,6 +365,12 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     assert len(midway) == 2 and all(max(before[t]) < epochs for t in midway), before
     assert not (run / "best").exists()
 
+    # the folder is moved before the resume: it must resume where it now is (defect: it resumed against the
+    # old absolute storage path, silently started over and left stale rows in trials.csv)
+    moved = tmp_path / "elsewhere" / "killed"
+    moved.parent.mkdir()
+    shutil.move(str(run), str(moved))
+    run, exp = moved, moved / "tune" / "round-1"
     res = _search("--resume", str(run))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout
@@ -385,3 +393,53 @@ def _epochs(trial_dir: Path) -> list[int]:
     if not p.is_file():
         return []
     return [int(json.loads(ln)["epoch"]) for ln in p.read_text().splitlines() if ln.strip()]
+
+
+def _flaky_or_broken(config: dict) -> None:
+    """A trial body: 'crash' kills its worker on the first attempt (infrastructure), 'broken' raises."""
+    from ray import tune
+
+    from hebbnas.search.trial import run_guarded
+
+    def body() -> None:
+        marker = Path(config["dir"]) / f"{config['kind']}-attempts"
+        attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+        marker.write_text(str(attempts))
+        if config["kind"] == "crash" and attempts == 1:
+            os._exit(1)  # the worker process dies, as under the OOM killer or a lost node
+        if config["kind"] == "broken":
+            raise ValueError("the model raised")
+        tune.report({"val_acc": 0.5, "epoch": 1})
+
+    run_guarded(body, round_=1)
+
+
+def test_infrastructure_failures_retry_and_model_failures_are_final(tmp_path: Path) -> None:
+    """Defect: a trial lost to the infrastructure was final like a diverged one."""
+    import ray
+    from ray import tune
+
+    from hebbnas.runfolder import TRIAL_ERROR, TrialStatus, finished_status
+    from hebbnas.search.trial import INFRA_RETRIES, failure_config
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(_flaky_or_broken, {"cpu": 1}),
+            param_space={"kind": tune.grid_search(["crash", "broken"]), "dir": str(tmp_path)},
+            tune_config=tune.TuneConfig(metric="val_acc", mode="max"),
+            run_config=tune.RunConfig(name="failures", storage_path=str(tmp_path / "tune"), verbose=0,
+                                      failure_config=failure_config()),
+        )
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    assert INFRA_RETRIES >= 1
+    by_kind = {r.config["kind"]: r for r in grid}
+    crash, broken = by_kind["crash"], by_kind["broken"]
+    assert (tmp_path / "crash-attempts").read_text() == "2"   # retried once, then finished
+    assert crash.error is None and crash.metrics["val_acc"] == 0.5
+    assert finished_status(crash.metrics, False, 1) is TrialStatus.COMPLETED
+    assert (tmp_path / "broken-attempts").read_text() == "1"  # never retried
+    assert broken.error is None and "ValueError: the model raised" in broken.metrics[TRIAL_ERROR]
+    assert finished_status(broken.metrics, False, 1) is TrialStatus.ERROR

@@ -45,7 +45,7 @@ def digits() -> Dataset:
     return load_dataset("digits", resolution=8, train_subset=300)
 
 
-FAST = TrainConfig(epochs=2, batch_size=16, optimizer="adamw", lr=0.01, seed=1)
+FAST = TrainConfig(epochs=2, batch_size=16, optimizer="adamw", lr=0.01, seed=1, device="cpu")  # explicit: CUDA machines too
 
 
 def _model(seed: int = 0, **kwargs: bool | int) -> Tiny:

@@ -2,8 +2,8 @@
 
 Every user mistake, argparse's own included, surfaces as one line on stderr,
 ``hebbnas <command>: error: <message>``, with exit code 2; nothing below this layer prints.
-Subcommand modules are imported when the parser is built, but they import torch, Ray and pandas only
-inside their handlers, so `hebbnas show` stays fast.
+Only the command being run registers its options (some defaults and choices come from the core); the
+others are listed by name and one-line help, so `hebbnas show` never imports torch, Ray or pandas.
 """
 
 from __future__ import annotations
@@ -27,20 +27,28 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`only`) one command's options and the others' names."""
     import importlib
 
-    p = Parser(prog="hebbnas", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = Parser(prog="hebbnas", description="GoogLeNet Inception widths derived from activation correlations, "
+               "under a hard multiply-add budget.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
-        importlib.import_module(f"hebbnas.cli.{name}").register(sub)
+        mod = importlib.import_module(f"hebbnas.cli.{name}")
+        if only is None or only == name:
+            mod.register(sub)
+        else:
+            sub.add_parser(name, help=mod.HELP, add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        args = build_parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        only = words[0] if words and words[0] in COMMANDS else None
+        args = build_parser(only).parse_args(words)
     except SystemExit as e:  # --help (0) or a usage mistake, already printed as one line (2)
         return e.code if isinstance(e.code, int) else 2
     try:

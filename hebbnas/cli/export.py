@@ -8,12 +8,14 @@ from typing import Any
 from hebbnas.cli.common import add_out_option
 
 
+HELP = "the best model of a run as a file plain PyTorch can load"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from hebbnas.export import DEFAULT_NAMES, FORMATS
 
     s = sub.add_parser(
-        "export",
-        help="the best model of a run as a file plain PyTorch can load",
+        "export", help=HELP,
         description="Export the best model of a run (or, if the search was interrupted, its best completed "
         "trial) as an inference graph with dynamic batch and resolution, plus metadata.",
     )

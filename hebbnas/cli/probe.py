@@ -16,11 +16,15 @@ from hebbnas.cli.common import add_data_options, add_out_option, parse_budget
 from hebbnas.errors import HebbnasError
 
 
+HELP = "train a seed, probe it, derive and fit widths, write the cluster-to-branch report"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from hebbnas.derive import Policy
 
     d = Policy()
-    p = sub.add_parser("probe", help="train a seed, probe it, derive and fit widths, write the cluster-to-branch report",
+    p = sub.add_parser(
+        "probe", help=HELP,
                        description="Train the space's base (fitted to the budget) briefly, probe every Inception "
                        "input, cluster, derive the widths and fit them to the budget. Proxy settings default "
                        "to the space's, as in a search.")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 
 
+HELP = "print the cluster-to-branch report of a probe folder or a search run"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("report", help="print the cluster-to-branch report of a probe folder or a search run",
+    r = sub.add_parser(
+        "report", help=HELP,
                        description="Print the cluster-to-branch report of a `hebbnas probe` folder, a run folder "
                        "(every round) or a report folder.")
     r.add_argument("run", help="a `hebbnas probe --out` folder, a run folder, or a report folder")

@@ -18,12 +18,14 @@ SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", 
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
+HELP = "search Inception widths under a MAC budget with Ray Tune + Optuna; writes a run folder"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from hebbnas.strategies import names
 
     s = sub.add_parser(
-        "search",
-        help="search Inception widths under a MAC budget with Ray Tune + Optuna; writes a run folder",
+        "search", help=HELP,
         description="Search GoogLeNet Inception widths under a hard MAC budget: Ray Tune trials, Optuna "
         "sampling, ASHA early stopping. Writes runs/<name>/ (config.yaml, probe/, report/, trials.csv, best/).",
     )

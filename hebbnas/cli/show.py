@@ -8,8 +8,12 @@ import json
 from hebbnas.topology import load_topology, parse_input_shape, show_table
 
 
+HELP = "per-module widths, shapes, MACs and params of a topology"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("show", help="per-module widths, shapes, MACs and params of a topology",
+    s = sub.add_parser(
+        "show", help=HELP,
                        description="Per-module widths, output shapes, MACs and params of a topology (closed form).")
     s.add_argument("topology", help="a base topology name (googlenet, googlenet-tv) or a topology .json")
     s.add_argument("--input", default="3x224x224", help="input shape CxHxW (default 3x224x224)")

@@ -12,8 +12,12 @@ from hebbnas.errors import HebbnasError
 from hebbnas.topology import load_topology
 
 
+HELP = "train a topology on a proxy data set"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("train", help="train a topology on a proxy data set",
+    s = sub.add_parser(
+        "train", help=HELP,
                        description="Train one topology (a name or topology.json, e.g. a run's best/topology.json) "
                        "with the default recipe; prints validation and test accuracy.")
     s.add_argument("topology", help="a base topology name (googlenet, googlenet-tv) or a topology .json")

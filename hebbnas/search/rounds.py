@@ -265,8 +265,8 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
             sink.round_finished(outcome)
             outcomes.append(outcome)
     best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
-    best_round = next(o for o in outcomes if o.best is best)
-    ckpt = best_round.best_checkpoint
+    assert best is not None  # every round has a best (checked above)
+    ckpt = next(o.best_checkpoint for o in outcomes if o.best is not None and o.best["trial_id"] == best["trial_id"])
     test_acc = evaluate_checkpoint(ckpt, data)
     return SearchOutcome(tuple(outcomes), best, ckpt, test_acc, time.perf_counter() - t0)
 

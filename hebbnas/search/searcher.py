@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hebbnas.runfolder import METRIC, EPOCH_ATTR
+from hebbnas.runfolder import EPOCH_ATTR, METRIC, TRIAL_ERROR
 
 if TYPE_CHECKING:
     from hebbnas.space import Distribution, Space
@@ -51,7 +51,7 @@ def optuna_outcome(result: Mapping[str, Any] | None, error: bool, max_epochs: in
 
     A trial that reported fewer than `max_epochs` epochs and did not error was stopped early by ASHA.
     """
-    if error:
+    if error or (result or {}).get(TRIAL_ERROR):
         return "FAIL"
     if not result or result.get(METRIC) is None:
         return "PRUNED"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,17 +78,22 @@ def failure_config() -> Any:
 
 def run_trial(config: dict[str, Any], *, spec: RoundSpec, dataset: Dataset, probe: ProbeResult | None = None) -> None:
     """The Tune trainable. Resumes from `tune.get_checkpoint()` when Tune restores or retries the trial."""
+    run_guarded(lambda: _train_trial(config, spec, dataset, probe), round_=spec.round)
+
+
+def run_guarded(body: Callable[[], None], round_: int) -> None:
+    """Run a trial's body; its own failure becomes its final result, the machine's is left to Tune."""
     from ray import tune
 
     try:
-        _train_trial(config, spec, dataset, probe)
+        body()
     except (MemoryError, KeyboardInterrupt, SystemExit):
         raise  # out of memory is the machine's failure, not the candidate's: Tune may retry it
     except Exception as e:  # noqa: BLE001 - the candidate's own failure (model error, NaN loss): final
         if _is_cuda_oom(e):
             raise
         ctx = tune.get_context()
-        tune.report({METRIC: math.nan, EPOCH_ATTR: 0, TRIAL_ERROR: error_line(e), "round": spec.round,
+        tune.report({METRIC: math.nan, EPOCH_ATTR: 0, TRIAL_ERROR: error_line(e), "round": round_,
                      "trial_id": ctx.get_trial_id() or "local"})
 
 
