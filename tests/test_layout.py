@@ -299,3 +299,56 @@ def test_wheel_install_finds_the_shipped_spaces(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     module, source = r.stdout.strip().splitlines()[-2:]
     assert module.startswith(str(target)) and source == str(target / "hebbnas" / "search_spaces" / "googlenet.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: hebbnas probe, and a two-round search
+
+
+@pytest.mark.slow
+def test_probe_command_end_to_end_takes_the_space_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: `hebbnas probe` read `proxy.probe_scale` (a key spaces reject) and ignored the space's proxy."""
+    import yaml
+
+    from hebbnas.probe import load_probe
+    from hebbnas.space import SPACES_DIR
+    from hebbnas.topology import Topology
+
+    raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
+    raw["proxy"].update(train_subset=200, resolution=36, probe_resolution=48, seed_epochs=1, probe_images=40)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "probe"
+    assert main(["probe", "--budget", "3e8", "--space", str(space), "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    info = json.loads((out / "probe.json").read_text())
+    assert (info["resolution"], info["probe_resolution"], info["probe_images"], info["seed_epochs"]) == (36, 48, 40, 1)
+    seed = Topology.from_json((out / "seed_topology.json").read_text())
+    assert seed.num_classes == 10  # the data set's head, as the search's seed
+    fitted = Topology.from_json((out / "topology.json").read_text())
+    assert fitted.macs((3, 224, 224)) <= 3e8 and info["macs"] == fitted.macs((3, 224, 224))
+    probe = load_probe(out / "probe.npz")
+    assert set(probe.modules) == set(seed.module_names)
+    assert (out / "report" / "report.md").is_file() and "cluster-to-branch" in printed
+
+
+@pytest.mark.slow
+def test_two_rounds_reprobe_and_keep_the_best_across_rounds(tmp_path: Path) -> None:
+    import pandas as pd
+
+    run = tmp_path / "two"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-m", "hebbnas.cli", "search", "--budget", "3e8", "--smoke", "--rounds", "2",
+                        "--trials", "2", "--out", str(run)], capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "round 2: probing round 1's best network" in r.stdout
+    assert (run / "probe" / "round-1.npz").is_file() and (run / "probe" / "round-2.npz").is_file()
+    assert (run / "report" / "round-1" / "report.md").is_file() and (run / "report" / "round-2" / "report.md").is_file()
+    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert sorted(df["round"]) == [1, 2]
+    metrics = json.loads((run / "best" / "metrics.json").read_text())
+    top = df.sort_values(["val_acc", "best_val_acc"], ascending=False).iloc[0]
+    assert metrics["trial_id"] == top["trial_id"] and metrics["round"] == int(top["round"])
+    round2_seed = json.loads((run / "probe" / "round-2.topology.json").read_text())
+    round1 = df[df["round"] == 1].sort_values(["val_acc", "best_val_acc"], ascending=False).iloc[0]
+    assert round2_seed == json.loads(round1["topology"])  # round 2 re-probed round 1's best network
