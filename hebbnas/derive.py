@@ -148,6 +148,8 @@ def _fill(widths: dict[_Key, int], raw: dict[_Key, float], alpha_hi: float, mult
 
 BRANCH_OF_SCALE = {1: "branch1", 3: "branch2", 5: "branch3"}
 METHODS = ("average", "complete", "spectral")
+ALLOCATIONS = ("clusters", "split")
+"""`Policy.allocation`: clusters decide module widths and branch split, or the branch split only."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,12 @@ class Policy:
         pool_ratio: pool-projection width as a fraction of the module's cluster count.
         width_exponent: units per cluster grow as K**width_exponent across modules (1 = Arora's one
             unit per cluster; below 1 compresses the range between redundant and rich inputs).
+        allocation: which of the derivation's two decisions the clusters make. ``"clusters"`` (the
+            default): both how wide each module is (from its cluster count) and how it splits that
+            width. ``"split"``: the split only; every module keeps the output width (#1x1 + #3x3 +
+            #5x5 + pool proj) of the probed topology, and only its division between 1x1, 3x3, 5x5
+            and pool (with the reductions in proportion) comes from the clusters' spatial scales.
+            `width_exponent` has no effect then.
     """
 
     method: str = "average"
@@ -174,8 +182,11 @@ class Policy:
     reduction_ratio: float = 0.75
     pool_ratio: float = 0.15
     width_exponent: float = 1.0
+    allocation: str = "clusters"
 
     def __post_init__(self) -> None:
+        if self.allocation not in ALLOCATIONS:
+            raise HebbnasError(f"unknown allocation {self.allocation!r} (known: {', '.join(ALLOCATIONS)})")
         if self.method not in METHODS:
             raise HebbnasError(f"unknown clustering method {self.method!r} (known: {', '.join(METHODS)})")
         if not 0.0 < float(self.threshold) < 1.0:
@@ -349,6 +360,15 @@ def _match_scale(probed: Topology, raw: dict[str, tuple[float, ...]]) -> Topolog
     return probed.with_widths(_integer_widths(raw, lo))
 
 
+def _keep_module_width(d: ModuleDerivation, probed: InceptionSpec) -> ModuleDerivation:
+    """Rescale a module's raw widths so its output width is the probed module's (split-only policy)."""
+    raw = d.raw_widths
+    outputs = raw[0] + raw[2] + raw[4] + raw[5]
+    factor = probed.out_channels / outputs if outputs > 0 else 0.0
+    note = (d.note + "; " if d.note else "") + f"split only: output width {probed.out_channels} of {probed.name} kept"
+    return dataclasses.replace(d, raw_widths=tuple(float(v * factor) for v in raw), note=note)  # type: ignore[arg-type]
+
+
 def derive(probed: Topology, probe: ProbeResult, policy: Policy | None = None, name: str | None = None) -> Derivation:
     """Derive every module's widths from the probe of `probed` (the network that was probed).
 
@@ -358,6 +378,8 @@ def derive(probed: Topology, probe: ProbeResult, policy: Policy | None = None, n
     policy = policy or Policy()
     check_probe_matches(probe, probed.hash(), probed.in_channels_of())
     mods = tuple(derive_module(m.name, probe.modules[m.name], m, policy) for m in probed.modules)
+    if policy.allocation == "split":
+        mods = tuple(_keep_module_width(d, probed.module(d.name)) for d in mods)
     topo = _match_scale(probed, {m.name: m.raw_widths for m in mods})
     return Derivation(base=probed, policy=policy, modules=mods,
                       topology=dataclasses.replace(topo, name=name or f"{probed.name}-hebbian"))

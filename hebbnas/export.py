@@ -115,6 +115,7 @@ def find_source(path: str | os.PathLike[str]) -> Source:
     config = _read_config(p / rf.CONFIG)
     if best.is_file():
         src = _source_from_checkpoint(best, run=p, metrics_json=p / rf.BEST_METRICS)
+        _refuse_proxy(src, p)
         return dataclasses.replace(src, config=config)
     return _best_trial(p, config)
 
@@ -143,12 +144,24 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
     tid = str(best["trial_id"])
     ckpt = rf.trial_checkpoint_path(run, tid)
     src = _source_from_checkpoint(ckpt, run=run, metrics_json=None)
+    _refuse_proxy(src, run)
     metrics = dict(src.metrics)
     metrics.setdefault(rf.METRIC, float(best[rf.METRIC]))
     metrics["trial_id"] = tid
     note = (f"{run} has no best/ (search interrupted?): exporting trial {tid}, val acc "
             f"{float(metrics[rf.METRIC]):.4f} (its last epoch, the weights exported) of {len(usable)} completed trial(s)")
     return Source(src.topology, src.state_dict, metrics, ckpt, run, tid, note, config)
+
+
+def _refuse_proxy(src: Source, run: Path) -> None:
+    """A width-proxy run's weights belong to a narrowed copy, not to the topology it found."""
+    from hebbnas.runfolder import BEST_TOPOLOGY
+
+    width = float(src.metrics.get("proxy_width") or 1.0)
+    if width < 1:
+        raise HebbnasError(
+            f"{run} trained {width:g}-width proxies, whose weights are not the deployed model; train the full-width "
+            f"topology first (hebbnas train {run / BEST_TOPOLOGY} --out DIR), then export DIR")
 
 
 def _usable(row: Mapping[str, Any]) -> bool:

@@ -481,11 +481,14 @@ class RunFolder:
             "budget": s.budget,
             "topology_hash": str(outcome.best["topology_hash"]),
             "search_seconds": round(outcome.seconds, 1),
+            "proxy_width": float(getattr(s, "width", 1.0)),
         }
         m.update(metrics)
         best = self.path / BEST_DIR
         best.mkdir(exist_ok=True)
-        self._write_text(BEST_TOPOLOGY, Topology.from_dict(ckpt["topology"]).to_json())
+        # the candidate at full width (what the budget counts); with a width proxy, model.pt holds the
+        # weights of its narrowed copy, which trained in its place
+        self._write_text(BEST_TOPOLOGY, Topology.from_json(outcome.best["topology"]).to_json())
         tmp = best / ".model.pt.tmp"
         torch.save({"topology": ckpt["topology"], "state_dict": ckpt["state_dict"], "metrics": m}, tmp)
         os.replace(tmp, self.path / BEST_MODEL)
@@ -505,6 +508,13 @@ class RunFolder:
                 f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} at {'x'.join(map(str, metrics['input']))} "
                 f"<= budget {format_budget(metrics['budget'])}, params {metrics['params']:,}")
             self.message(f"run folder: {self.path}  (best/model.pt, best/metrics.json, trials.csv)")
+            width = float(metrics.get("proxy_width", 1.0))
+            if width < 1:
+                self.message(
+                    f"note: trials trained {width:g}-width copies (the width proxy): best/topology.json is the full-width "
+                    f"topology, and best/model.pt holds its proxy's weights, not the deployed model. Train it with: "
+                    f"hebbnas train {self.path / BEST_TOPOLOGY} --dataset {metrics.get('dataset')} --out DIR; "
+                    f"then: hebbnas export DIR")
 
     # -- files ---------------------------------------------------------------------------------------
     def _write_trials(self) -> None:

@@ -31,8 +31,11 @@ def _spaces_dir() -> Path:
 
 SPACES_DIR = _spaces_dir()
 SECTIONS = ("derive", "random", "train")
-PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images")
-"""Keys of the `proxy:` section: what trials train on and how the seed network is probed."""
+PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images",
+              "width")
+"""Keys of the `proxy:` section: what trials train on and how the seed network is probed. `width` < 1 makes
+them train a uniformly narrowed copy of each candidate (the width proxy); the budget still counts the
+full-width topology at the deploy shape."""
 SEARCH_KEYS = ("strategy", "trials", "max_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
                "cpus_per_trial", "gpus_per_trial")
 """Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them)."""

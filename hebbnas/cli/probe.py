@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-images", type=int, default=None, help="images probed (default: the space's)")
     p.add_argument("--train-subset", type=int, default=None, help="use only this many training images")
     p.add_argument("--epochs", type=int, default=None, help="seed training epochs (default: the space's seed_epochs)")
+    p.add_argument("--width", type=float, default=None,
+                   help="width proxy: train and probe the seed's narrowed copy, e.g. 0.25 (default: the space's, 1)")
     p.add_argument("--method", default=d.method, choices=("average", "complete", "spectral"),
                    help=f"clustering method (default {d.method})")
     p.add_argument("--threshold", type=float, default=d.threshold,
@@ -59,7 +61,7 @@ def _check_out(out: Path) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from hebbnas.derive import Policy, derive, fit
-    from hebbnas.pipeline import load_data, recipe, seed_and_probe, seed_topology
+    from hebbnas.pipeline import load_data, proxy_network, recipe, seed_and_probe, seed_topology
     from hebbnas.probe import save_probe
     from hebbnas.report import read_report, write_report
     from hebbnas.search.settings import resolve_settings
@@ -72,35 +74,38 @@ def cmd_probe(args: argparse.Namespace) -> int:
     options = {"budget": budget, "strategy": "hebbian", "dataset": args.dataset, "data_dir": args.data_dir,
                "resolution": args.resolution, "probe_resolution": args.probe_resolution,
                "probe_images": args.probe_images, "train_subset": args.train_subset, "seed_epochs": args.epochs,
-               "seed": args.seed}
+               "seed": args.seed, "width": args.width}
     s = resolve_settings(space, args.space, options, smoke=args.smoke)
     policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut)
     data, probe_data = load_data(s, space)
     seed = seed_topology(s, space, data.num_classes)  # raises on a budget below the irreducible cost
     deploy = space.deploy_input
-    print(f"seed {seed.name}: MACs {seed.macs(deploy):.4g} at {'x'.join(map(str, deploy))}, training "
+    proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
+    print(f"seed {seed.name}: MACs {seed.macs(deploy):.4g} at {'x'.join(map(str, deploy))}, training{proxy} "
           f"{s.seed_epochs} epoch(s) on {data.name} at {s.resolution}px, probing {s.probe_images} images at "
           f"{s.probe_resolution}px", flush=True)
     t0 = time.perf_counter()
     probe_x = probe_data.train.x[: s.probe_images].contiguous()
     train = {**recipe(space, s), "epochs": s.seed_epochs, "seed": s.seed}
-    probe, info = seed_and_probe(seed, data, probe_x, train=train, state_dict=None, threads=args.threads, seed=s.seed)
+    probed = proxy_network(seed, s.width)  # with a width proxy, its narrowed copy trains and is probed
+    probe, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=args.threads,
+                                 seed=s.seed)
     t1 = time.perf_counter()
-    derivation = derive(seed, probe, policy, name=f"{space.base.name}-hebbian")
+    derivation = derive(probed, probe, policy, name=f"{space.base.name}-hebbian")
     fitted = fit(derivation.topology, budget, deploy, multiple=space.width_multiple, name=derivation.topology.name)
     t2 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     save_probe(probe, out / "probe.npz")
     (out / "topology.json").write_text(fitted.to_json())
-    (out / "seed_topology.json").write_text(seed.to_json())
-    correlations = {m.name: probe.modules[m.name].correlation(remove_common=policy.partial) for m in seed.modules}
+    (out / "seed_topology.json").write_text(probed.to_json())
+    correlations = {m.name: probe.modules[m.name].correlation(remove_common=policy.partial) for m in probed.modules}
     write_report(out / "report", derivation, fitted, correlations, deploy, budget,
                  title=f"cluster-to-branch report: {data.name}, budget {budget:.4g} MACs")
     summary = {"train_seconds": round(info.get("seed_seconds", 0.0), 2),
                "probe_seconds": round(info["probe_seconds"], 2), "derive_fit_seconds": round(t2 - t1, 3),
                "total_seconds": round(time.perf_counter() - t0, 2), "seed_val_accuracy": info.get("seed_val_acc"),
                "resolution": s.resolution, "probe_resolution": s.probe_resolution,
-               "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "budget": budget,
+               "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "width": s.width, "budget": budget,
                "input": list(deploy), "macs": fitted.macs(deploy), "params": fitted.params(),
                "settings": s.to_dict()}
     (out / "probe.json").write_text(json.dumps(summary, indent=2))

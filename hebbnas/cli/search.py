@@ -14,7 +14,7 @@ from hebbnas.cli.common import add_data_options, add_out_option
 from hebbnas.errors import HebbnasError
 
 SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", "rounds", "strategy", "seed",
-                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage")
+                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--epochs", type=int, default=None, help="maximum epochs per trial (ASHA may stop earlier)")
     s.add_argument("--rounds", type=int, default=None, help="hebbian rounds: the best net of a round is re-probed")
     s.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and Optuna (default 0)")
+    s.add_argument("--width", type=float, default=None,
+                   help="width proxy: trials and the seed train each candidate's narrowed copy, e.g. 0.25; the "
+                   "budget still counts the full-width topology (default: the space's proxy.width, 1)")
     add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
     s.add_argument("--resume", default=None, metavar="RUN", help="continue the killed or interrupted search in RUN")
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
@@ -66,7 +69,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "budget": args.budget, "strategy": args.strategy, "dataset": args.dataset, "data_dir": args.data_dir,
         "trials": args.trials, "max_epochs": args.epochs, "rounds": args.rounds, "seed": args.seed,
-        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
+        "width": args.width, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
     }
 
 

@@ -32,7 +32,7 @@ from hebbnas.runfolder import (
 )
 from hebbnas.search.progress import SearchSink, active_sink, current_session, tune_callback_class
 from hebbnas.search.searcher import Sampler, make_searcher, read_optuna_states
-from hebbnas.pipeline import recipe, seed_topology
+from hebbnas.pipeline import proxy_network, recipe, seed_topology
 from hebbnas.search.settings import SearchSettings
 from hebbnas.search.state import restore_tuner
 from hebbnas.search.trial import RoundSpec, failure_config, run_trial, trial_dirname
@@ -103,6 +103,7 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     s, space, data = plan.settings, plan.space, plan.dataset
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
                      width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s),
+                     proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
                      resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
                      num_classes=data.num_classes)
@@ -176,8 +177,8 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
         from hebbnas.strategies import knobs
 
         report_knobs = knobs(best, "derive")
-    return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe, probed=seed,
-                        experiment_path=grid.experiment_path, report_knobs=report_knobs)
+    return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe,
+                        probed=proxy_network(seed, s.width), experiment_path=grid.experiment_path, report_knobs=report_knobs)
 
 
 def _trial_id_of(result: Any) -> str:
@@ -255,12 +256,12 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
             if outcome.best is None or outcome.best_checkpoint is None:
                 sink.round_finished(outcome)
                 raise HebbnasError(f"round {k}: every trial failed; see trials.csv (status, error)")
-            seed = Topology.from_dict(outcome.best_checkpoint["topology"])
+            seed = Topology.from_json(outcome.best["topology"])  # full width; the weights are its proxy's
             seed_state = outcome.best_checkpoint["state_dict"]
             if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network
                 probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
                 outcome = dataclasses.replace(
-                    outcome, probe=probe, probed=seed,
+                    outcome, probe=probe, probed=proxy_network(seed, s.width),
                     report_knobs={n: d.default() for n, d in plan.space.derive.items()})
             sink.round_finished(outcome)
             outcomes.append(outcome)
@@ -277,15 +278,16 @@ def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[s
     probe_x = plan.probe_dataset.train.x[: s.probe_images].contiguous()
     if seed_state is None:
         train = {**recipe(plan.space, s), "epochs": s.seed_epochs, "seed": s.seed}
-        sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs) "
-                     f"for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
+        proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
+        sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs)"
+                     f"{proxy} for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
                      f"{s.probe_resolution}x{s.probe_resolution}")
     else:
         train = None
         sink.message(f"round {k}: probing round {k if best_of_round else k - 1}'s best network on {len(probe_x)} "
                      f"images at {s.probe_resolution}x{s.probe_resolution}")
     cpus = max(plan.seed_cpus, s.cpus_per_trial)
-    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, seed,
+    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, proxy_network(seed, s.width),
                                          plan.dataset if seed_state is None else None, probe_x,
                                          train=train, state_dict=seed_state, threads=max(1, int(cpus)), seed=s.seed)
     sink.probe_ready(k, probe, seed, info)

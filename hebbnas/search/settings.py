@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "train_subset": None,
     "seed_epochs": 3,
     "probe_images": 600,
+    "width": 1.0,
     "trials": 8,
     "max_epochs": 5,
     "rounds": 1,
@@ -81,6 +82,7 @@ class SearchSettings:
     concurrency: int
     smoke: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)
+    width: float = 1.0  # the width proxy: trials and the seed train topology.narrowed(width)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +142,7 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         gpus_per_trial=_float(merged, "gpus_per_trial", positive=False),
         concurrency=_int(merged, "concurrency"),
         smoke=bool(smoke),
+        width=_width(merged),
         fixed=dict(space.fixed),
     )
     validate_settings(settings, space)
@@ -173,6 +176,13 @@ def _float(d: Mapping[str, Any], key: str, positive: bool) -> float:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
     if not ok:
         raise HebbnasError(f"{flag(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+    return float(v)
+
+
+def _width(d: Mapping[str, Any]) -> float:
+    v = d["width"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1:
+        raise HebbnasError(f"proxy.width must be a number in (0, 1] (the trained copy's share of every width), got {v!r}")
     return float(v)
 
 

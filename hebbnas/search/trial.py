@@ -50,13 +50,16 @@ class RoundSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int
+    proxy_width: float = 1.0  # < 1: trials train topology.narrowed(proxy_width)
+    probed_topology: Topology | None = None  # the network the round's probe was taken on (hebbian)
 
 
 def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[str, Any], name: str) -> Topology:
     """The trial's topology: the strategy's choice from the seed, then fitted to the budget."""
     from hebbnas.derive import fit
 
-    t = get_strategy(spec.strategy).topology(spec.seed_topology, probe, config)
+    base = spec.probed_topology if probe is not None and spec.probed_topology is not None else spec.seed_topology
+    t = get_strategy(spec.strategy).topology(base, probe, config)
     t = t.with_classes(spec.num_classes)
     return fit(t, spec.budget, spec.deploy_input, multiple=spec.width_multiple, name=name)
 
@@ -111,6 +114,7 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     from ray import tune
 
     from hebbnas.model import build, inference_state_dict
+    from hebbnas.pipeline import proxy_network
     from hebbnas.train import train
 
     torch.set_num_threads(spec.threads)
@@ -122,8 +126,9 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         raise HebbnasError(f"trial {trial_id}: {macs:,} MACs exceed the budget {spec.budget:,.0f}")
     params = topology.params()
     cfg = train_config(spec, config)
+    net = proxy_network(topology, spec.proxy_width)  # what trains; the budget counts `topology`
     torch.manual_seed(spec.seed)
-    model = build(topology)
+    model = build(net)
     state, best, start = None, 0.0, 0
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
@@ -133,7 +138,8 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     node_id = _node_id()
     meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
-            "budget": spec.budget, "round": spec.round}
+            "budget": spec.budget, "round": spec.round, "proxy_width": spec.proxy_width,
+            "candidate_topology": topology.to_dict()}
 
     cpu = time.process_time()
 
@@ -148,7 +154,7 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
             "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
         }
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
-            export = {"topology": topology.to_dict(),
+            export = {"topology": net.to_dict(),
                       "state_dict": {k: v.detach().cpu() for k, v in inference_state_dict(model).items()},
                       "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
                                   "macs": macs, "params": params}}
