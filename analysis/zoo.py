@@ -1,0 +1,830 @@
+"""The zoo: a tabular benchmark of GoogLeNet's width space at one MAC budget (issue 11).
+
+Every candidate is a full-width topology fitted to the budget (3e8 MACs at 3x224x224 by default):
+  random-NN   the random strategy's sampler: every non-zero Inception width of GoogLeNet times its
+              own multiplier, log-uniform in [0.25, 2], then fitted;
+  paper       GoogLeNet's own widths (Table 1), fitted;
+  hebbian-*   the derivation of ONE shared probe under several policies (default knobs, a spread,
+              and the split-only policy `allocation="split"`), fitted.
+
+All candidates train with one fixed recipe (AdamW, fixed lr / weight decay / batch / epochs, nothing
+sampled) on the width proxy: a uniformly narrowed copy (`Topology.narrowed`) at a resolution where
+every Inception module sees maps of at least 4x4. Seeds are paired: seed s gives every candidate the
+same training subset, validation split, shuffling order and initialisation seed. Validation accuracy is
+measured once after training on the whole validation split, test accuracy on all 10,000 test images.
+
+The fidelity part trains a subset of candidates (1 seed) on today's proxy (full width at 32 px) and
+on a higher-fidelity protocol (wider copy, more epochs), and compares the rank correlation of each
+proxy with the higher-fidelity run.
+
+Every (phase, topology, seed) unit is cached as one JSON file (`--cache`), so a killed run resumes
+and a grown candidate list only trains what is new. Identical topologies share their units.
+
+    python analysis/zoo.py                       # the CPU protocol (about 100 min on 1 thread)
+    python analysis/zoo.py --noise 4             # noise floor: the paper candidate, 4 seeds
+    python analysis/zoo.py --report-only         # rebuild zoo.md and plots from the CSVs
+    python analysis/zoo.py --smoke --out /tmp/z  # seconds, schema check (tests)
+    python analysis/zoo.py --full --out analysis/results-gpu   # full size, GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_OUT = ROOT / "analysis" / "results"
+DATA_DIR = os.environ.get("HEBBNAS_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
+COLUMNS = ("candidate", "kind", "policy", "seed", "proxy", "phase", "lr", "weight_decay", "batch_size", "epochs",
+           "train_images", "val_images", "test_images", "val_acc", "test_acc", "macs", "params", "proxy_macs",
+           "proxy_params", "train_s", "eval_s", "device", "topology_hash")
+WIDTH_FIELDS = ("b1", "b2_red", "b2", "b3_red", "b3", "b4")
+
+
+# ---------------------------------------------------------------------------------------------
+# protocol
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """What one unit trains: a narrowed copy (`width`) at `resolution`, `epochs` over `train_images`."""
+
+    name: str
+    width: float
+    resolution: int
+    epochs: int
+    train_images: int
+
+    def label(self) -> str:
+        w = "full" if self.width == 1 else (f"1/{round(1 / self.width)}" if 1 / self.width == round(1 / self.width)
+                                            else f"{self.width:g}")
+        return f"{w} width @{self.resolution}px, {self.epochs} ep, {self.train_images} img"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The whole zoo: budget, candidates, the fixed recipe, the proxies and the seeds."""
+
+    dataset: str = "fashion-mnist"
+    budget: float = 3e8
+    deploy_input: tuple[int, int, int] = (3, 224, 224)
+    multiple: int = 8
+    n_random: int = 24
+    random_seed: int = 11
+    seeds: tuple[int, ...] = (0, 1)
+    main: Proxy = Proxy("width", 0.25, 112, 2, 2000)
+    val_images: int = 2000
+    test_images: int | None = None  # None: all
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    batch_size: int = 32
+    warmup_epochs: float = 0.3
+    # the hebbian seed network: the base fitted to the budget, narrowed like the main proxy
+    seed_epochs: int = 2
+    probe_resolution: int = 128  # 16/8/4 maps: every module >= 4x4 (at 112 the 3x3 pool leaves inception5 3x3)
+    probe_images: int = 600
+    # proxy fidelity: today's proxy and a higher-fidelity run on a subset of candidates, 1 seed
+    fidelity_candidates: int = 12
+    fidelity_seed: int = 0
+    today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
+    hifi: Proxy = Proxy("hifi", 0.5, 112, 3, 2000)
+    device: str = "cpu"
+    policies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
+        ("default", ()),
+        ("split", (("allocation", "split"),)),
+        ("split-partial", (("allocation", "split"), ("partial", True))),
+        ("partial", (("partial", True),)),
+        ("threshold0.3", (("threshold", 0.3),)),
+        ("threshold0.7", (("threshold", 0.7),)),
+        ("exponent0.5", (("width_exponent", 0.5),)),
+        ("complete-scale0.2", (("method", "complete"), ("scale_cut", 0.2))),
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def cpu_protocol() -> Protocol:
+    return Protocol()
+
+
+def smoke_protocol() -> Protocol:
+    return Protocol(
+        dataset="digits", n_random=2, seeds=(0, 1), main=Proxy("width", 0.125, 32, 1, 64), val_images=64, test_images=64,
+        seed_epochs=1, probe_resolution=64, probe_images=32, fidelity_candidates=4,
+        today=Proxy("today", 0.25, 32, 1, 64), hifi=Proxy("hifi", 0.25, 32, 1, 96),
+        policies=(("default", ()), ("split", (("allocation", "split"),))),
+    )
+
+
+def full_protocol() -> Protocol:
+    return Protocol(
+        n_random=48, seeds=(0, 1, 2), main=Proxy("width", 0.25, 112, 10, 54000), val_images=6000,
+        seed_epochs=5, probe_images=2000, fidelity_candidates=24, device="auto",
+        today=Proxy("today", 1.0, 32, 10, 54000), hifi=Proxy("hifi", 1.0, 224, 10, 54000),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    kind: str  # random / paper / hebbian
+    topology: Any  # hebbnas.topology.Topology, fitted to the budget
+    policy: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def scaled_topology(t: Any, multipliers: Mapping[str, float]) -> Any:
+    """The random strategy's proportions: each non-zero width times its multiplier (at least 1)."""
+    try:  # the search package is being reorganised; fall back to the same few lines
+        from hebbnas.strategies.random import scaled_topology as impl  # type: ignore[import-not-found]
+        return impl(t, multipliers)
+    except ImportError:
+        pass
+    widths = {}
+    for m in t.modules:
+        widths[m.name] = tuple(
+            max(1, int(round(w * float(multipliers.get(f"{m.name}.{f}", 1.0))))) if w else 0
+            for f, w in zip(WIDTH_FIELDS, m.widths)
+        )
+    return t.with_widths(widths)
+
+
+def random_multipliers(base: Any, rng: np.random.Generator, low: float = 0.25, high: float = 2.0) -> dict[str, float]:
+    """One draw of the random sampler: per non-zero width, log-uniform in [low, high]."""
+    keys = [f"{m.name}.{f}" for m in base.modules for f, w in zip(WIDTH_FIELDS, m.widths) if w]
+    return {k: float(math.exp(rng.uniform(math.log(low), math.log(high)))) for k in keys}
+
+
+def base_topology(num_classes: int = 10) -> Any:
+    from hebbnas.topology import get_topology
+
+    return get_topology("googlenet").with_classes(num_classes)
+
+
+def static_candidates(p: Protocol) -> list[Candidate]:
+    """The paper's widths and the random draws, all fitted to the budget."""
+    from hebbnas.derive import fit
+
+    base = base_topology()
+    out = [Candidate("paper", "paper", fit(base, p.budget, p.deploy_input, multiple=p.multiple, name="paper"))]
+    rng = np.random.default_rng(p.random_seed)
+    for i in range(p.n_random):
+        mult = random_multipliers(base, rng)
+        name = f"random-{i:02d}"
+        out.append(Candidate(name, "random", fit(scaled_topology(base, mult), p.budget, p.deploy_input,
+                                                 multiple=p.multiple, name=name)))
+    return out
+
+
+def hebbian_candidates(p: Protocol, probed: Any, probe: Any) -> list[Candidate]:
+    from hebbnas.derive import Policy, derive, fit
+
+    out = []
+    for name, knobs in p.policies:
+        policy = Policy(**dict(knobs))
+        d = derive(probed, probe, policy, name=f"hebbian-{name}")
+        t = fit(d.topology, p.budget, p.deploy_input, multiple=p.multiple, name=f"hebbian-{name}")
+        clusters = {m.name: m.num_clusters for m in d.modules}
+        out.append(Candidate(f"hebbian-{name}", "hebbian", t, dataclasses.asdict(policy), {"clusters": clusters}))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# data, training, cache
+
+
+_DATA: dict[tuple[int, int, int, int], Any] = {}
+
+
+def dataset_for(p: Protocol, resolution: int, train_images: int, seed: int) -> Any:
+    """Fashion-MNIST at `resolution`: `train_images` training images, `val_images` validation images,
+    all test images; the subset and validation carve are seeded by `seed` (paired across candidates)."""
+    from hebbnas.data import Split, load_dataset
+
+    key = (resolution, train_images, seed, p.val_images)
+    if key not in _DATA:
+        _DATA.clear()  # one resolution at a time in memory
+        vf = p.val_images / (train_images + p.val_images)
+        d = load_dataset(p.dataset, data_dir=DATA_DIR, resolution=resolution, channels=p.deploy_input[0], seed=seed,
+                         train_subset=train_images, val_fraction=vf)
+        if p.test_images is not None:
+            d = dataclasses.replace(d, test=Split(d.test.x[: p.test_images], d.test.y[: p.test_images]))
+        _DATA[key] = d
+    return _DATA[key]
+
+
+def train_config(p: Protocol, proxy: Proxy, seed: int) -> Any:
+    from hebbnas.train import TrainConfig
+
+    return TrainConfig(epochs=proxy.epochs, batch_size=p.batch_size, optimizer="adamw", lr=p.lr,
+                       weight_decay=p.weight_decay, warmup_epochs=min(p.warmup_epochs, proxy.epochs - 0.01),
+                       seed=seed, device=p.device)
+
+
+def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str, Any]:
+    """Train the narrowed copy of `topology` on `proxy` with `seed`; validation and test accuracy once."""
+    import torch
+
+    from hebbnas.data import Split
+    from hebbnas.model import build
+    from hebbnas.train import evaluate, resolve_device, train
+
+    data = dataset_for(p, proxy.resolution, proxy.train_images, seed)
+    small = topology if proxy.width == 1 else topology.narrowed(proxy.width)
+    torch.manual_seed(seed)
+    model = build(small)
+    # `train` evaluates on the validation split every epoch: hand it a few images, evaluate once after
+    quick = dataclasses.replace(data, val=Split(data.val.x[:32], data.val.y[:32]))
+    cfg = train_config(p, proxy, seed)
+    t0 = time.perf_counter()
+    result = train(model, quick, cfg)
+    t1 = time.perf_counter()
+    dev = resolve_device(p.device)
+    val_acc = evaluate(model, data.val.x, data.val.y, 256, dev)
+    test_acc = evaluate(model, data.test.x, data.test.y, 256, dev)
+    t2 = time.perf_counter()
+    return {
+        "seed": seed, "proxy": proxy.name, "proxy_label": proxy.label(), "width": proxy.width,
+        "resolution": proxy.resolution, "lr": p.lr, "weight_decay": p.weight_decay, "batch_size": p.batch_size,
+        "epochs": proxy.epochs, "train_images": len(data.train), "val_images": len(data.val),
+        "test_images": len(data.test), "val_acc": float(val_acc), "test_acc": float(test_acc),
+        "macs": topology.macs(p.deploy_input), "params": topology.params(),
+        "proxy_macs": small.macs((p.deploy_input[0], proxy.resolution, proxy.resolution)),
+        "proxy_params": small.params(), "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
+        "device": result.device, "topology_hash": topology.hash(),
+        "final_train_acc": result.history[-1].train_accuracy if result.history else None,
+    }
+
+
+def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int) -> Path:
+    tag = f"{proxy.name}-w{proxy.width:g}-r{proxy.resolution}-e{proxy.epochs}-n{proxy.train_images}"
+    return cache / tag / f"{topology.hash()}-s{seed}.json"
+
+
+def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print) -> dict[str, Any]:
+    """A cached unit: read it if it exists (same protocol), else train and write it atomically."""
+    path = unit_path(cache, proxy, cand.topology, seed)
+    if path.exists():
+        rec = json.loads(path.read_text())
+    else:
+        t0 = time.perf_counter()
+        rec = train_unit(p, proxy, cand.topology, seed)
+        rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec, indent=1))
+        tmp.replace(path)
+        log(f"  {proxy.name:6s} {cand.name:26s} seed {seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
+            f"({time.perf_counter() - t0:.0f} s, params {rec['params']:,})")
+    row = {"candidate": cand.name, "kind": cand.kind,
+           "policy": json.dumps(cand.policy, sort_keys=True) if cand.policy is not None else "",
+           "phase": "fidelity" if proxy.name != p.main.name else "main", **rec}
+    return row
+
+
+def probe_seed(p: Protocol, cache: Path, log: Any = print) -> tuple[Any, Any, dict[str, Any]]:
+    """Train the hebbian seed (the base fitted to the budget, narrowed like the main proxy) and probe it.
+
+    The probe is cached (`probe.pt` in the cache) so the derivations are identical on resume.
+    """
+    import torch
+
+    from hebbnas.derive import fit
+    from hebbnas.model import build
+    from hebbnas.probe import ProbeResult, probe_model
+    from hebbnas.train import train
+
+    full = fit(base_topology(), p.budget, p.deploy_input, multiple=p.multiple, name="seed")
+    probed = full.narrowed(p.main.width, name="seed-narrow")
+    path = cache / f"probe-{probed.hash()}-e{p.seed_epochs}-r{p.probe_resolution}-n{p.main.train_images}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        probe = torch.load(path, weights_only=False)
+        if isinstance(probe, ProbeResult):
+            return probed, probe, json.loads(meta_path.read_text())
+    seed = p.seeds[0]
+    data = dataset_for(p, p.main.resolution, p.main.train_images, seed)
+    torch.manual_seed(seed)
+    model = build(probed)
+    t0 = time.perf_counter()
+    res = train(model, data, train_config(p, dataclasses.replace(p.main, epochs=p.seed_epochs), seed))
+    t1 = time.perf_counter()
+    x = data.train.x[: p.probe_images]
+    if x.shape[-1] != p.probe_resolution:
+        x = torch.nn.functional.interpolate(x, size=(p.probe_resolution,) * 2, mode="bilinear", align_corners=False)
+    dev = next(model.parameters()).device
+    probe = probe_model(model, (x[i:i + 100].to(dev) for i in range(0, x.shape[0], 100)), probed.module_names,
+                        topology_hash=probed.hash())
+    meta = {"seed_val_acc": res.val_accuracy, "seed_train_s": round(t1 - t0, 1),
+            "probe_s": round(time.perf_counter() - t1, 1), "seed_params": probed.params(),
+            "probe_resolution": p.probe_resolution, "probe_images": int(x.shape[0]),
+            "maps": {n: list(probe.modules[n].map_size) for n in probed.module_names}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(probe, path)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    log(f"  seed {probed.name}: val {res.val_accuracy:.4f} after {p.seed_epochs} ep ({meta['seed_train_s']} s), "
+        f"probed in {meta['probe_s']} s, maps {meta['maps']}")
+    return probed, probe, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (pure; unit-tested)
+
+
+def percentile_within(value: float, population: Sequence[float]) -> float:
+    """Percent of `population` below `value` (ties count half): 0 = worst, 100 = best."""
+    pop = np.asarray(population, dtype=float)
+    if pop.size == 0:
+        raise ValueError("empty population")
+    return float(100.0 * (np.sum(pop < value) + 0.5 * np.sum(pop == value)) / pop.size)
+
+
+def paired_diff_to_median(arm: np.ndarray, population: np.ndarray, n_boot: int = 4000,
+                          rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+    """Mean over seeds of arm[s] - median_c(population[c, s]), with a bootstrap 95% interval.
+
+    `arm` has one accuracy per seed (S,), `population` one row per random candidate (C, S), paired by
+    seed. The bootstrap resamples seeds and candidates (both are samples), keeping the seed pairing.
+    """
+    arm = np.asarray(arm, dtype=float)
+    pop = np.asarray(population, dtype=float)
+    if pop.ndim != 2 or pop.shape[1] != arm.shape[0]:
+        raise ValueError(f"population must be (candidates, seeds) = (*, {arm.shape[0]}), got {pop.shape}")
+    rng = rng or np.random.default_rng(0)
+    point = float(np.mean(arm - np.median(pop, axis=0)))
+    s, c = arm.shape[0], pop.shape[0]
+    si = rng.integers(0, s, size=(n_boot, s))
+    ci = rng.integers(0, c, size=(n_boot, c))
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        sub = pop[ci[b]][:, si[b]]
+        boots[b] = np.mean(arm[si[b]] - np.median(sub, axis=0))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def paired_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 4000,
+                rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+    """Mean of a[s] - b[s] over paired seeds, with a bootstrap 95% interval over seeds."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError("a and b must be equal-length 1-d arrays")
+    rng = rng or np.random.default_rng(0)
+    boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    if np.std(rx) == 0 or np.std(ry) == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def spearman_boot(x: Sequence[float], y: Sequence[float], n_boot: int = 4000,
+                  rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+    """Spearman with a bootstrap 95% interval over candidates (resampled with replacement)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rng = rng or np.random.default_rng(0)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, x.size, size=x.size)
+        r = spearman(x[i], y[i])
+        if not math.isnan(r):
+            boots.append(r)
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan"))
+    return spearman(x, y), float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def fidelity_subset(cands: list[Candidate], k: int) -> list[Candidate]:
+    """The first k candidates in a fixed order: paper, hebbian-default, hebbian-split, then randoms."""
+    order = [c for c in cands if c.name == "paper"] + [c for c in cands if c.name in ("hebbian-default", "hebbian-split")]
+    order += [c for c in cands if c.kind == "random"]
+    return order[:k]
+
+
+def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_boot: int = 4000) -> None:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    log(f"zoo: {p.dataset}, budget {p.budget:.3g} MACs at {'x'.join(map(str, p.deploy_input))}, "
+        f"torch threads {torch.get_num_threads()}, cache {cache}")
+    static = static_candidates(p)
+    probed, probe, probe_meta = probe_seed(p, cache, log)
+    cands = static[:1] + hebbian_candidates(p, probed, probe) + static[1:]
+    (out / "zoo-candidates.json").write_text(json.dumps(
+        [{"candidate": c.name, "kind": c.kind, "policy": c.policy, "meta": c.meta, "macs": c.topology.macs(p.deploy_input),
+          "params": c.topology.params(), "widths": c.topology.widths(), "stem": dataclasses.asdict(c.topology.stem)}
+         for c in cands], indent=1))
+    rows: list[dict[str, Any]] = []
+    fid_rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        import pandas as pd
+
+        for rs, name in ((rows, "zoo.csv"), (fid_rows, "zoo-fidelity.csv")):
+            if rs:
+                df = pd.DataFrame(rs)
+                cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+                df[cols].to_csv(out / name, index=False)
+
+    fid = fidelity_subset(cands, p.fidelity_candidates)
+    # order: seed by seed for the main zoo (an interrupted run has complete seeds first), then fidelity
+    for seed in p.seeds:
+        log(f"main proxy ({p.main.label()}), seed {seed}")
+        for c in cands:
+            rows.append(run_unit(p, cache, p.main, c, seed, log))
+            flush()
+    for proxy in (p.today, p.hifi):
+        log(f"fidelity: {proxy.name} ({proxy.label()}), seed {p.fidelity_seed}, {len(fid)} candidates")
+        for c in fid:
+            fid_rows.append(run_unit(p, cache, proxy, c, p.fidelity_seed, log))
+            flush()
+    wall = time.time() - t_start
+    meta = {"command": command, "started": started, "finished": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "wall_s": round(wall, 1), "protocol": p.to_dict(), "probe": probe_meta,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "cache": str(cache)}
+    prev = out / "zoo-meta.json"
+    if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
+        old = json.loads(prev.read_text())
+        if old.get("protocol") == meta["protocol"]:
+            meta["sessions"] = old.get("sessions", [{"command": old["command"], "started": old["started"],
+                                                      "wall_s": old["wall_s"]}])
+    meta.setdefault("sessions", [])
+    meta["sessions"].append({"command": command, "started": started, "wall_s": round(wall, 1)})
+    (out / "zoo-meta.json").write_text(json.dumps(meta, indent=1))
+    log(f"zoo done in {wall / 60:.1f} min")
+    report(out, n_boot)
+
+
+def noise_floor(p: Protocol, cache: Path, n_seeds: int, log: Any = print) -> None:
+    """The paper candidate on the main proxy with seeds 0..n-1 (cached, shared with the zoo)."""
+    paper = static_candidates(dataclasses.replace(p, n_random=0))[0]
+    accs = []
+    for s in range(n_seeds):
+        t0 = time.perf_counter()
+        r = run_unit(p, cache, p.main, paper, s, log)
+        accs.append(r["test_acc"])
+        log(f"noise: seed {s} test {r['test_acc']:.4f} val {r['val_acc']:.4f} train_s {r['train_s']} "
+            f"eval_s {r['eval_s']} ({time.perf_counter() - t0:.0f} s)")
+    a = np.array(accs)
+    log(f"noise floor ({p.main.label()}): test mean {a.mean():.4f}, sd {a.std(ddof=1) if a.size > 1 else 0:.4f}, "
+        f"range {a.max() - a.min():.4f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# read-out
+
+
+def report(out: Path, n_boot: int = 4000) -> Path:
+    """zoo.md and the plots, from zoo.csv, zoo-fidelity.csv and zoo-meta.json in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.read_csv(out / "zoo.csv", keep_default_na=False)
+    meta = json.loads((out / "zoo-meta.json").read_text()) if (out / "zoo-meta.json").exists() else {}
+    prot = meta.get("protocol", {})
+    lines: list[str] = ["# The zoo: GoogLeNet's width space at one MAC budget", ""]
+    sessions = meta.get("sessions", [])
+    wall = sum(s["wall_s"] for s in sessions) if sessions else meta.get("wall_s", float("nan"))
+    lines += [
+        f"- date: {meta.get('started', '?')} to {meta.get('finished', '?')}; wall time {wall / 60:.1f} min"
+        f" ({len(sessions)} session(s)), torch {meta.get('torch', '?')}, {meta.get('threads', '?')} thread(s)",
+        f"- command: `{meta.get('command', '?')}`",
+    ]
+    if prot:
+        m = prot["main"]
+        lines += [
+            f"- dataset {prot['dataset']}, budget {prot['budget']:.3g} MACs of the full-width topology at "
+            f"{'x'.join(map(str, prot['deploy_input']))}; every candidate fitted with `fit(t, budget, deploy, multiple={prot['multiple']})`",
+            f"- main proxy (width proxy): narrowed copy x{m['width']:g} at {m['resolution']} px, {m['epochs']} epochs on "
+            f"{m['train_images']} training images; {prot['val_images']} validation images, "
+            f"{'all 10,000' if prot['test_images'] is None else prot['test_images']} test images",
+            f"- one recipe for all: AdamW lr {prot['lr']:g}, weight decay {prot['weight_decay']:g}, batch {prot['batch_size']}, "
+            f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds {prot['seeds']} paired "
+            "(same subset, validation carve, order and init seed for every candidate)",
+            f"- hebbian seed: GoogLeNet fitted to the budget, narrowed x{m['width']:g}, {prot['seed_epochs']} epochs, "
+            f"probed on {meta.get('probe', {}).get('probe_images', '?')} images at {prot['probe_resolution']} px "
+            f"(maps {meta.get('probe', {}).get('maps', '?')})",
+        ]
+    lines.append("")
+    main = df[df["phase"] == "main"] if "phase" in df.columns else df
+    acc = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    kinds = main.groupby("candidate")["kind"].first()
+    params = main.groupby("candidate")["params"].first()
+    seeds_complete = [s for s in acc.columns if acc[s].notna().all()]
+    acc_c = acc[seeds_complete].dropna()
+    mean = acc_c.mean(axis=1)
+    lines += [f"Units: {len(main)} rows, {acc.shape[0]} candidates, seeds with every candidate: {seeds_complete}.", ""]
+
+    plan = out / "zoo-planning.md"
+    if plan.exists():
+        lines += [plan.read_text().strip(), ""]
+    # noise floor
+    lines += ["## Noise floor", ""]
+    noise = _noise_rows(out, df)
+    if noise is not None:
+        a = np.asarray(noise, dtype=float)
+        lines.append(f"The paper candidate on the main proxy, {a.size} seeds: test accuracy "
+                     f"{', '.join(f'{v:.4f}' for v in a)}; mean {a.mean():.4f}, sd {a.std(ddof=1):.4f}, "
+                     f"range {a.max() - a.min():.4f}.")
+    if len(seeds_complete) >= 2:
+        d = acc_c[seeds_complete[0]] - acc_c[seeds_complete[1]]
+        lines.append(f"Across all {len(acc_c)} candidates, seed {seeds_complete[0]} minus seed {seeds_complete[1]}: "
+                     f"sd {d.std(ddof=1):.4f} (so one seed's sd is about {d.std(ddof=1) / math.sqrt(2):.4f}); "
+                     f"between-candidate sd of the seed-mean {mean.std(ddof=1):.4f}.")
+    lines.append("")
+
+    rand = acc_c[kinds.reindex(acc_c.index) == "random"]
+    heb = [c for c in acc_c.index if kinds[c] == "hebbian"]
+    rng = np.random.default_rng(0)
+    if len(rand) and len(seeds_complete):
+        lines += ["## Hebbian policies against the random distribution", "",
+                  f"Random candidates: {len(rand)}; their mean test accuracy (over seeds) ranges "
+                  f"{rand.mean(axis=1).min():.4f} to {rand.mean(axis=1).max():.4f}, median {rand.mean(axis=1).median():.4f}. "
+                  "Percentile: share of random candidates with a lower seed-mean test accuracy (ties half). "
+                  "Difference to the random median: per seed, the candidate minus the median of the random "
+                  "candidates at that seed, averaged; 95% interval by bootstrap over seeds and random candidates. "
+                  "Against paper: paired by seed, bootstrap over seeds.", "",
+                  "| candidate | params | test acc (mean) | percentile in random | diff to random median [95% CI] | diff to paper [95% CI] |",
+                  "| --- | ---: | ---: | ---: | --- | --- |"]
+        rows_to_show = heb + (["paper"] if "paper" in acc_c.index else [])
+        for c in rows_to_show:
+            pct = percentile_within(mean[c], rand.mean(axis=1).values)
+            dm = paired_diff_to_median(acc_c.loc[c].values, rand.values, rng=rng, n_boot=n_boot)
+            dp = paired_diff(acc_c.loc[c].values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot) if c != "paper" and "paper" in acc_c.index else None
+            lines.append(f"| {c} | {int(params[c]):,} | {mean[c]:.4f} | {pct:.0f} | {100 * dm[0]:+.2f} pt [{100 * dm[1]:+.2f}, {100 * dm[2]:+.2f}] | "
+                         + (f"{100 * dp[0]:+.2f} pt [{100 * dp[1]:+.2f}, {100 * dp[2]:+.2f}] |" if dp else "- |"))
+        if heb:
+            hm = acc_c.loc[heb].mean(axis=0)  # all hebbian policies pooled, per seed
+            dm = paired_diff_to_median(hm.values, rand.values, rng=rng, n_boot=n_boot)
+            line = (f"| all hebbian (mean of policies) | - | {hm.mean():.4f} | {percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | "
+                    f"{100 * dm[0]:+.2f} pt [{100 * dm[1]:+.2f}, {100 * dm[2]:+.2f}] | ")
+            if "paper" in acc_c.index:
+                dp = paired_diff(hm.values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot)
+                line += f"{100 * dp[0]:+.2f} pt [{100 * dp[1]:+.2f}, {100 * dp[2]:+.2f}] |"
+            else:
+                line += "- |"
+            lines.append(line)
+        lines.append("")
+        pol = main.groupby("candidate")["policy"].first()
+        pairs = [(a, b) for a, b in (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"))
+                 if a in acc_c.index and b in acc_c.index]
+        if pairs:
+            lines += ["Which half of the derivation matters: split only (module widths of the probed GoogLeNet, "
+                      "branch split from the clusters) against the full derivation (module widths from cluster "
+                      "counts too), paired by seed:", ""]
+            for a, b in pairs:
+                d = paired_diff(acc_c.loc[a].values, acc_c.loc[b].values, rng=rng, n_boot=n_boot)
+                lines.append(f"- `{a}` - `{b}`: {100 * d[0]:+.2f} pt [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]")
+            if "paper" in acc_c.index:
+                for a in ("hebbian-split", "hebbian-split-partial"):
+                    if a in acc_c.index:
+                        d = paired_diff(acc_c.loc[a].values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot)
+                        lines.append(f"- `{a}` - `paper` (same module widths, different split): "
+                                     f"{100 * d[0]:+.2f} pt [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]")
+            lines.append("")
+        lines += ["Policies (knobs different from the default `Policy()`):", ""]
+        for c in heb:
+            knobs = json.loads(pol[c]) if pol[c] else {}
+            from hebbnas.derive import Policy
+
+            default = dataclasses.asdict(Policy())
+            diff = {k: v for k, v in knobs.items() if default.get(k) != v}
+            lines.append(f"- `{c}`: {json.dumps(diff) if diff else 'default'}")
+        lines.append("")
+
+    # accuracy vs params
+    fit_mask = np.array([kinds[c] != "hebbian" for c in mean.index], dtype=bool)
+    if fit_mask.sum() >= 3:
+        x = np.log10(params[mean.index].values.astype(float))
+        y = mean.values
+        slope, icept = np.polyfit(x[fit_mask], y[fit_mask], 1)
+        resid = y - (icept + slope * x)
+        rsd = float(np.std(resid[fit_mask], ddof=2)) if fit_mask.sum() > 2 else float("nan")
+        r_params = spearman(params[rand.index].values, rand.mean(axis=1).values) if len(rand) > 2 else float("nan")
+        lines += ["## Test accuracy against parameters", "",
+                  f"Line fitted on random + paper candidates: acc = {icept:.4f} + {slope:.4f} * log10(params) "
+                  f"(residual sd {rsd:.4f}); Spearman(params, accuracy) among random candidates {r_params:.2f}.", "",
+                  "| candidate | params | test acc | predicted from params | residual | residual / sd |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for i, c in enumerate(mean.index):
+            if kinds[c] in ("hebbian", "paper"):
+                lines.append(f"| {c} | {int(params[c]):,} | {y[i]:.4f} | {icept + slope * x[i]:.4f} | {100 * resid[i]:+.2f} pt | {resid[i] / rsd:+.1f} |")
+        hres = resid[~fit_mask]
+        if hres.size:
+            lines += ["", f"Hebbian residuals: mean {100 * hres.mean():+.2f} pt, {int((hres > 0).sum())} of {hres.size} above the line."]
+        lines.append("")
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for kind, color, marker in (("random", "tab:gray", "o"), ("paper", "tab:blue", "s"), ("hebbian", "tab:red", "^")):
+            sel = np.array([kinds[c] == kind for c in mean.index])
+            if sel.any():
+                ax.scatter(10 ** x[sel], y[sel], c=color, marker=marker, label=kind, zorder=3)
+        xs = np.linspace(x.min(), x.max(), 50)
+        ax.plot(10 ** xs, icept + slope * xs, "k--", lw=1, label="fit (random + paper)")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (full-width topology)")
+        ax.set_ylabel("test accuracy (mean over seeds)")
+        ax.set_title(f"zoo at {prot.get('budget', 3e8):.3g} MACs")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "zoo_acc_vs_params.png", dpi=120)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        order = mean.sort_values()
+        colors = ["tab:red" if kinds[c] == "hebbian" else "tab:blue" if kinds[c] == "paper" else "tab:gray" for c in order.index]
+        ax.bar(range(len(order)), order.values, color=colors)
+        for i, c in enumerate(order.index):
+            ax.errorbar(i, order[c], yerr=[[order[c] - acc_c.loc[c].min()], [acc_c.loc[c].max() - order[c]]], c="k", lw=0.7)
+        ax.set_ylim(max(0.0, order.min() - 0.03), min(1.0, order.max() + 0.01))
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels([c.replace("hebbian-", "h-").replace("random-", "r") for c in order.index], rotation=90, fontsize=6)
+        ax.set_ylabel("test acc (seed range)")
+        fig.tight_layout()
+        fig.savefig(out / "zoo_ranking.png", dpi=120)
+        plt.close(fig)
+        lines += ["Plots: `zoo_acc_vs_params.png` (accuracy against parameters, fitted line), "
+                  "`zoo_ranking.png` (every candidate sorted, bars = seed range).", ""]
+
+    # fidelity
+    fpath = out / "zoo-fidelity.csv"
+    if fpath.exists():
+        f = pd.read_csv(fpath, keep_default_na=False)
+        lines += _fidelity_section(f, main, out, prot, plt, n_boot)
+    text = "\n".join(lines) + "\n"
+    (out / "zoo.md").write_text(text)
+    return out / "zoo.md"
+
+
+def _noise_rows(out: Path, df: Any) -> list[float] | None:
+    """Test accuracies of the paper candidate on the main proxy over every cached seed (noise-floor run)."""
+    meta = json.loads((out / "zoo-meta.json").read_text()) if (out / "zoo-meta.json").exists() else {}
+    cache = Path(meta.get("cache", "")) if meta.get("cache") else None
+    vals: dict[int, float] = {}
+    sel = df[(df["candidate"] == "paper") & (df.get("phase", "main") == "main")]
+    for _, r in sel.iterrows():
+        vals[int(r["seed"])] = float(r["test_acc"])
+    if cache is not None and len(sel):
+        h = sel.iloc[0]["topology_hash"]
+        m = sel.iloc[0]
+        for path in cache.glob(f"width-*/{h}-s*.json"):
+            rec = json.loads(path.read_text())
+            if rec["epochs"] == m["epochs"] and rec["train_images"] == m["train_images"] and rec["width"] == m.get("width", rec["width"]):
+                vals.setdefault(int(rec["seed"]), float(rec["test_acc"]))
+    return [vals[k] for k in sorted(vals)] if len(vals) >= 2 else None
+
+
+def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: Any, n_boot: int = 4000) -> list[str]:
+    lines = ["## Proxy fidelity", ""]
+    fseed = prot.get("fidelity_seed", 0)
+    today = f[f["proxy"] == "today"].set_index("candidate")["test_acc"]
+    hifi = f[f["proxy"] == "hifi"].set_index("candidate")["test_acc"]
+    wmain = main[main["seed"] == fseed].set_index("candidate")["test_acc"]
+    wmean = main.groupby("candidate")["test_acc"].mean()
+    common = [c for c in hifi.index if c in today.index and c in wmain.index]
+    if len(common) < 4:
+        return lines + [f"Only {len(common)} candidates have all three runs so far.", ""]
+    t, w, h, wm = today[common].values, wmain[common].values, hifi[common].values, wmean[common].values
+    rng = np.random.default_rng(0)
+    ra = spearman_boot(t, h, rng=rng, n_boot=n_boot)
+    rb = spearman_boot(w, h, rng=rng, n_boot=n_boot)
+    rbm = spearman_boot(wm, h, rng=rng, n_boot=n_boot)
+    p = prot.get("today", {}), prot.get("main", {}), prot.get("hifi", {})
+    label = lambda d: f"x{d.get('width', '?'):g} width at {d.get('resolution', '?')} px, {d.get('epochs', '?')} epochs, {d.get('train_images', '?')} images" if d else "?"
+    # difference of the two correlations, bootstrapped jointly over candidates
+    diffs = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(common), size=len(common))
+        a, b = spearman(t[i], h[i]), spearman(w[i], h[i])
+        if not (math.isnan(a) or math.isnan(b)):
+            diffs.append(b - a)
+    dlo, dhi = np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan"))
+    winner = "the width proxy" if rb[0] > ra[0] else "today's proxy" if ra[0] > rb[0] else "neither"
+    lines += [
+        f"{len(common)} candidates, seed {fseed}. Higher-fidelity reference: {label(p[2])}. "
+        f"(a) today's proxy: {label(p[0])}. (b) the width proxy: {label(p[1])}. Spearman against the reference, "
+        "95% bootstrap interval over candidates:", "",
+        "| proxy | Spearman vs reference [95% CI] |", "| --- | --- |",
+        f"| (a) today's proxy ({label(p[0])}) | {ra[0]:.2f} [{ra[1]:.2f}, {ra[2]:.2f}] |",
+        f"| (b) width proxy ({label(p[1])}), same seed | {rb[0]:.2f} [{rb[1]:.2f}, {rb[2]:.2f}] |",
+        f"| (b) width proxy, mean of its seeds | {rbm[0]:.2f} [{rbm[1]:.2f}, {rbm[2]:.2f}] |",
+        f"| (b) - (a), same seed | {rb[0] - ra[0]:+.2f} [{dlo:+.2f}, {dhi:+.2f}] |", "",
+        f"Which won: **{winner}** by point estimate"
+        + (" (the interval of the difference excludes 0)." if dlo > 0 or dhi < 0 else " (the interval of the difference includes 0, so not decisively)."),
+        f"Mean test accuracy of these candidates: today's proxy {t.mean():.4f}, width proxy {w.mean():.4f}, reference {h.mean():.4f}.", "",
+        "| candidate | (a) today | (b) width | reference |", "| --- | ---: | ---: | ---: |",
+    ]
+    for c in common:
+        lines.append(f"| {c} | {today[c]:.4f} | {wmain[c]:.4f} | {hifi[c]:.4f} |")
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
+    for ax, xv, name, r in ((axes[0], t, "(a) today's proxy", ra), (axes[1], w, "(b) width proxy", rb)):
+        ax.scatter(xv, h)
+        ax.set_xlabel(f"{name} test acc")
+        ax.set_title(f"Spearman {r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]", fontsize=9)
+    axes[0].set_ylabel("reference test acc")
+    fig.tight_layout()
+    fig.savefig(out / "zoo_fidelity.png", dpi=120)
+    plt.close(fig)
+    lines += ["", "Plot: `zoo_fidelity.png`.", ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="seconds-long schema check (tiny everything)")
+    mode.add_argument("--full", action="store_true", help="the full-size protocol (GPU, device auto)")
+    ap.add_argument("--report-only", action="store_true", help="rebuild zoo.md and plots from the CSVs in --out")
+    ap.add_argument("--noise", type=int, default=0, metavar="N", help="only measure the noise floor: paper, N seeds")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
+    ap.add_argument("--cache", type=Path, default=None, help="unit cache (default <out>/zoo-cache)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the default leaves a core free")
+    ap.add_argument("--epochs", type=int, default=None, help="override the main proxy's epochs")
+    ap.add_argument("--train-images", type=int, default=None, help="override the main proxy's training images")
+    ap.add_argument("--width", type=float, default=None, help="override the main proxy's width")
+    ap.add_argument("--resolution", type=int, default=None, help="override the main proxy's resolution")
+    ap.add_argument("--random", type=int, default=None, help="override the number of random candidates")
+    ap.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    ap.add_argument("--fidelity", type=int, default=None, help="override the number of fidelity candidates")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = args.out
+    if out is None:
+        if args.smoke:
+            import tempfile
+
+            out = Path(tempfile.mkdtemp(prefix="zoo-smoke-"))
+        else:
+            out = DEFAULT_OUT
+    if args.report_only:
+        print(report(out).read_text())
+        return 0
+    p = smoke_protocol() if args.smoke else full_protocol() if args.full else cpu_protocol()
+    main_proxy = p.main
+    for key, val in (("epochs", args.epochs), ("train_images", args.train_images), ("width", args.width),
+                     ("resolution", args.resolution)):
+        if val is not None:
+            main_proxy = dataclasses.replace(main_proxy, **{key: val})
+    p = dataclasses.replace(p, main=main_proxy)
+    if args.random is not None:
+        p = dataclasses.replace(p, n_random=args.random)
+    if args.seeds is not None:
+        p = dataclasses.replace(p, seeds=tuple(range(args.seeds)))
+    if args.fidelity is not None:
+        p = dataclasses.replace(p, fidelity_candidates=args.fidelity)
+    cache = args.cache or (out / "zoo-cache")
+    command = "python analysis/zoo.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+    def log(msg: str) -> None:
+        print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    if args.noise:
+        noise_floor(p, cache, args.noise, log)
+        return 0
+    run(p, out, cache, command, log, n_boot=200 if args.smoke else 4000)
+    print(f"wrote {out / 'zoo.csv'}, {out / 'zoo.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

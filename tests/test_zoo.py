@@ -1,0 +1,95 @@
+"""analysis/zoo.py: the smoke run writes the zoo's CSV and read-out; the statistics helpers are right."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("zoo", ROOT / "analysis" / "zoo.py")
+zoo = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+sys.modules["zoo"] = zoo
+spec.loader.exec_module(zoo)  # type: ignore[union-attr]
+
+REQUIRED = ("candidate", "kind", "policy", "seed", "proxy", "lr", "epochs", "train_images", "val_images",
+            "test_images", "val_acc", "test_acc", "macs", "params", "train_s")
+
+
+def test_smoke_writes_csv_and_readout(tmp_path: Path) -> None:
+    out = tmp_path / "zoo"
+    r = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = pd.read_csv(out / "zoo.csv", keep_default_na=False)
+    assert set(REQUIRED) <= set(df.columns)
+    assert set(df["kind"]) == {"random", "paper", "hebbian"}
+    assert (df["macs"] <= 3e8).all() and (df["macs"] > 0.9 * 3e8).all()  # every candidate fitted to the budget
+    assert sorted(df["seed"].unique()) == [0, 1]
+    heb = df[df["kind"] == "hebbian"]
+    assert heb["policy"].str.contains('"allocation": "split"').any()
+    assert (df.loc[df["kind"] != "hebbian", "policy"] == "").all()
+    assert df["test_acc"].between(0, 1).all() and df["val_acc"].between(0, 1).all()
+    fid = pd.read_csv(out / "zoo-fidelity.csv", keep_default_na=False)
+    assert set(fid["proxy"]) == {"today", "hifi"}
+    text = (out / "zoo.md").read_text()
+    assert "Noise floor" in text and "percentile" in text and "Proxy fidelity" in text
+    assert (out / "zoo_acc_vs_params.png").exists()
+    # resuming reads every unit from the cache: no training line in the log
+    r2 = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
+                        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "seed 0: val" not in r2.stdout
+    assert pd.read_csv(out / "zoo.csv", keep_default_na=False).equals(df)
+
+
+def test_percentile_within() -> None:
+    pop = [0.1, 0.2, 0.3, 0.4]
+    assert zoo.percentile_within(0.05, pop) == 0
+    assert zoo.percentile_within(0.5, pop) == 100
+    assert zoo.percentile_within(0.25, pop) == 50
+    assert zoo.percentile_within(0.3, pop) == pytest.approx(62.5)  # a tie counts half
+    with pytest.raises(ValueError):
+        zoo.percentile_within(0.3, [])
+
+
+def test_paired_diff_to_median() -> None:
+    rng = np.random.default_rng(1)
+    seed_effect = np.array([0.0, 0.05, -0.04])  # shared by every arm: pairing must remove it
+    pop = 0.80 + seed_effect + rng.normal(0, 0.002, size=(25, 3))
+    arm = np.median(pop, axis=0) + 0.01
+    d, lo, hi = zoo.paired_diff_to_median(arm, pop)
+    assert d == pytest.approx(0.01)
+    assert lo < 0.01 < hi and hi - lo < 0.01  # narrow although seeds differ by 9 points
+    d0, lo0, hi0 = zoo.paired_diff_to_median(np.median(pop, axis=0), pop)
+    assert d0 == pytest.approx(0.0) and lo0 <= 0 <= hi0
+    with pytest.raises(ValueError):
+        zoo.paired_diff_to_median(arm[:2], pop)
+
+
+def test_paired_diff_and_spearman() -> None:
+    a = np.array([0.80, 0.85, 0.75, 0.82])
+    d, lo, hi = zoo.paired_diff(a + 0.01, a)
+    assert d == pytest.approx(0.01) and lo == pytest.approx(0.01) and hi == pytest.approx(0.01)
+    d, lo, hi = zoo.paired_diff(np.array([0.0, 0.1]), np.zeros(2))
+    assert d == pytest.approx(0.05) and lo == pytest.approx(0.0) and hi == pytest.approx(0.1)
+    x = np.arange(12.0)
+    assert zoo.spearman(x, x ** 3) == pytest.approx(1.0)
+    assert zoo.spearman(x, -x) == pytest.approx(-1.0)
+    r, lo, hi = zoo.spearman_boot(x, x + np.random.default_rng(0).normal(0, 3, 12))
+    assert lo <= r <= hi and -1 <= lo and hi <= 1
+
+
+def test_random_sampler_matches_the_random_strategy() -> None:
+    base = zoo.base_topology()
+    mult = zoo.random_multipliers(base, np.random.default_rng(0))
+    assert len(mult) == sum(1 for m in base.modules for w in m.widths if w)
+    assert all(0.25 <= v <= 2.0 for v in mult.values())
+    t = zoo.scaled_topology(base, mult)
+    m = base.modules[0]
+    assert t.modules[0].b1 == max(1, round(m.b1 * mult[f"{m.name}.b1"]))
