@@ -6,6 +6,7 @@
     RUN/trials.csv                  one row per trial (`trial_row`), rewritten as trials finish
     RUN/trials/<id>/checkpoint.pt   each trial's last checkpoint (export format)
     RUN/tune/round-K/               Ray Tune's experiment (unless --storage puts it elsewhere)
+    RUN/optuna.journal              the Optuna studies (one per round, `round-K`): `optuna-dashboard RUN/optuna.journal`
     RUN/best/                       topology.json, model.pt, metrics.json (written last: marks the run complete)
     RUN/export/                     what `hebbnas export RUN` writes by default
 
@@ -39,6 +40,8 @@ TRIALS_DIR = "trials"
 PROBE_DIR = "probe"
 REPORT_DIR = "report"
 TUNE_DIR = "tune"
+OPTUNA_JOURNAL = "optuna.journal"
+"""Optuna JournalStorage file of the search's studies (study `round-K` per round), read live by optuna-dashboard."""
 BEST_DIR = "best"
 EXPORT_DIR = "export"
 BEST_MODEL = f"{BEST_DIR}/model.pt"
@@ -51,6 +54,8 @@ TRAIN_STATE_FILE = "train_state.pt"
 METRIC = "val_acc"
 """Validation accuracy after the trial's last epoch: what ASHA, Optuna and `best_row` rank by."""
 EPOCH_ATTR = "epoch"
+PRESCREEN_CONFIG = "prescreen_config"
+"""Result key of a prescreened trial: the knobs of the candidate it picked and trained (JSON)."""
 TRIAL_ERROR = "trial_error"
 """Result key of a trial that failed in its own right (model error, NaN loss): final, never retried."""
 LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
@@ -113,6 +118,9 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
         "started": _started(result),
     }
     row.update({k: v for k, v in sorted(config.items())})
+    if result.get(PRESCREEN_CONFIG):  # the knobs of the candidate that trained, not only Optuna's suggestion
+        row.update(json.loads(str(result[PRESCREEN_CONFIG])))
+        row.update({k: result.get(k) for k in ("prescreen_pick", "prescreen_score", "prescreen_scores")})
     topo = result.get("topology")
     if topo:
         t = Topology.from_json(topo)

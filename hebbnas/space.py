@@ -37,7 +37,7 @@ PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_su
 them train a uniformly narrowed copy of each candidate (the width proxy); the budget still counts the
 full-width topology at the deploy shape."""
 SEARCH_KEYS = ("strategy", "trials", "max_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
-               "cpus_per_trial", "gpus_per_trial")
+               "cpus_per_trial", "gpus_per_trial", "prescreen", "prescreen_score")
 """Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them)."""
 
 

@@ -14,7 +14,7 @@ from hebbnas.cli.common import add_data_options, add_out_option
 from hebbnas.errors import HebbnasError
 
 SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", "rounds", "strategy", "seed",
-                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width")
+                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width", "prescreen")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="width proxy: trials and the seed train each candidate's narrowed copy, e.g. 0.25; the "
                    "budget still counts the full-width topology (default: the space's proxy.width, 1)")
     add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
+    s.add_argument("--prescreen", type=int, default=None, metavar="N",
+                   help="each trial scores N candidates without training (the space's search.prescreen_score, "
+                   "default hebb_erank) and trains the best-scoring one (default 0: off)")
     s.add_argument("--resume", default=None, metavar="RUN", help="continue the killed or interrupted search in RUN")
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
     s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
@@ -69,7 +72,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "budget": args.budget, "strategy": args.strategy, "dataset": args.dataset, "data_dir": args.data_dir,
         "trials": args.trials, "max_epochs": args.epochs, "rounds": args.rounds, "seed": args.seed,
-        "width": args.width, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
+        "width": args.width, "prescreen": args.prescreen, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
     }
 
 
@@ -161,8 +164,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _run(plan: Any, folder: Any) -> int:
+    from hebbnas.runfolder import OPTUNA_JOURNAL
     from hebbnas.search import SearchInterrupted, run_search
 
+    plan.journal = str(folder.path / OPTUNA_JOURNAL)  # optuna-dashboard RUN/optuna.journal shows it live
     try:
         outcome = run_search(plan, folder)
     except (SearchInterrupted, KeyboardInterrupt) as e:

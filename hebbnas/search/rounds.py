@@ -31,7 +31,7 @@ from hebbnas.runfolder import (
     trial_row,
 )
 from hebbnas.search.progress import SearchSink, active_sink, current_session, tune_callback_class
-from hebbnas.search.searcher import Sampler, make_searcher, read_optuna_states
+from hebbnas.search.searcher import Sampler, journal_at, make_searcher, read_optuna_states
 from hebbnas.pipeline import proxy_network, recipe, seed_topology
 from hebbnas.search.settings import SearchSettings
 from hebbnas.search.state import restore_tuner
@@ -94,6 +94,7 @@ class SearchPlan:
     probe_dataset: Any = None
     threads: int = 1
     seed_cpus: float = 0.0  # the seed network runs alone before the trials: it may take all their CPUs
+    journal: str | None = None  # Optuna JournalStorage file (RUN/optuna.journal); one study per round; None: in memory
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
@@ -104,6 +105,8 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
                      width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s),
                      proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
+                     prescreen=s.prescreen, prescreen_score=s.prescreen_score,
+                     sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
                      resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
                      num_classes=data.num_classes)
@@ -125,7 +128,8 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
 
     s = plan.settings
     searcher = make_searcher(Sampler.for_space(plan.space, s.strategy), max_epochs=s.max_epochs,
-                             seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials)
+                             seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials,
+                             journal=plan.journal, study_name=f"round-{spec.round}")
     asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.max_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     callback = tune_callback_class()(spec.round, s.strategy, s.max_epochs)
@@ -154,7 +158,8 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
     sink.round_started(k, s.rounds, n_trials, seed, resumed=tuner is not None)
     if tuner is None:
         tuner = _new_tuner(plan, spec, probe, n_trials)
-    grid = tuner.fit()
+    with journal_at(plan.journal):  # a restored searcher reopens the journal where the run folder is now
+        grid = tuner.fit()
     session = current_session()
     rows, results = _rows_from_grid(grid, k, s, session.finished_ids(k) if session else None)
     done = sum(1 for r in rows if TrialStatus(r["status"]).finished)
@@ -163,7 +168,8 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
             if TrialStatus(r["status"]).finished:
                 sink.trial_finished(k, r)
         raise SearchInterrupted(f"round {k}: {done} of {n_trials} trials finished")
-    states = read_optuna_states(grid.experiment_path)
+    with journal_at(plan.journal):
+        states = read_optuna_states(grid.experiment_path)
     rows = [{**r, "optuna_state": states.get(r["trial_id"], "")} for r in rows]
     best = best_row(rows, has_checkpoint=lambda tid: results[tid].checkpoint is not None)
     best_ckpt = None

@@ -7,13 +7,15 @@ Parameter names are namespaced: ``derive.<knob>`` / ``width.<module>.<field>`` (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hebbnas.errors import HebbnasError
 from hebbnas.runfolder import EPOCH_ATTR, METRIC, TRIAL_ERROR
 
 if TYPE_CHECKING:
@@ -73,10 +75,37 @@ def _optuna_search_class() -> type:
         Here they become PRUNED (Optuna then uses the last intermediate value) and FAIL.
         """
 
-        def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, max_epochs: int, journal: str | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._max_epochs = int(max_epochs)
+            self._journal = journal
             self.outcomes: dict[str, str] = {}
+            if journal is not None:
+                _fail_orphans(self._ot_study, set())  # a fresh round over an existing study: an attempt
+                # killed before Tune saved any state left RUNNING trials that nothing will finish
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Tune's restore; with a journal, the study is the journal file's (where the run now is), and
+            trials asked after Tune's last saved state, which Tune will ask again, are marked FAIL."""
+            super().restore(checkpoint_path)
+            if getattr(self, "_journal", None) is None or self._ot_study is None:
+                return
+            path = _JOURNAL_OVERRIDE[-1] if _JOURNAL_OVERRIDE else self._journal
+            import optuna
+
+            storage = journal_storage(path)
+            self._journal, self._storage = path, storage
+            self._ot_study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=self._sampler,
+                                               pruner=optuna.pruners.NopPruner())
+            self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id)
+                               for tid, t in self._ot_trials.items()}
+            _fail_orphans(self._ot_study, {t._trial_id for t in self._ot_trials.values()})
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            try:
+                super().on_trial_result(trial_id, result)
+            except Exception as e:  # noqa: BLE001 - e.g. a journal trial finished before a kill; never stop
+                _log.warning("optuna report failed for %s: %s", trial_id, e)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -104,13 +133,62 @@ def _optuna_search_class() -> type:
     return PrunedOptunaSearch
 
 
-def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int) -> Any:
-    """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials)."""
+def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int,
+                  journal: str | None = None, study_name: str | None = None) -> Any:
+    """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials).
+
+    With `journal` (a file path) the study lives in an Optuna JournalStorage file, named `study_name`
+    (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory.
+    """
     import optuna
 
     tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 2)))
     cls = _optuna_search_class()
-    return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs)
+    extra: dict[str, Any] = {}
+    if journal is not None:
+        extra = {"storage": journal_storage(journal), "study_name": study_name or "hebbnas", "journal": str(journal)}
+    return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs, **extra)
+
+
+def journal_storage(path: str | Path) -> Any:
+    """An Optuna JournalStorage on one file (created if missing), what `optuna-dashboard FILE` reads."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = str(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    except OSError as e:
+        raise HebbnasError(f"cannot open the Optuna journal {path}: {e.strerror or e}") from None
+
+
+_JOURNAL_OVERRIDE: list[str] = []
+
+
+@contextlib.contextmanager
+def journal_at(path: str | Path | None) -> Iterator[None]:
+    """While Tune restores a searcher, its journal is `path` (the run folder may have moved since)."""
+    if path is None:
+        yield
+        return
+    _JOURNAL_OVERRIDE.append(str(path))
+    try:
+        yield
+    finally:
+        _JOURNAL_OVERRIDE.pop()
+
+
+def _fail_orphans(study: Any, known: set[int]) -> None:
+    """Mark RUNNING trials of `study` that no Tune trial owns (ids not in `known`) as FAIL."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t._trial_id not in known:
+            try:
+                study.tell(t.number, None, state=optuna.trial.TrialState.FAIL)
+            except Exception as e:  # noqa: BLE001
+                _log.warning("optuna: cannot close orphaned trial %s: %s", t.number, e)
 
 
 def read_optuna_states(experiment_path: str) -> dict[str, str]:

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0,
     "concurrency": 2,
+    "prescreen": 0,
+    "prescreen_score": "hebb_erank",
 }
 SMOKE: dict[str, Any] = {
     "trials": 3,
@@ -83,6 +85,8 @@ class SearchSettings:
     smoke: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)
     width: float = 1.0  # the width proxy: trials and the seed train topology.narrowed(width)
+    prescreen: int = 0  # > 1: each trial scores this many candidates without training and trains the best
+    prescreen_score: str = "hebb_erank"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,6 +147,8 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         concurrency=_int(merged, "concurrency"),
         smoke=bool(smoke),
         width=_width(merged),
+        prescreen=_int(merged, "prescreen", minimum=0),
+        prescreen_score=str(merged["prescreen_score"]),
         fixed=dict(space.fixed),
     )
     validate_settings(settings, space)
@@ -208,4 +214,8 @@ def validate_settings(s: SearchSettings, space: Space) -> None:
     if bad:
         raise HebbnasError(f"{space.source}: unknown or reserved training knobs {bad}")
     strategy.validate(space)
+    from hebbnas.score import SCORES
+
+    if s.prescreen_score not in SCORES:
+        raise HebbnasError(f"search.prescreen_score {s.prescreen_score!r} is not a score (known: {', '.join(SCORES)})")
 

@@ -10,16 +10,18 @@ never reaches that handler; Tune sees an actor error and retries it from its las
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
-from hebbnas.runfolder import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, TRAIN_STATE_FILE, TRIAL_ERROR
+from hebbnas.runfolder import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, PRESCREEN_CONFIG, TRAIN_STATE_FILE, TRIAL_ERROR
 from hebbnas.strategies import get_strategy, knobs
 from hebbnas.topology import Topology
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from hebbnas.data import Dataset
     from hebbnas.probe import ProbeResult
 
+PRESCREEN_IMAGES = 64
+"""Training images a prescreen scores each candidate on."""
 INFRA_RETRIES = 2
 """How often Tune restarts a trial whose worker died (from its last checkpoint) before giving up."""
 
@@ -52,6 +56,9 @@ class RoundSpec:
     num_classes: int
     proxy_width: float = 1.0  # < 1: trials train topology.narrowed(proxy_width)
     probed_topology: Topology | None = None  # the network the round's probe was taken on (hebbian)
+    prescreen: int = 0  # > 1: score this many candidates without training, train the best
+    prescreen_score: str = "hebb_erank"
+    sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
 
 
 def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[str, Any], name: str) -> Topology:
@@ -120,6 +127,11 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     torch.set_num_threads(spec.threads)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id() or "local"
+    pre: dict[str, Any] = {}
+    if spec.prescreen > 1 and tune.get_checkpoint() is None:
+        config, pre = prescreen(spec, probe, dataset, config, trial_id)
+    elif spec.prescreen > 1:  # a resumed trial continues the candidate it picked
+        config = {**config, **json.loads(str(_resume_metrics(tune.get_checkpoint()).get(PRESCREEN_CONFIG) or "{}"))}
     topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
     macs = topology.macs(spec.deploy_input)
     if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
@@ -152,6 +164,7 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
             "train_acc": r.train_accuracy, "macs": macs, "params": params, "round": spec.round,
             "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
             "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
+            **pre,
         }
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
             export = {"topology": net.to_dict(),
@@ -159,11 +172,54 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
                       "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
                                   "macs": macs, "params": params}}
             torch.save(export, Path(d) / CHECKPOINT_FILE)
-            torch.save({"train": r.checkpoint(), "best_val_acc": best}, Path(d) / TRAIN_STATE_FILE)
+            torch.save({"train": r.checkpoint(), "best_val_acc": best, "prescreen": pre}, Path(d) / TRAIN_STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         return False
 
     train(model, dataset, cfg, on_epoch=on_epoch, state=state)
+
+
+def prescreen(spec: RoundSpec, probe: ProbeResult | None, dataset: Dataset, config: Mapping[str, Any],
+              trial_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score `spec.prescreen` candidates without training and return the best one's config.
+
+    Candidate 0 is Optuna's suggestion; the others are drawn at random from the same space (seeded by
+    the trial id, so a rerun draws the same). Training knobs stay Optuna's: the score compares
+    architectures. Returns the chosen config and the trials.csv fields that record the choice.
+    """
+    import optuna
+
+    from hebbnas.score import score_candidate
+
+    t0 = time.perf_counter()
+    rng_seed = (zlib.crc32(trial_id.encode()) ^ spec.seed) & 0x7FFFFFFF
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=rng_seed))
+    train_knobs = {k: v for k, v in config.items() if k.startswith("train.")}
+    configs = [dict(config)]
+    for _ in range(spec.prescreen - 1):
+        t = study.ask()
+        spec.sampler(t)
+        configs.append({**t.params, **train_knobs})
+    x = dataset.train.x[:PRESCREEN_IMAGES]
+    scores = []
+    for i, cfg in enumerate(configs):
+        top = trial_topology(spec, probe, cfg, name=f"prescreen-{i}")
+        s = score_candidate(top, x, width=spec.proxy_width, seed=spec.seed, which=[spec.prescreen_score],
+                            input_shape=spec.deploy_input)
+        scores.append(s.values[spec.prescreen_score])
+    pick = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return configs[pick], {"prescreen_pick": pick, "prescreen_score": scores[pick],
+                           "prescreen_scores": json.dumps([round(v, 6) for v in scores]),
+                           PRESCREEN_CONFIG: json.dumps(configs[pick], sort_keys=True),
+                           "prescreen_seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _resume_metrics(ckpt: Any) -> dict[str, Any]:
+    import torch
+
+    with ckpt.as_directory() as d:
+        saved = torch.load(Path(d) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+    return dict(saved.get("prescreen") or {})
 
 
 def _node_id() -> str:

@@ -1,0 +1,86 @@
+"""Training-free scores: each against a case whose answer is known, and --prescreen in a real search."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hebbnas.errors import HebbnasError
+from hebbnas.probe import ModuleStats, ProbeResult
+from hebbnas.score import SCORES, effective_rank, hebb_erank, min_eigenvalue_sum, naswot, score_candidate
+from hebbnas.topology import StemSpec, Topology, get_topology
+
+
+def _tiny(width: int = 8) -> Topology:
+    t = get_topology("googlenet")
+    t = t.with_widths({m.name: (width, width // 2, width, width // 2, width, width) for m in t.modules}, name="tiny")
+    import dataclasses
+
+    return dataclasses.replace(t, stem=StemSpec(8, 8, 16), num_classes=10)
+
+
+def _stats(corr: np.ndarray) -> ModuleStats:
+    c = corr.shape[0]
+    return ModuleStats(n=100, n_images=1, map_size=(10, 10), mean=np.zeros(c), var=np.ones(c), corr=corr,
+                       dead=np.zeros(c, dtype=bool), corr_ring={}, ring_pairs={})
+
+
+def test_effective_rank_counts_independent_directions() -> None:
+    assert effective_rank(np.eye(6)) == pytest.approx(6.0)
+    assert effective_rank(np.ones((6, 6))) == pytest.approx(1.0)
+    block = np.kron(np.eye(3), np.ones((2, 2)))  # three perfectly correlated pairs
+    assert effective_rank(block) == pytest.approx(3.0)
+
+
+def test_hebb_erank_and_meco_aggregate_over_modules() -> None:
+    probe = ProbeResult({"a": _stats(np.eye(4)), "b": _stats(np.kron(np.eye(2), np.ones((2, 2))))})
+    assert hebb_erank(probe) == pytest.approx(np.log(4) + np.log(2))
+    assert min_eigenvalue_sum(probe) == pytest.approx(1.0 + 0.0, abs=1e-12)
+
+
+def test_naswot_separates_distinct_from_identical_inputs(one_thread: None) -> None:
+    from hebbnas.model import build
+
+    torch.manual_seed(0)
+    model = build(_tiny(), aux=False)
+    distinct = naswot(model, torch.randn(16, 3, 32, 32))
+    same = naswot(model, torch.randn(1, 3, 32, 32).repeat(16, 1, 1, 1))
+    assert np.isfinite(distinct) and (same == float("-inf") or same < distinct - 10)
+
+
+def test_scores_are_seeded_and_named(one_thread: None) -> None:
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = score_candidate(_tiny(), x, seed=3)
+    b = score_candidate(_tiny(), x, seed=3)
+    assert set(a.values) == set(SCORES) and a.values == b.values
+    assert a.values["params"] == _tiny().params() and all(v >= 0 for v in a.seconds.values())
+    wider = score_candidate(_tiny(16), x, seed=3, which=["params"])
+    assert wider.values["params"] > a.values["params"]
+    with pytest.raises(HebbnasError, match="unknown score"):
+        score_candidate(_tiny(), x, which=["vibes"])
+
+
+@pytest.mark.slow
+def test_prescreen_search_records_the_scored_choice(tmp_path: Path) -> None:
+    run = tmp_path / "pre"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-m", "hebbnas.cli", "search", "--budget", "3e8", "--smoke", "--strategy",
+                        "random", "--prescreen", "3", "--trials", "2", "--out", str(run)],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert df["prescreen_pick"].between(0, 2).all() and df["prescreen_score"].notna().all()
+    for _, row in df.iterrows():
+        scores = json.loads(row["prescreen_scores"])
+        assert len(scores) == 3 and row["prescreen_score"] == pytest.approx(max(scores), rel=1e-6)
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["settings"]["prescreen"] == 3
