@@ -11,6 +11,10 @@ Three formats, all inference graphs (eval mode, no aux heads) with the metadata 
   ``extra/hebbnas.json`` (`torch.jit.load(path, _extra_files=...)`).
 - ``state_dict``: a `torch.save`d dict of plain types and tensors (`torch.load(..., weights_only=True)`)
   rebuilt by `hebbnas.load`, plus the same metadata as plain JSON beside it (``model.pt`` + ``model.json``).
+- ``onnx``: an ONNX model (opset 17; input ``images`` N x C x H x W, output ``logits``) with a dynamic
+  batch, height and width (any H, W >= the stem's minimum), metadata as JSON in its ``metadata_props``
+  under ``hebbnas.json``; checked in onnxruntime against the PyTorch model before it is moved into place.
+  Needs the optional extra ``pip install 'hebbnas[onnx]'`` (onnx, onnxruntime).
 
 Only this module and the CLI touch the filesystem. Every file is written to a temporary name in the
 target directory, checked by loading it back, then moved into place with `os.replace`, so an error
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -43,8 +48,14 @@ from hebbnas.model import GoogLeNet, build, inference_state_dict
 from hebbnas.runfolder import EXPORT_DIR
 from hebbnas.topology import DEFAULT_INPUT, Topology, min_input_size, parse_input_shape
 
-FORMATS: tuple[str, ...] = ("pt2", "torchscript", "state_dict")
-DEFAULT_NAMES: dict[str, str] = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "state_dict": "model.pt"}
+TORCH_FORMATS: tuple[str, ...] = ("pt2", "torchscript", "state_dict")
+"""The formats plain PyTorch loads (no optional dependency)."""
+FORMATS: tuple[str, ...] = (*TORCH_FORMATS, "onnx")
+DEFAULT_NAMES: dict[str, str] = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "state_dict": "model.pt",
+                                 "onnx": "model.onnx"}
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-4
+"""Largest absolute difference allowed between onnxruntime's and PyTorch's logits on the same inputs."""
 METADATA_NAME = "hebbnas.json"
 """Name of the metadata entry inside pt2/TorchScript archives (stored as ``<archive>/extra/hebbnas.json``)."""
 STATE_DICT_KIND = "hebbnas.state_dict"
@@ -52,6 +63,7 @@ LOAD_HINTS: dict[str, str] = {
     "pt2": "torch.export.load(path).module()",
     "torchscript": "torch.jit.load(path)",
     "state_dict": "hebbnas.load(path)  (plain: torch.load(path, weights_only=True)['state_dict'])",
+    "onnx": "onnxruntime.InferenceSession(path).run(None, {'images': x})[0]",
 }
 
 
@@ -90,6 +102,8 @@ class ExportResult:
     metadata: dict[str, Any]
     extra_paths: tuple[Path, ...] = ()
     note: str | None = None
+    max_abs_diff: float | None = None
+    """ONNX: the largest |onnxruntime - PyTorch| over the checked inputs (None when not checked)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +312,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise HebbnasError(f"{p} is not hebbnas export metadata")
         return obj
     fmt = detect_format(p)
+    if fmt == "onnx":
+        return _onnx_metadata(p)
     if fmt in ("pt2", "torchscript"):
         with zipfile.ZipFile(p) as z:
             names = [n for n in z.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
@@ -309,6 +325,27 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         return dict(obj["metadata"])
     src = _source_from_checkpoint(p, run=None, metrics_json=p.parent / "metrics.json")
     return make_metadata(src.topology, src.metrics, src.input_shape(), None, src)
+
+
+def _onnx_metadata(p: Path) -> dict[str, Any]:
+    """metadata_props['hebbnas.json'] of an ONNX file (through onnx, else onnxruntime)."""
+    try:
+        try:
+            import onnx
+
+            props = {e.key: e.value for e in onnx.load(str(p), load_external_data=False).metadata_props}
+        except ImportError:
+            import onnxruntime as ort
+
+            props = dict(ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                         .get_modelmeta().custom_metadata_map)
+    except ImportError:
+        raise HebbnasError("reading ONNX metadata needs onnx or onnxruntime: pip install 'hebbnas[onnx]'") from None
+    except Exception as e:  # noqa: BLE001
+        raise HebbnasError(f"{p} is not a readable ONNX model ({_one_line(e)})") from None
+    if METADATA_NAME not in props:
+        raise HebbnasError(f"{p} has no hebbnas metadata (an ONNX file not written by hebbnas export)")
+    return json.loads(props[METADATA_NAME])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +361,8 @@ def export_run(
 ) -> ExportResult:
     """Export a run's best model (or its best completed trial) to ``out`` (default ``RUN/export/``)."""
     fmt = _check_format(fmt)
+    if fmt == "onnx":
+        require_onnx()
     target = _resolve_out(Path(out), fmt) if out is not None else None  # fail on a bad path before any work
     src = find_source(run)
     if target is None:
@@ -336,7 +375,7 @@ def export_run(
     _refuse_own_input(target, src.checkpoint, fmt)
     meta = make_metadata(src.topology, src.metrics, src.input_shape(), fmt, src)
     res = export_model(src.model(), target, fmt, meta, verify=verify)
-    return ExportResult(res.path, res.format, res.size, res.metadata, res.extra_paths, src.note)
+    return ExportResult(res.path, res.format, res.size, res.metadata, res.extra_paths, src.note, res.max_abs_diff)
 
 
 def export_model(
@@ -352,11 +391,14 @@ def export_model(
     Args:
         model: a `GoogLeNet` from `hebbnas.build` (aux heads are dropped; train/eval mode is restored).
         out: target file (an existing directory gets the format's default file name).
-        fmt: ``pt2``, ``torchscript`` or ``state_dict``.
+        fmt: ``pt2``, ``torchscript``, ``state_dict`` or ``onnx``.
         metadata: from `make_metadata`; default: built from the model's topology at 3x224x224.
-        verify: load the written file back and compare it with the eager model at two shapes.
+        verify: load the written file back and compare it with the eager model at two shapes (ONNX: run
+            it in onnxruntime; an ONNX export is always checked, since its converter is the least proven).
     """
     fmt = _check_format(fmt)
+    if fmt == "onnx":
+        require_onnx()
     target = _resolve_out(Path(out), fmt)
     topology = getattr(model, "topology", None)
     if not isinstance(topology, Topology):
@@ -368,7 +410,14 @@ def export_model(
     eager = _inference_copy(model)
     min_size = min_input_size(topology)
     extra: tuple[Path, ...] = ()
-    if fmt == "pt2":
+    max_diff: float | None = None
+    if fmt == "onnx":
+        meta["dynamic"] = _dynamic(min_size, None, 1)
+        data = _export_onnx(eager, shape, meta)
+        max_diff = _verify_onnx(eager, data, meta, shape)
+        with _atomic(target) as tmp:
+            tmp.write_bytes(data)
+    elif fmt == "pt2":
         res = meta.get("resolution")
         ep, meta["dynamic"] = _export_pt2(eager, shape, min_size, int(res) if isinstance(res, int) else None)
         with _atomic(target) as tmp:
@@ -401,7 +450,109 @@ def export_model(
             if verify:
                 _verify(eager, load(tmp), meta, shape)
         extra = (side,)
-    return ExportResult(target, fmt, target.stat().st_size, meta, extra)
+    return ExportResult(target, fmt, target.stat().st_size, meta, extra, max_abs_diff=max_diff)
+
+
+def require_onnx() -> None:
+    """One line naming the extra to install when onnx or onnxruntime is missing."""
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HebbnasError(f"the onnx format needs {' and '.join(missing)}: pip install 'hebbnas[onnx]'")
+
+
+def _export_onnx(model: nn.Module, shape: tuple[int, int, int], meta: Mapping[str, Any]) -> bytes:
+    """The ONNX model as bytes: dynamic batch, height and width, metadata in metadata_props.
+
+    The TorchScript-based exporter traces one graph (as `torchscript` does: no shape-dependent control
+    flow), which keeps H and W free at any size the stem accepts; `torch.onnx.export(dynamo=True)` would
+    tie them to multiples of 32 like pt2 and take a minute. It is used only where the first is gone.
+    """
+    import io
+
+    import onnx
+
+    x = _example(2, shape)
+    buf = io.BytesIO()
+    try:
+        with _quiet_export(), torch.no_grad():
+            try:
+                torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=ONNX_OPSET,
+                                  input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                                "logits": {0: "batch"}})
+            except (TypeError, NotImplementedError):  # a torch without the TorchScript-based exporter
+                buf = io.BytesIO()
+                ep, _ = _export_pt2(model, shape, min_input_size(model.topology), None)  # type: ignore[arg-type]
+                torch.onnx.export(ep, (x,), dynamo=True).save(buf)
+    except HebbnasError:
+        raise
+    except Exception as e:  # noqa: BLE001  # the exporter fails in many ways
+        raise HebbnasError(f"ONNX export failed: {_one_line(e)}") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_NAME, json.dumps(meta)
+    proto.producer_name = "hebbnas"
+    proto.doc_string = f"hebbnas {meta.get('name')}: {meta.get('normalize')}"
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001
+        raise HebbnasError(f"ONNX export failed the ONNX checker: {_one_line(e)}") from None
+    return proto.SerializeToString()
+
+
+def _verify_onnx(eager: nn.Module, data: bytes, meta: Mapping[str, Any], shape: tuple[int, int, int]) -> float:
+    """Run the ONNX model in onnxruntime against the eager model on the same inputs: the deploy shape,
+    the proxy resolution and an odd size; return the max abs difference, or raise above ONNX_TOLERANCE."""
+    import onnxruntime as ort
+
+    c, h, w = shape
+    lo = int((meta.get("dynamic") or {}).get("height", {}).get("min") or 1)
+    r = max(int(meta.get("resolution") or 0), lo)
+    shapes = [(3, c, h, w), (1, c, r, r), (2, c, lo + 5, lo + 18)]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001
+        raise HebbnasError(f"onnxruntime cannot load the exported model: {_one_line(e)}; nothing written") from None
+    worst = 0.0
+    with torch.no_grad():
+        for s in shapes:
+            x = _example(s[0], s[1:])
+            ref = eager(x)
+            try:
+                got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+            except Exception as e:  # noqa: BLE001
+                raise HebbnasError(f"the ONNX model fails in onnxruntime on input {tuple(s)}: {_one_line(e)}; "
+                                   "nothing written") from None
+            if got.shape != ref.shape:
+                raise HebbnasError(f"the ONNX model gives shape {tuple(got.shape)} on input {tuple(s)}, PyTorch "
+                                   f"{tuple(ref.shape)}; nothing written")
+            worst = max(worst, float((got - ref).abs().max()))
+    if not worst <= ONNX_TOLERANCE:
+        raise HebbnasError(f"the ONNX model disagrees with PyTorch: max abs difference {worst:.3g} > "
+                           f"{ONNX_TOLERANCE:g}; nothing written")
+    return worst
+
+
+class OnnxModule(nn.Module):
+    """An ONNX export run by onnxruntime behind the `nn.Module` call convention (tensors in, tensors out)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
 
 
 def _inference_copy(model: nn.Module) -> GoogLeNet:
@@ -538,6 +689,8 @@ def _example(batch: int, shape: tuple[int, ...]) -> torch.Tensor:
 def detect_format(path: str | os.PathLike[str]) -> str:
     """``pt2``, ``torchscript`` or ``state_dict`` (any `torch.save` file), from the archive's entries."""
     p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        return "onnx"
     try:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()
@@ -566,6 +719,12 @@ def load(path: str | os.PathLike[str]) -> nn.Module:
     if p.is_dir():
         return find_source(p).model()
     fmt = detect_format(p)
+    if fmt == "onnx":
+        require_onnx()
+        try:
+            return OnnxModule(p)
+        except Exception as e:  # noqa: BLE001
+            raise HebbnasError(f"cannot load {p}: {_one_line(e)}") from None
     if fmt == "pt2":
         try:
             with _quiet_export(), open(p, "rb") as f:
@@ -619,6 +778,9 @@ def load_trainable(path: str | os.PathLike[str], aux: bool = False) -> GoogLeNet
     meta = read_metadata(p)
     topology = _topology_from(meta["topology"], p)
     fmt = detect_format(p) if p.is_file() and p.suffix != ".json" else "state_dict"
+    if fmt == "onnx":
+        raise HebbnasError(f"{p}: an ONNX export holds fused inference weights; fine-tune from the run's "
+                           "best/model.pt or a pt2, TorchScript or state_dict export")
     if fmt == "pt2":
         with _quiet_export(), open(p, "rb") as f:
             sd = dict(torch.export.load(f).state_dict)

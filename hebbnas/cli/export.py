@@ -1,4 +1,4 @@
-"""`hebbnas export RUN`: write a run's best model as pt2, TorchScript or a state dict with metadata."""
+"""`hebbnas export RUN`: write a run's best model as pt2, TorchScript, a state dict or ONNX, with metadata."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run", help="a run folder (runs/NAME), a `hebbnas train --out` folder, or a checkpoint file "
                    "(best/model.pt, trials/ID/checkpoint.pt)")
     s.add_argument("--format", choices=FORMATS, default="pt2",
-                   help="pt2 (torch.export, default), torchscript (torch.jit) or state_dict (weights + topology JSON)")
+                   help="pt2 (torch.export, default), torchscript (torch.jit), state_dict (weights + topology JSON) "
+                   "or onnx (checked in onnxruntime; needs pip install 'hebbnas[onnx]')")
     add_out_option(s, "output file or existing directory (default RUN/export/"
                    + ", ".join(f"{v} for {k}" for k, v in DEFAULT_NAMES.items())
                    + "; for a checkpoint file, export/ beside it)")
@@ -49,6 +50,11 @@ def cmd_export(args: argparse.Namespace) -> int:
           + f": val acc {_acc(m.get('val_acc'))}, test acc {_acc(m.get('test_acc'))}"
           + (f" (trial {m['source']['trial_id']})" if m["source"].get("trial_id") else ""))
     print(f"  input {_dims(m)}; normalise (x - mean) / std with mean {_vec(m.get('mean'))}, std {_vec(m.get('std'))}")
+    if res.max_abs_diff is not None:
+        from hebbnas.export import ONNX_TOLERANCE
+
+        print(f"  checked in onnxruntime against PyTorch on the same inputs: max abs difference "
+              f"{res.max_abs_diff:.3g} (<= {ONNX_TOLERANCE:g})")
     print(f"  load: {m['load']}")
     return 0
 
