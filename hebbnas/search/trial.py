@@ -130,8 +130,9 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     pre: dict[str, Any] = {}
     if spec.prescreen > 1 and tune.get_checkpoint() is None:
         config, pre = prescreen(spec, probe, dataset, config, trial_id)
-    elif spec.prescreen > 1:  # a resumed trial continues the candidate it picked
-        config = {**config, **json.loads(str(_resume_metrics(tune.get_checkpoint()).get(PRESCREEN_CONFIG) or "{}"))}
+    elif spec.prescreen > 1:  # a resumed trial continues the candidate it picked, and keeps reporting it
+        pre = _resume_metrics(tune.get_checkpoint())
+        config = {**config, **json.loads(str(pre.get(PRESCREEN_CONFIG) or "{}"))}
     topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
     macs = topology.macs(spec.deploy_input)
     if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
