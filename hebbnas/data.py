@@ -14,6 +14,10 @@ Known datasets (`DATASETS`):
   (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-...``).
 - ``cifar10``: the python-pickle directory (``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
   optional ``batches.meta``). Pickles can run code when loaded: only point this at files you trust.
+- ``folder``: your own images (`hebbnas.folder`): one subfolder of PNG/JPEG images per class, or
+  ``train/``, ``val/``, ``test/`` each holding those class subfolders (used as given; without ``val/``
+  validation is carved from ``train/``). Without splits, a fixed stratified 20% is test, as for digits.
+  Decoded with Pillow, resized to the resolution, cached as tensors (see `hebbnas.folder.cache_dir`).
 
 Validation is always carved from the official train split (stratified, seeded); test is the official
 test split. Grayscale images are replicated to `channels` as an expanded (zero-copy) view: index or
@@ -35,15 +39,16 @@ import torch.nn.functional as F
 
 from hebbnas.errors import HebbnasError
 
-DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10")
+DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "folder")
 
 # GoogLeNet's stem downsamples 8x before inception3a and 32x before the head: at 32 px the Inception
 # modules see 4x4..1x1 maps, at 64 px 8x8..2x2 (the probe needs spatial extent to measure 3x3/5x5
 # spread). Digits is cheap enough to afford 64 px within the 3-minute CPU recipe (see train.py).
-DEFAULT_RESOLUTION: dict[str, int] = {"digits": 64, "fashion-mnist": 32, "mnist": 32, "cifar10": 32}
+DEFAULT_RESOLUTION: dict[str, int] = {"digits": 64, "fashion-mnist": 32, "mnist": 32, "cifar10": 32, "folder": 64}
 
 # Fraction of the (train + val) pool kept for validation. Digits: 60/20/20 train/val/test overall.
-DEFAULT_VAL_FRACTION: dict[str, float] = {"digits": 0.25, "fashion-mnist": 0.1, "mnist": 0.1, "cifar10": 0.1}
+DEFAULT_VAL_FRACTION: dict[str, float] = {"digits": 0.25, "fashion-mnist": 0.1, "mnist": 0.1, "cifar10": 0.1,
+                                          "folder": 0.25}
 
 DEFAULT_DATA_DIR: dict[str, str] = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -67,6 +72,8 @@ _ALIASES: dict[str, str] = {
     "fmnist": "fashion-mnist",
     "cifar-10": "cifar10",
     "cifar_10": "cifar10",
+    "imagefolder": "folder",
+    "image-folder": "folder",
 }
 
 _DIGITS_TEST_FRACTION = 0.2
@@ -142,6 +149,7 @@ def load_dataset(
     seed: int = 0,
     train_subset: int | None = None,
     val_fraction: float | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """Load a proxy dataset as normalised in-memory tensors.
 
@@ -154,7 +162,8 @@ def load_dataset(
         train_subset: keep only this many training images (stratified), for quick proxies. The
             validation split then shrinks in proportion, so that val/(train+val) stays `val_fraction`.
         val_fraction: share of the (train + val) pool used for validation, in (0, 1);
-            `DEFAULT_VAL_FRACTION[name]` when None.
+            `DEFAULT_VAL_FRACTION[name]` when None. Ignored when a folder data set has its own ``val/``.
+        progress: show a progress bar while a folder data set's images are decoded (the CLI decides).
 
     Raises:
         HebbnasError: unknown name, bad arguments, missing or corrupt files.
@@ -171,12 +180,29 @@ def load_dataset(
     if train_subset is not None and train_subset < 1:
         raise HebbnasError(f"train_subset must be positive, got {train_subset}")
 
-    raw_train_x, raw_train_y, test_x, test_y, num_classes = _load_raw(key, data_dir)
+    classes = CLASSES.get(key)
+    given_val: tuple[np.ndarray, np.ndarray] | None = None
+    if key == "folder":
+        from hebbnas.folder import load_folder
+
+        if data_dir is None:
+            raise HebbnasError("--dataset folder needs --data-dir DIR (one subfolder of images per class)")
+        fd = load_folder(data_dir, res, progress=progress)
+        raw_train_x, raw_train_y, test_x, test_y = fd.train_x, fd.train_y, fd.test_x, fd.test_y
+        num_classes, classes = len(fd.classes), fd.classes
+        if fd.val_x is not None and fd.val_y is not None:
+            given_val = (fd.val_x, fd.val_y)
+    else:
+        raw_train_x, raw_train_y, test_x, test_y, num_classes = _load_raw(key, data_dir)
 
     # Validation carve and optional subset, both from one seeded stratified ordering of the pool.
     order = _stratified_order(raw_train_y, seed)
     pool = len(order)
-    if train_subset is None:
+    if given_val is not None:  # val/ given: the pool is all training data, the subset is taken from it
+        n_val, n_train = 0, pool if train_subset is None else int(train_subset)
+        if n_train > pool:
+            raise HebbnasError(f"train_subset {train_subset} exceeds the {pool} training images of {key}")
+    elif train_subset is None:
         n_val = max(1, round(vf * pool))
         n_train = pool - n_val
     else:
@@ -190,9 +216,13 @@ def load_dataset(
         raise HebbnasError(f"{key} has too few training images ({pool}) for val_fraction {vf}")
     val_idx = np.sort(order[:n_val])
     train_idx = np.sort(order[n_val : n_val + n_train])
+    if given_val is not None:
+        raw_val_x, raw_val_y = given_val
+    else:
+        raw_val_x, raw_val_y = raw_train_x[val_idx], raw_train_y[val_idx]
 
     train_x = _to_float_images(raw_train_x[train_idx], res, channels)
-    val_x = _to_float_images(raw_train_x[val_idx], res, channels)
+    val_x = _to_float_images(raw_val_x, res, channels)
     test_xf = _to_float_images(test_x, res, channels)
 
     mean = train_x.mean(dim=(0, 2, 3))
@@ -211,14 +241,14 @@ def load_dataset(
     return Dataset(
         name=key,
         train=finish(train_x, raw_train_y[train_idx]),
-        val=finish(val_x, raw_train_y[val_idx]),
+        val=finish(val_x, raw_val_y),
         test=finish(test_xf, test_y),
         num_classes=num_classes,
         resolution=res,
         channels=channels,
         mean=mean_t,
         std=std_t,
-        classes=CLASSES.get(key),
+        classes=classes,
         seed=seed,
     )
 

@@ -16,7 +16,8 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = None) -> 
                                                                      " (default: the space's)"))
     p.add_argument("--data-dir", default=None,
                    help="directory of the data set's files (not needed for digits; fashion-mnist defaults to "
-                   "/usr/share/datasets/fashion-mnist)")
+                   "/usr/share/datasets/fashion-mnist); for --dataset folder: class subfolders of PNG/JPEG "
+                   "images, or train/ val/ test/ holding them")
 
 
 def add_out_option(p: argparse.ArgumentParser, help: str, required: bool = False) -> None:
