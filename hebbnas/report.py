@@ -441,8 +441,7 @@ def heatmap_figure(md: ModuleDerivation, corr: np.ndarray, policy: Policy | None
         a[:, list(md.dead)] = np.nan
     a = _block_mean(a[np.ix_(order, order)], max_pixels)
     c = md.in_channels
-    fig = Figure(figsize=(6.4, 5.6), dpi=110)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.09, top=0.93)
+    fig = Figure(figsize=(6.4, 5.8), dpi=110, layout="constrained")  # the layout keeps the title inside
     ax = fig.add_subplot()
     cmap = _cmap("magma").with_extremes(bad="#9a9a9a")
     # pre-averaged to about the pixels drawn, so matplotlib's cheap 'data'-stage resampling loses nothing
@@ -458,7 +457,8 @@ def heatmap_figure(md: ModuleDerivation, corr: np.ndarray, policy: Policy | None
     cut = f", cut {policy.threshold:g} ({policy.method})" if policy else ""
     kind = "partial |r|" if policy and policy.partial else "|r|"
     grey = f", {len(md.dead)} dead in grey" if md.dead else ""
-    ax.set_title(f"{md.name}: {kind}, {md.in_channels} channels, {md.num_clusters} clusters{cut}{grey}", fontsize=9)
+    # two lines: on one, a long title (partial |r|, a cut, dead channels) ran past the figure's left edge
+    ax.set_title(f"{md.name}: {kind}, {md.in_channels} channels\n{md.num_clusters} clusters{cut}{grey}", fontsize=9)
     ax.set_xlabel("input channel, ordered by cluster (largest first)", fontsize=8)
     ax.set_ylabel("input channel, ordered by cluster", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -760,3 +760,257 @@ def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs:
     else:  # the baselines' winner, read as the derivation would read it (default knobs)
         title = f"Cluster-to-branch report, round {outcome.round}: the {settings.strategy} baseline's best network"
     write_report(out_dir, derivation, fitted, corr, deploy, budget=settings.budget, title=title)
+
+
+# ---------------------------------------------------------------------------------------------
+# the report page: one self-contained HTML file
+
+
+HTML_REPORT = "report.html"
+
+
+def pareto_front(costs: Sequence[float], accs: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points (lower cost, higher accuracy), by increasing cost.
+
+    A point is on the front when no other point has a cost <= and an accuracy >= with one strict.
+    """
+    pts = sorted(((float(c), -float(a), i) for i, (c, a) in enumerate(zip(costs, accs))
+                  if _finite(c) and _finite(a)))
+    front, best = [], -math.inf
+    for c, neg_a, i in pts:
+        if -neg_a > best:
+            front.append(i)
+            best = -neg_a
+    return front
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _png_data_uri(fig_or_path: Any) -> str:
+    import base64
+    import io
+
+    if isinstance(fig_or_path, (str, Path)):
+        data = Path(fig_or_path).read_bytes()
+    else:
+        buf = io.BytesIO()
+        fig_or_path.savefig(buf, format="png")
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def tradeoff_figure(rows: Sequence[Mapping[str, Any]], cost: str, best_id: str | None = None) -> Figure:
+    """Validation accuracy against `cost` (``macs`` or ``params``) for every trial, the Pareto front marked."""
+    from matplotlib.figure import Figure
+
+    pts = [(float(r[cost]), float(r["val_acc"]), str(r.get("trial_id")), str(r.get("status") or ""))
+           for r in rows if _finite(r.get(cost)) and _finite(r.get("val_acc"))]
+    fig = Figure(figsize=(6.0, 4.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    label = {"macs": "MACs at the deploy shape", "params": "parameters"}.get(cost, cost)
+    if pts:
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        colours = {"completed": "#1f77b4", "stopped": "#ff7f0e"}
+        for status in sorted({p[3] for p in pts}):
+            sel = [p for p in pts if p[3] == status]
+            ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=28, alpha=0.75,
+                       color=colours.get(status, "#7f7f7f"), label=f"{status} ({len(sel)})")
+        front = pareto_front(xs, ys)
+        fx, fy = [xs[i] for i in front], [ys[i] for i in front]
+        ax.step(fx, fy, where="post", color="#d62728", linewidth=1.2, zorder=1)
+        ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="#d62728", linewidths=1.5, zorder=3,
+                   label=f"Pareto front ({len(front)})")
+        for x, y, tid, _ in pts:
+            if best_id is not None and tid == best_id:
+                ax.scatter([x], [y], marker="*", s=220, color="#ffd700", edgecolors="black", zorder=4, label="best")
+    else:
+        ax.text(0.5, 0.5, "no trial with a validation accuracy yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(label, fontsize=9)
+    ax.set_ylabel("validation accuracy (last epoch)", fontsize=9)
+    ax.set_title(f"validation accuracy vs {label}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    if pts:
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
+color:#1b1b1b;background:#fff;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;
+text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
+tr.best td{background:#fff6bf;font-weight:600}.scroll{overflow-x:auto;max-width:100%}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots img{max-width:100%;border:1px solid #e3e3e3}
+.muted{color:#666;font-size:.9em}code{background:#f4f4f4;padding:1px 4px}
+"""
+
+
+def _html_table(df: Any, best_id: str | None = None, id_col: str = "trial_id") -> str:
+    import html
+
+    cols = list(df.columns)
+    out = ["<div class='scroll'><table><thead><tr>"]
+    out += [f"<th>{html.escape(str(c))}</th>" for c in cols]
+    out.append("</tr></thead><tbody>")
+    for rec in df.to_dict("records"):
+        cls = " class='best'" if best_id is not None and str(rec.get(id_col)) == best_id else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(_cell(rec[c]))}</td>" for c in cols) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) >= 1000:
+            return f"{int(v):,}"
+        return f"{v:.4g}"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f"{int(v):,}" if abs(int(v)) >= 10000 else str(int(v))
+    return str(v)
+
+
+def render_html(run: str | Path) -> str:
+    """The report page of a run (or a `hebbnas probe` folder) as one self-contained HTML string."""
+    import html
+
+    import yaml
+
+    from hebbnas.runfolder import BEST_METRICS, CONFIG, REPORT_DIR, read_run_rows
+
+    root = Path(run)
+    if not root.is_dir():
+        raise HebbnasError(f"{root} is not a folder")
+    cfg: dict[str, Any] = {}
+    if (root / CONFIG).is_file():
+        try:
+            cfg = yaml.safe_load((root / CONFIG).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise HebbnasError(f"cannot read {root / CONFIG}: {str(e).splitlines()[0]}") from None
+    elif (root / "probe.json").is_file():
+        cfg = json.loads((root / "probe.json").read_text())
+    metrics = json.loads((root / BEST_METRICS).read_text()) if (root / BEST_METRICS).is_file() else {}
+    rows = read_run_rows(root)
+    rounds = _round_dirs(root / REPORT_DIR) or ([(0, root / REPORT_DIR)] if (root / REPORT_DIR / "report.md").is_file()
+                                              else [])
+    if not cfg and not rows and not rounds:
+        raise HebbnasError(f"{root} is not a run or probe folder (no config.yaml, trials.csv or report/)")
+    best_id = str(metrics["trial_id"]) if metrics.get("trial_id") is not None else None
+    e = html.escape
+    title = f"hebbnas report: {root.name}"
+    body = [f"<h1>{e(title)}</h1>", f"<p class='muted'>{e(str(root.resolve()))}</p>"]
+
+    body.append("<h2>Settings</h2>")
+    settings = {k: cfg.get(k) for k in ("command", "created", "budget", "strategy", "seed", "dataset", "resolution",
+                                         "deploy_input", "storage") if cfg.get(k) is not None}
+    for k, v in (cfg.get("settings") or {}).items():
+        if k not in settings and v is not None and not isinstance(v, (dict, list)):
+            settings[k] = v
+    if isinstance(cfg.get("versions"), Mapping):
+        settings["versions"] = ", ".join(f"{k} {v}" for k, v in cfg["versions"].items())
+    if not cfg.get("settings"):
+        settings.update({k: v for k, v in cfg.items() if not isinstance(v, (dict, list)) and k not in settings})
+    body.append(_kv_table(settings))
+    if metrics:
+        body.append("<h2>Best model</h2>")
+        keys = ("trial_id", "round", "val_acc", "best_val_acc", "test_acc", "macs", "params", "input", "epochs",
+                "dataset", "resolution", "search_seconds")
+        body.append(_kv_table({k: metrics[k] for k in keys if k in metrics}))
+
+    if rows:
+        import pandas as pd
+
+        body.append(f"<h2>Trials ({len(rows)})</h2>")
+        df = pd.DataFrame(rows)
+        lead = [c for c in ("trial_id", "round", "status", "optuna_state", "epochs", "val_acc", "best_val_acc", "macs",
+                            "params") if c in df.columns]
+        knobs = sorted(c for c in df.columns if c.split(".")[0] in ("train", "derive", "width", "prescreen"))
+        df = df[lead + knobs].sort_values(["val_acc"], ascending=False, na_position="last")
+        body.append("<p class='muted'>Sorted by validation accuracy; the best trial is highlighted. Widths per "
+                    "module are in trials.csv.</p>")
+        body.append(_html_table(df, best_id))
+        body.append("<h2>Accuracy against cost</h2><p class='muted'>Every trial with a validation accuracy; the "
+                    "red line and circles mark the Pareto front (no other trial is both cheaper and more "
+                    "accurate), the star the best trial.</p><div class='plots'>")
+        for cost in ("macs", "params"):
+            fig = tradeoff_figure(rows, cost, best_id)
+            body.append(f"<img alt='validation accuracy vs {cost}' src='{_png_data_uri(fig)}'>")
+        body.append("</div>")
+
+    for k, d in rounds:
+        head = f"Round {k}: cluster-to-branch report" if k else "Cluster-to-branch report"
+        body.append(f"<h2>{e(head)}</h2>")
+        body.extend(_round_section(d))
+    doc = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+           "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", *body,
+           f"<p class='muted'>written by hebbnas report --html</p></body></html>"]
+    return "\n".join(doc)
+
+
+def _kv_table(d: Mapping[str, Any]) -> str:
+    import html
+
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(_cell(v))}</td></tr>"
+                   for k, v in d.items())
+    return f"<div class='scroll'><table>{rows}</table></div>"
+
+
+def _round_dirs(report_root: Path) -> list[tuple[int, Path]]:
+    if not report_root.is_dir():
+        return []
+    return sorted(((int(m.group(1)), d) for d in report_root.iterdir()
+                   if d.is_dir() and (m := _ROUND_DIR.match(d.name))), key=lambda t: t[0])
+
+
+def _round_section(d: Path) -> list[str]:
+    import html
+
+    out: list[str] = []
+    md = d / "report.md"
+    if md.is_file():  # the report's title and first paragraph (the totals) as plain text
+        lines = md.read_text(encoding="utf-8").splitlines()
+        intro = [ln for ln in lines[1:12] if ln.strip() and not ln.startswith(("#", "|"))][:4]
+        if intro:
+            out.append("<p>" + "<br>".join(html.escape(ln.replace("**", "")) for ln in intro) + "</p>")
+    if (d / "modules.csv").is_file():
+        import pandas as pd
+
+        out.append("<h3>Modules: derived widths beside the paper's</h3>")
+        out.append(_html_table(pd.read_csv(d / "modules.csv"), id_col="module"))
+    plots = d / "plots"
+    if (plots / "widths.png").is_file():
+        out.append("<h3>Widths against the paper</h3><div class='plots'>"
+                   f"<img alt='widths' src='{_png_data_uri(plots / 'widths.png')}'></div>")
+    heat = sorted(plots.glob("heatmap_*.png")) if plots.is_dir() else []
+    if heat:
+        out.append("<h3>Correlation heatmaps (|r| ordered by cluster)</h3><div class='plots'>")
+        out += [f"<img alt='{html.escape(p.stem)}' width='480' src='{_png_data_uri(p)}'>" for p in heat]
+        out.append("</div>")
+    if not out:
+        out.append(f"<p class='muted'>no report files in {html.escape(str(d))}</p>")
+    return out
+
+
+def write_html_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report page (default ``RUN/report.html``), atomically; return its path."""
+    root = Path(run)
+    text = render_html(root)
+    target = Path(out) if out is not None else root / HTML_REPORT
+    if target.is_dir():
+        target = target / HTML_REPORT
+    try:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as e:
+        raise HebbnasError(f"cannot write {target}: {e.strerror or e}") from None
+    return target
