@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 PROBE_BATCH = 64
 
 
-def load_data(settings: SearchSettings, space: Space) -> tuple[Dataset, Dataset]:
+def load_data(settings: SearchSettings, space: Space, progress: bool = False) -> tuple[Dataset, Dataset]:
     """The proxy at the training resolution and at the probe resolution (same images, same split)."""
     from hebbnas.data import load_dataset
 
     kw = dict(data_dir=settings.data_dir, channels=space.base.in_channels, seed=settings.seed,
-              train_subset=settings.train_subset)
+              train_subset=settings.train_subset, progress=progress)
     data = load_dataset(settings.dataset, resolution=settings.resolution, **kw)
     probe_data = data if settings.probe_resolution == settings.resolution else load_dataset(
         settings.dataset, resolution=settings.probe_resolution, **kw)
@@ -66,22 +66,25 @@ def probe_batches(x: torch.Tensor, batch_size: int = PROBE_BATCH) -> Iterator[to
         yield x[i:i + batch_size]
 
 
-def probe_network(topology: Topology, model: nn.Module, x: torch.Tensor) -> ProbeResult:
+def probe_network(topology: Topology, model: nn.Module, x: torch.Tensor, progress: bool = False) -> ProbeResult:
     """Probe every Inception input of a trained model on the images `x`, on the model's device.
 
     The model is fully convolutional, so `x` may be larger than the training resolution: that gives the
     deep modules maps large enough for spatial offsets to mean something.
     """
     from hebbnas.probe import probe_model
+    from hebbnas.progress_bar import bar
 
     dev = next(model.parameters()).device
-    return probe_model(model, (xb.to(dev) for xb in probe_batches(x)), topology.module_names, device=dev,
+    chunks = bar(probe_batches(x), enabled=progress, total=-(-int(x.shape[0]) // PROBE_BATCH), desc="probing",
+                 unit="batch")
+    return probe_model(model, (xb.to(dev) for xb in chunks), topology.module_names, device=dev,
                        topology_hash=topology.hash())
 
 
 def seed_and_probe(topology: Topology, dataset: Dataset | None, probe_x: torch.Tensor, *,
                    train: Mapping[str, Any] | None, state_dict: Mapping[str, Any] | None,
-                   threads: int, seed: int) -> tuple[ProbeResult, dict[str, Any]]:
+                   threads: int, seed: int, progress: bool = False) -> tuple[ProbeResult, dict[str, Any]]:
     """Train `topology` per `train` (TrainConfig fields) or load `state_dict`, then probe it on `probe_x`.
 
     Returns the probe and what happened (seed accuracy, epochs, seconds), for the report and config.
@@ -101,7 +104,7 @@ def seed_and_probe(topology: Topology, dataset: Dataset | None, probe_x: torch.T
             raise HebbnasError("the seed network needs a dataset and a training recipe")
         model = build(topology)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = train_loop(model, dataset, TrainConfig.from_dict(dict(train)))
+        res = train_loop(model, dataset, TrainConfig.from_dict(dict(train)), progress=progress)
         info = {"seed_val_acc": res.val_accuracy, "seed_epochs": res.epochs_run,
                 "seed_seconds": time.perf_counter() - t0, "seed_cpu_seconds": time.process_time() - c0}
     else:
@@ -109,7 +112,7 @@ def seed_and_probe(topology: Topology, dataset: Dataset | None, probe_x: torch.T
         model.load_state_dict(dict(state_dict))
     model.to(resolve_device("auto"))
     t0 = time.perf_counter()
-    probe = probe_network(topology, model, probe_x)
+    probe = probe_network(topology, model, probe_x, progress=progress)
     info["probe_seconds"] = time.perf_counter() - t0
     info["probe_images"] = int(len(probe_x))
     return probe, info

@@ -32,6 +32,7 @@ from torch import nn
 
 from hebbnas.data import Dataset, batches
 from hebbnas.errors import HebbnasError
+from hebbnas.progress_bar import bar
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 _CHECK_EVERY = 20  # steps between host syncs that check the running loss is finite
@@ -182,6 +183,7 @@ def train(
     on_epoch: Callable[[EpochResult], bool | None] | None = None,
     start_epoch: int | None = None,
     state: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train `model` on `dataset.train`, evaluating on `dataset.val` after every epoch.
 
@@ -196,6 +198,7 @@ def train(
         on_epoch: called after each epoch; returning True stops training (e.g. an ASHA decision).
         start_epoch: first epoch to run (0-based); defaults to `state["epoch"]` when resuming, else 0.
         state: a dict from `EpochResult.checkpoint()` to resume from.
+        progress: a progress bar per epoch on stderr (the CLI decides: `hebbnas.progress_bar.wanted()`).
 
     Raises:
         HebbnasError: a non-finite loss, a class-count mismatch, a malformed resume state.
@@ -239,9 +242,10 @@ def train(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for step, (xb, yb) in enumerate(
-            batches(train_x, train_y, cfg.batch_size, shuffle=True, generator=shuffle_gen, drop_last=drop_last)
-        ):
+        for step, (xb, yb) in enumerate(bar(
+            batches(train_x, train_y, cfg.batch_size, shuffle=True, generator=shuffle_gen, drop_last=drop_last),
+            enabled=progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+        )):
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -310,6 +314,8 @@ def evaluate(
     *,
     amp: bool = True,
     channels_last: bool = True,
+    progress: bool = False,
+    desc: str = "evaluating",
 ) -> float:
     """Top-1 accuracy of `model(x)` in eval mode (also for the test split); restores the model's mode.
 
@@ -327,7 +333,8 @@ def evaluate(
     x, y = _to_device(x, dev), y.to(dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
     try:
-        for xb, yb in batches(x, y, batch_size):
+        for xb, yb in bar(batches(x, y, batch_size), enabled=progress, total=-(-n // batch_size), desc=desc,
+                          unit="batch"):
             if on_cuda and channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_cuda and amp):

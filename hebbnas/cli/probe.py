@@ -63,6 +63,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from hebbnas.derive import Policy, derive, fit
     from hebbnas.pipeline import load_data, proxy_network, recipe, seed_and_probe, seed_topology
     from hebbnas.probe import save_probe
+    from hebbnas.progress_bar import wanted
     from hebbnas.report import read_report, write_report
     from hebbnas.search.settings import resolve_settings
     from hebbnas.space import load_space
@@ -77,7 +78,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                "seed": args.seed, "width": args.width}
     s = resolve_settings(space, args.space, options, smoke=args.smoke)
     policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut)
-    data, probe_data = load_data(s, space)
+    progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
+    data, probe_data = load_data(s, space, progress=progress)
     seed = seed_topology(s, space, data.num_classes)  # raises on a budget below the irreducible cost
     deploy = space.deploy_input
     proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
@@ -89,7 +91,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     train = {**recipe(space, s), "epochs": s.seed_epochs, "seed": s.seed}
     probed = proxy_network(seed, s.width)  # with a width proxy, its narrowed copy trains and is probed
     probe, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=args.threads,
-                                 seed=s.seed)
+                                 seed=s.seed, progress=progress)
     t1 = time.perf_counter()
     derivation = derive(probed, probe, policy, name=f"{space.base.name}-hebbian")
     fitted = fit(derivation.topology, budget, deploy, multiple=space.width_multiple, name=derivation.topology.name)

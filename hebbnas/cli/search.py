@@ -78,6 +78,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fresh(args: argparse.Namespace) -> int:
     from hebbnas.pipeline import load_data, seed_topology
+    from hebbnas.progress_bar import wanted
     from hebbnas.runfolder import RunFolder, format_budget
     from hebbnas.search import resolve_settings
     from hebbnas.search.ray_cluster import check_resources, shutdown_ray
@@ -97,7 +98,7 @@ def _fresh(args: argparse.Namespace) -> int:
     if run.exists():
         raise HebbnasError(f"run folder {run} already exists; choose another --out, or --resume {run}")
     storage = _storage(args.storage, run)
-    data, probe_data = load_data(settings, space)
+    data, probe_data = load_data(settings, space, progress=wanted())
     seed_topology(settings, space, data.num_classes)  # the budget must fit the base: fail before any folder
     address = _connect(args)
     try:
@@ -131,6 +132,7 @@ def _plan(settings: Any, space: Any, storage: str, data: Any, probe_data: Any, i
 
 def _resume(args: argparse.Namespace) -> int:
     from hebbnas.pipeline import load_data
+    from hebbnas.progress_bar import wanted
     from hebbnas.runfolder import RunFolder, format_budget
     from hebbnas.search import SearchSettings
     from hebbnas.search.ray_cluster import check_resources, shutdown_ray
@@ -152,7 +154,7 @@ def _resume(args: argparse.Namespace) -> int:
         folder.print_final()
         return 0
     storage = folder.storage(cfg)
-    data, probe_data = load_data(settings, space)
+    data, probe_data = load_data(settings, space, progress=wanted())
     address = _connect(args)
     try:
         info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
@@ -164,10 +166,12 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _run(plan: Any, folder: Any) -> int:
+    from hebbnas.progress_bar import wanted
     from hebbnas.runfolder import OPTUNA_JOURNAL
     from hebbnas.search import SearchInterrupted, run_search
 
     plan.journal = str(folder.path / OPTUNA_JOURNAL)  # optuna-dashboard RUN/optuna.journal shows it live
+    plan.progress = wanted()  # the test evaluation's bar; the seed and trials run as Ray tasks, in Ray's log
     try:
         outcome = run_search(plan, folder)
     except (SearchInterrupted, KeyboardInterrupt) as e:

@@ -39,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from hebbnas.data import load_dataset
+    from hebbnas.progress_bar import wanted
     from hebbnas.model import build, inference_state_dict
     from hebbnas.train import EpochResult, TrainConfig, evaluate, train
 
@@ -48,8 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise HebbnasError(f"--out {out} exists and is not an empty folder; choose another")
     if args.threads:
         torch.set_num_threads(args.threads)
+    progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
     data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=args.resolution,
-                        channels=t.in_channels, seed=args.seed, train_subset=args.train_subset)
+                        channels=t.in_channels, seed=args.seed, train_subset=args.train_subset, progress=progress)
     t = t.with_classes(data.num_classes)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                     ("optimizer", args.optimizer), ("seed", args.seed), ("device", args.device))
@@ -66,8 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  epoch {r.epoch + 1}: loss {r.train_loss:.4f}  val acc {r.val_accuracy:.4f}  "
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
 
-    result = train(model, data, cfg, on_epoch=on_epoch)
-    test_acc = evaluate(model, *data.test, batch_size=cfg.batch_size, device=result.device)
+    result = train(model, data, cfg, on_epoch=on_epoch, progress=progress)
+    test_acc = evaluate(model, *data.test, batch_size=cfg.batch_size, device=result.device, progress=progress,
+                        desc="test")
     print(f"val acc {result.val_accuracy:.4f}  test acc {test_acc:.4f}  wall {time.perf_counter() - t0:.1f}s")
     if out is not None:
         metrics = {"val_acc": result.val_accuracy, "test_acc": test_acc, "macs": t.macs(deploy), "params": t.params(),

@@ -95,6 +95,7 @@ class SearchPlan:
     threads: int = 1
     seed_cpus: float = 0.0  # the seed network runs alone before the trials: it may take all their CPUs
     journal: str | None = None  # Optuna JournalStorage file (RUN/optuna.journal); one study per round; None: in memory
+    progress: bool = False  # a bar for the driver's own long steps (the test evaluation); the CLI decides
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
@@ -274,7 +275,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
     assert best is not None  # every round has a best (checked above)
     ckpt = next(o.best_checkpoint for o in outcomes if o.best is not None and o.best["trial_id"] == best["trial_id"])
-    test_acc = evaluate_checkpoint(ckpt, data)
+    test_acc = evaluate_checkpoint(ckpt, data, progress=plan.progress)
     return SearchOutcome(tuple(outcomes), best, ckpt, test_acc, time.perf_counter() - t0)
 
 
@@ -315,11 +316,11 @@ def _remote_seed_and_probe(cpus: float, gpus: float, *args: Any, **kwargs: Any) 
         raise HebbnasError(f"seed network failed: {error_line(e)}") from None
 
 
-def evaluate_checkpoint(ckpt: Mapping[str, Any], data: Dataset) -> float:
+def evaluate_checkpoint(ckpt: Mapping[str, Any], data: Dataset, progress: bool = False) -> float:
     """Test accuracy of an export dict's model on the held-out test split (once, after the search)."""
     from hebbnas.model import build
     from hebbnas.train import evaluate
 
     model = build(Topology.from_dict(ckpt["topology"]), aux=False)
     model.load_state_dict(ckpt["state_dict"])
-    return evaluate(model, *data.test)
+    return evaluate(model, *data.test, progress=progress, desc="test")
