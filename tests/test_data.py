@@ -142,7 +142,7 @@ def test_train_subset_is_stratified_and_val_shrinks(digits: Dataset) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "imagenet"}, r"unknown dataset: 'imagenet' \(known: digits, fashion-mnist, mnist, cifar10\)"),
+        ({"name": "imagenet"}, r"unknown dataset: 'imagenet' \(known: digits, fashion-mnist, mnist, cifar10, folder\)"),
         ({"channels": 2}, "channels must be 1 or 3"),
         ({"resolution": 0}, "resolution must be positive"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\)"),

@@ -336,13 +336,13 @@ def test_not_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_unknown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
+    assert main(["export", str(tmp_path), "--format", "tflite"]) == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'onnx'" in err and err.count("\n") == 1
-    with pytest.raises(HebbnasError, match="unknown export format 'onnx'"):
-        export_run(tmp_path, "onnx")
+    assert "invalid choice: 'tflite'" in err and err.count("\n") == 1
+    with pytest.raises(HebbnasError, match="unknown export format 'tflite'"):
+        export_run(tmp_path, "tflite")
     with pytest.raises(HebbnasError, match="unknown export format"):
-        export_model(build(tiny_topology(), aux=False), tmp_path / "m.x", "onnx")
+        export_model(build(tiny_topology(), aux=False), tmp_path / "m.x", "tflite")
 
 
 def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

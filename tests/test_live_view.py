@@ -97,3 +97,35 @@ def test_a_journal_that_is_a_directory_is_refused(sampler: Sampler, tmp_path: Pa
     (tmp_path / OPTUNA_JOURNAL).mkdir()
     with pytest.raises(HebbnasError, match="cannot open the Optuna journal"):
         make_searcher(sampler, max_epochs=2, seed=0, n_trials=2, journal=str(tmp_path / OPTUNA_JOURNAL))
+
+
+def test_restore_after_cloudpickle_sees_the_override(sampler: Sampler, tmp_path: Path) -> None:
+    """Tune pickles the searcher class by value (tuner.pkl): the override must still reach it."""
+    import ray.cloudpickle as cloudpickle
+
+    run = tmp_path / "run"
+    s = make_searcher(sampler, max_epochs=2, seed=0, n_trials=4, journal=str(run / OPTUNA_JOURNAL), study_name="round-1")
+    s.on_trial_complete("a", _feed(s, "a", 2))
+    s.save(str(tmp_path / "state.pkl"))
+    blob = cloudpickle.dumps(s)
+    shutil.move(str(run), str(tmp_path / "moved"))
+    again = cloudpickle.loads(blob)
+    with journal_at(tmp_path / "moved" / OPTUNA_JOURNAL):
+        again.restore(str(tmp_path / "state.pkl"))
+    assert not run.exists()
+    assert again.trial_states() == {"a": "COMPLETE"}
+
+
+def test_a_deleted_journal_never_breaks_the_resume(sampler: Sampler, tmp_path: Path) -> None:
+    journal = tmp_path / OPTUNA_JOURNAL
+    s = make_searcher(sampler, max_epochs=2, seed=0, n_trials=4, journal=str(journal), study_name="round-1")
+    s.suggest("running")
+    s.save(str(tmp_path / "state.pkl"))
+    journal.unlink()
+    again = make_searcher(sampler, max_epochs=2, seed=0, n_trials=4)
+    with journal_at(journal):
+        again.restore(str(tmp_path / "state.pkl"))  # no exception: Tune would restart the round on one
+    again.on_trial_result("running", {"val_acc": 0.5, "epoch": 1, "training_iteration": 1})
+    again.on_trial_complete("running", {"val_acc": 0.5, "epoch": 2, "training_iteration": 2})
+    again.on_trial_complete("next", _feed(again, "next", 2))
+    assert [t.state.name for t in _studies(journal)["round-1"]] == ["COMPLETE"]

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -386,6 +387,16 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
         assert max(resumed) == max(before[t]) > 0
     states = json.loads((run / "best" / "metrics.json").read_text())
     assert states["trial_id"] in trial_dirs
+    # the Optuna journal moved with the folder and the resume kept its one study (optuna-dashboard's view)
+    import optuna
+
+    from hebbnas.search.searcher import journal_storage
+
+    storage = journal_storage(run / "optuna.journal")
+    assert [st.study_name for st in optuna.get_all_study_summaries(storage)] == ["round-1"]
+    ot = optuna.load_study(study_name="round-1", storage=storage).trials
+    assert sum(t.state.name == "COMPLETE" for t in ot) == n_trials
+    assert not any(t.state.name == "RUNNING" for t in ot)
 
 
 def _epochs(trial_dir: Path) -> list[int]:

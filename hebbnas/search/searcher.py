@@ -86,20 +86,40 @@ def _optuna_search_class() -> type:
 
         def restore(self, checkpoint_path: str) -> None:
             """Tune's restore; with a journal, the study is the journal file's (where the run now is), and
-            trials asked after Tune's last saved state, which Tune will ask again, are marked FAIL."""
+            trials asked after Tune's last saved state, which Tune will ask again, are marked FAIL.
+
+            Never raises: Tune would swallow the error and start the round over on a half-restored state.
+            """
             super().restore(checkpoint_path)
             if getattr(self, "_journal", None) is None or self._ot_study is None:
                 return
-            path = _JOURNAL_OVERRIDE[-1] if _JOURNAL_OVERRIDE else self._journal
+            import importlib
+
             import optuna
 
-            storage = journal_storage(path)
-            self._journal, self._storage = path, storage
-            self._ot_study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=self._sampler,
-                                               pruner=optuna.pruners.NopPruner())
-            self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id)
-                               for tid, t in self._ot_trials.items()}
-            _fail_orphans(self._ot_study, {t._trial_id for t in self._ot_trials.values()})
+            # the live module's override: Tune pickles this class by value (it is defined in a function),
+            # so a plain global here would be a stale copy
+            override = importlib.import_module("hebbnas.search.searcher")._JOURNAL_OVERRIDE
+            path = override[-1] if override else self._journal
+            try:
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"no journal at {path}")
+                storage = journal_storage(path)
+                study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=self._sampler,
+                                          pruner=optuna.pruners.NopPruner())
+                trials = {tid: optuna.trial.Trial(study, t._trial_id) for tid, t in self._ot_trials.items()}
+                _fail_orphans(study, {t._trial_id for t in trials.values()})
+            except Exception as e:  # noqa: BLE001 - a deleted or damaged journal: continue in a fresh study
+                fresh = str(path) if override else None
+                _log.warning("optuna journal %s not restored (%s); the round continues in a new study%s", path, e,
+                             f" in {fresh}" if fresh else " in memory")
+                storage = journal_storage(fresh) if fresh else None
+                study = optuna.create_study(study_name=self._study_name, storage=storage, sampler=self._sampler,
+                                            pruner=optuna.pruners.NopPruner(), direction="maximize",
+                                            load_if_exists=True)
+                self._completed_trials |= set(self._ot_trials)  # their results have nowhere to go
+                trials, path = {}, fresh
+            self._journal, self._storage, self._ot_study, self._ot_trials = path, storage, study, trials
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             try:
