@@ -810,7 +810,7 @@ def tradeoff_figure(rows: Sequence[Mapping[str, Any]], cost: str, best_id: str |
 
     pts = [(float(r[cost]), float(r["val_acc"]), str(r.get("trial_id")), str(r.get("status") or ""))
            for r in rows if _finite(r.get(cost)) and _finite(r.get("val_acc"))]
-    fig = Figure(figsize=(6.0, 4.2), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.6, 4.0), dpi=100, layout="constrained")  # two side by side on the page
     ax = fig.add_subplot()
     label = {"macs": "MACs at the deploy shape", "params": "parameters"}.get(cost, cost)
     if pts:
@@ -845,7 +845,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 color:#1b1b1b;background:#fff;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
+text-align:right;white-space:nowrap}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
 tr.best td{background:#fff6bf;font-weight:600}.scroll{overflow-x:auto;max-width:100%}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots img{max-width:100%;border:1px solid #e3e3e3}
 .muted{color:#666;font-size:.9em}code{background:#f4f4f4;padding:1px 4px}
@@ -861,9 +861,18 @@ def _html_table(df: Any, best_id: str | None = None, id_col: str = "trial_id") -
     out.append("</tr></thead><tbody>")
     for rec in df.to_dict("records"):
         cls = " class='best'" if best_id is not None and str(rec.get(id_col)) == best_id else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(_cell(rec[c]))}</td>" for c in cols) + "</tr>")
+        out.append(f"<tr{cls}>" + "".join(_td(_cell(rec[c])) for c in cols) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _td(text: str, limit: int = 60) -> str:
+    """One cell; long text (member lists, notes) is cut, the whole of it in the tooltip."""
+    import html
+
+    if len(text) <= limit:
+        return f"<td>{html.escape(text)}</td>"
+    return f"<td title='{html.escape(text, quote=True)}'>{html.escape(text[:limit - 1])}\u2026</td>"
 
 
 def _cell(v: Any) -> str:
