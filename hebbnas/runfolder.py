@@ -322,27 +322,36 @@ class RunFolder:
         self._write_yaml(CONFIG, cfg)
 
     def storage(self, cfg: Mapping[str, Any]) -> str:
-        """Where Tune keeps this run's experiments, valid wherever the folder now is.
+        """Where Tune keeps this run's experiments, checked against where the folder now is.
 
-        The default (``RUN/tune``) is recorded relative to the run, so a moved or copied folder resumes in
-        place. An older config with an absolute path into the run's previous location is rebased the same
-        way. Storage given with --storage (shared path or URI) is used as recorded; a local one that is
-        gone is refused rather than silently starting the search over.
+        Ray Tune 2.60 cannot continue an experiment whose folder moved: trials that (re)start after the
+        restore are set up under the old path, so a moved run would fail them and a copied one would
+        write into the original. A run folder whose Tune state lives inside it (the default ``tune/``)
+        and that was moved or copied since it last ran is therefore refused in one line, naming where
+        it has to be; one with no Tune state yet (interrupted while probing) resumes anywhere. Storage
+        given with --storage (a shared path or URI) does not move with the folder and is used as
+        recorded; a local one that is gone is refused rather than silently starting over.
         """
         stored = str(cfg.get("storage") or TUNE_DIR)
         if "://" in stored:
             return stored
         p = Path(stored)
-        if not p.is_absolute():
-            return str(self.path / p)
-        old_run = Path(str(cfg.get("run_path") or ""))
-        for base in ([old_run] if cfg.get("run_path") else []) + [p.parent]:
-            if base.name == self.path.name and p == base / TUNE_DIR and base != self.path:
-                return str(self.path / TUNE_DIR)  # the folder was moved or copied: its own tune/ is the state
-        if not p.exists():
-            raise HebbnasError(f"the Tune storage {p} recorded in {self.path / CONFIG} does not exist "
-                               "(moved?); cannot resume")
-        return str(p)
+        recorded_run = Path(str(cfg["run_path"])) if cfg.get("run_path") else None
+        if not p.is_absolute():  # inside the run: valid only where the run last ran
+            old = recorded_run
+            tune = self.path / p
+        elif p.name == TUNE_DIR and p.parent.name == self.path.name:  # an older config: absolute RUN/tune
+            old = p.parent
+            tune = self.path / TUNE_DIR
+        else:  # --storage: a shared location that stays put
+            if not p.exists():
+                raise HebbnasError(f"the Tune storage {p} recorded in {self.path / CONFIG} does not exist; "
+                                   "cannot resume")
+            return str(p)
+        if old is not None and old != self.path and any(tune.glob("round-*")):
+            raise HebbnasError(f"{self.path} was moved or copied from {old}; Ray Tune resumes an experiment only "
+                               f"where it was written: move it back to {old} to resume")
+        return str(tune)
 
     def is_complete(self) -> bool:
         return (self.path / BEST_METRICS).is_file()

@@ -67,28 +67,36 @@ def test_trial_error_rows_are_final_errors() -> None:
     assert row["status"] == "error" and row["val_acc"] is None and "diverged" in row["error"]
 
 
-def _folder(tmp_path: Path, name: str, storage: str, run_path: Path | None = None) -> tuple[RunFolder, dict]:
+def _folder(tmp_path: Path, name: str, storage: str, run_path: Path | None = None,
+            state: bool = True) -> tuple[RunFolder, dict]:
     run = tmp_path / name
     (run / "tune").mkdir(parents=True, exist_ok=True)
+    if state:
+        (run / "tune" / "round-1").mkdir(exist_ok=True)
     cfg = {"settings": {}, "storage": storage}
     if run_path is not None:
         cfg["run_path"] = str(run_path)
     return RunFolder(run, settings=None), cfg
 
 
-def test_moved_run_folder_resumes_where_it_is(tmp_path: Path) -> None:
-    """Defect: a moved or copied run resumed against the old absolute storage path."""
-    folder, cfg = _folder(tmp_path, "new", "tune")
-    assert folder.storage(cfg) == str(tmp_path / "new" / "tune")  # recorded relative: moves with it
-    old = tmp_path / "gone" / "new"  # an older config: absolute path into the previous location
-    folder, cfg = _folder(tmp_path, "new", str(old / "tune"), run_path=old)
-    assert folder.storage(cfg) == str(tmp_path / "new" / "tune")
-    copy_src = tmp_path / "orig" / "new"
-    (copy_src / "tune").mkdir(parents=True)  # a copy whose original still exists must not write into it
-    folder, cfg = _folder(tmp_path, "new", str(copy_src / "tune"))
-    assert folder.storage(cfg) == str(tmp_path / "new" / "tune")
+def test_moved_run_folder_is_refused_in_one_line_naming_where(tmp_path: Path) -> None:
+    """Defect: a moved or copied run resumed against the old absolute storage path, silently started over
+    and left stale rows. Ray Tune 2.60 sets restarted trials up under the old path, so a moved run with
+    Tune state must go back where it ran; one without Tune state resumes where it is."""
+    here = tmp_path / "new"
+    folder, cfg = _folder(tmp_path, "new", "tune", run_path=here)
+    assert folder.storage(cfg) == str(here / "tune")  # not moved
+    old = tmp_path / "gone" / "new"
+    folder, cfg = _folder(tmp_path, "new", "tune", run_path=old)
+    with pytest.raises(HebbnasError, match=f"moved or copied from {old}.*move it back to {old}"):
+        folder.storage(cfg)
+    folder, cfg = _folder(tmp_path, "new", str(old / "tune"))  # an older config: absolute path into RUN/tune
+    with pytest.raises(HebbnasError, match="move it back"):
+        folder.storage(cfg)
+    folder, cfg = _folder(tmp_path, "fresh", "tune", run_path=old, state=False)  # no Tune state yet
+    assert folder.storage(cfg) == str(tmp_path / "fresh" / "tune")
     folder, cfg = _folder(tmp_path, "other", str(tmp_path / "shared" / "other-run"))
-    with pytest.raises(HebbnasError, match="does not exist"):  # --storage that is gone: refused in one line
+    with pytest.raises(HebbnasError, match="does not exist"):  # --storage that is gone
         folder.storage(cfg)
     assert folder.storage({"storage": "s3://bucket/x/other"}) == "s3://bucket/x/other"
 

@@ -33,7 +33,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 HEBBNAS = [sys.executable, "-m", "hebbnas.cli"]
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}  # Ray's token auth stays on
 ENV.pop("RAY_ADDRESS", None)
-ENV.pop("RAY_AUTH_MODE", None)
+ENV.pop("RAY_AUTH_MODE", None)  # `ray start` keeps token auth; hebbnas search joins it in token mode
 
 
 def _free_port() -> int:
@@ -260,6 +260,7 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
     address, _ = ray_head
     sampler = Sampler("paper", params=(("train.lr", Distribution("float", 0.0, 1.0)),))
     searcher = make_searcher(sampler, max_epochs=4, seed=3, n_trials=8)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # a client sends the cluster's token only in token mode
     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     import ray.cloudpickle
 
@@ -366,12 +367,14 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     assert len(midway) == 2 and all(max(before[t]) < epochs for t in midway), before
     assert not (run / "best").exists()
 
-    # the folder is moved before the resume: it must resume where it now is (defect: it resumed against the
-    # old absolute storage path, silently started over and left stale rows in trials.csv)
+    # a moved folder is refused in one line naming where it ran (defect: it resumed against the old
+    # absolute storage path, silently started over and left stale rows in trials.csv); moved back, it resumes
     moved = tmp_path / "elsewhere" / "killed"
     moved.parent.mkdir()
     shutil.move(str(run), str(moved))
-    run, exp = moved, moved / "tune" / "round-1"
+    res = _search("--resume", str(moved))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and f"move it back to {run}" in res.stderr, res.stderr
+    shutil.move(str(moved), str(run))
     res = _search("--resume", str(run))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout

@@ -71,6 +71,9 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     try:
         if target:
             check_reachable(target)
+            # a Ray client sends its token only in token mode, which (unlike `ray start`) it does not
+            # default to: without this, joining a cluster that keeps Ray's default auth fails
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
             kw.pop("include_dashboard")
             ray.init(address=target, **kw)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 import zlib
@@ -100,11 +101,20 @@ def run_guarded(body: Callable[[], None], round_: int) -> None:
     except (MemoryError, KeyboardInterrupt, SystemExit):
         raise  # out of memory is the machine's failure, not the candidate's: Tune may retry it
     except Exception as e:  # noqa: BLE001 - the candidate's own failure (model error, NaN loss): final
-        if _is_cuda_oom(e):
+        if _is_cuda_oom(e) or _raised_by_ray(e):
             raise
         ctx = tune.get_context()
         tune.report({METRIC: math.nan, EPOCH_ATTR: 0, TRIAL_ERROR: error_line(e), "round": round_,
                      "trial_id": ctx.get_trial_id() or "local"})
+
+
+def _raised_by_ray(e: BaseException) -> bool:
+    """The error came from inside Ray (storage, reporting), not from the candidate's model or loss."""
+    tb = e.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and f"{os.sep}ray{os.sep}" in last.tb_frame.f_code.co_filename
 
 
 def _is_cuda_oom(e: BaseException) -> bool:
