@@ -260,8 +260,9 @@ def test_asha_stopped_trials_are_pruned_in_a_real_tune_run(ray_head: tuple[str, 
     address, _ = ray_head
     sampler = Sampler("paper", params=(("train.lr", Distribution("float", 0.0, 1.0)),))
     searcher = make_searcher(sampler, max_epochs=4, seed=3, n_trials=8)
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # a client sends the cluster's token only in token mode
-    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    from hebbnas.search.ray_cluster import connect_ray
+
+    connect_ray(address)  # joins in token mode: the head keeps Ray's default token auth
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test file

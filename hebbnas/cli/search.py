@@ -60,9 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search and print the summary; errors are HebbnasError (one line, exit 2)."""
-    from hebbnas.search.ray_cluster import quiet_ray_env
+    from hebbnas.search.ray_cluster import client_token_mode, quiet_ray_env
 
     quiet_ray_env()
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        client_token_mode()  # before Ray is imported: it reads the mode then
     if args.resume:
         return _resume(args)
     return _fresh(args)

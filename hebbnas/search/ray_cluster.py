@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from typing import Any
 
 from hebbnas.errors import HebbnasError
@@ -53,6 +54,26 @@ def check_reachable(address: str) -> None:
                            "(is `ray start --head` running there?)") from None
 
 
+def client_token_mode() -> None:
+    """Join clusters in token mode unless the user chose a mode.
+
+    `ray start` keeps token auth by default, but a Ray client sends its token only when RAY_AUTH_MODE
+    says token; without it, joining a cluster that kept the default fails as unauthenticated. Ray reads
+    the mode when it is imported, so the configuration is refreshed when Ray is already loaded.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:
+        try:
+            from ray._raylet import AuthenticationTokenLoader, Config
+
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
+        except (ImportError, AttributeError):  # a Ray without these: the env var alone must do
+            pass
+
+
 def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     """Connect to a running cluster (`address`, or RAY_ADDRESS) or start Ray on this machine.
 
@@ -71,9 +92,7 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     try:
         if target:
             check_reachable(target)
-            # a Ray client sends its token only in token mode, which (unlike `ray start`) it does not
-            # default to: without this, joining a cluster that keeps Ray's default auth fails
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            client_token_mode()
             kw.pop("include_dashboard")
             ray.init(address=target, **kw)
         else:
