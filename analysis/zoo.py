@@ -103,7 +103,7 @@ class Protocol:
     fidelity_candidates: int = 12
     fidelity_seed: int = 0
     today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
-    hifi: Proxy = Proxy("hifi", 0.5, 112, 3, 2000)
+    hifi: Proxy = Proxy("hifi", 0.5, 112, 2, 2000)
     device: str = "cpu"
     policies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
         ("default", ()),
@@ -282,11 +282,17 @@ def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int) -> Path:
     return cache / tag / f"{topology.hash()}-s{seed}.json"
 
 
-def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print) -> dict[str, Any]:
-    """A cached unit: read it if it exists (same protocol), else train and write it atomically."""
+def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print,
+             train_missing: bool = True) -> dict[str, Any] | None:
+    """A cached unit: read it if it exists (same protocol), else train and write it atomically.
+
+    With `train_missing=False` a unit that is not cached yet is skipped (returns None).
+    """
     path = unit_path(cache, proxy, cand.topology, seed)
     if path.exists():
         rec = json.loads(path.read_text())
+    elif not train_missing:
+        return None
     else:
         t0 = time.perf_counter()
         rec = train_unit(p, proxy, cand.topology, seed)
@@ -432,12 +438,19 @@ def fidelity_subset(cands: list[Candidate], k: int) -> list[Candidate]:
     return order[:k]
 
 
-def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_boot: int = 4000) -> None:
+def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_boot: int = 4000,
+        train_missing: bool = True) -> None:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    first = out / "zoo-started.txt"  # the first session's start, so a resumed run reports its whole wall time
+    if first.exists():
+        first_start = first.read_text().strip()
+    else:
+        first_start = dt.datetime.now().isoformat(timespec="seconds")
+        first.write_text(first_start + "\n")
     log(f"zoo: {p.dataset}, budget {p.budget:.3g} MACs at {'x'.join(map(str, p.deploy_input))}, "
         f"torch threads {torch.get_num_threads()}, cache {cache}")
     static = static_candidates(p)
@@ -464,17 +477,26 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
     for seed in p.seeds:
         log(f"main proxy ({p.main.label()}), seed {seed}")
         for c in cands:
-            rows.append(run_unit(p, cache, p.main, c, seed, log))
-            flush()
-    for proxy in (p.today, p.hifi):
-        log(f"fidelity: {proxy.name} ({proxy.label()}), seed {p.fidelity_seed}, {len(fid)} candidates")
-        for c in fid:
-            fid_rows.append(run_unit(p, cache, proxy, c, p.fidelity_seed, log))
-            flush()
+            row = run_unit(p, cache, p.main, c, seed, log, train_missing)
+            if row is not None:
+                rows.append(row)
+                flush()
+    log(f"fidelity: {p.today.name} ({p.today.label()}) and {p.hifi.name} ({p.hifi.label()}), "
+        f"seed {p.fidelity_seed}, {len(fid)} candidates, candidate by candidate")
+    for c in fid:
+        for proxy in (p.today, p.hifi):
+            row = run_unit(p, cache, proxy, c, p.fidelity_seed, log, train_missing)
+            if row is not None:
+                fid_rows.append(row)
+                flush()
     wall = time.time() - t_start
-    meta = {"command": command, "started": started, "finished": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "wall_s": round(wall, 1), "protocol": p.to_dict(), "probe": probe_meta,
+    first_wall = (dt.datetime.now() - dt.datetime.fromisoformat(first_start)).total_seconds()
+    meta = {"command": command, "started": first_start.replace("T", " ")[:16],
+            "finished": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "wall_s": round(wall, 1),
+            "wall_since_first_start_s": round(first_wall, 1), "protocol": p.to_dict(), "probe": probe_meta,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "cache": str(cache)}
+    if not train_missing:  # --collect: the units came from the real run, not from this command
+        meta["command"] = "python analysis/zoo.py (+ python analysis/zoo.py --fidelity-only beside it), read-out by " + command
     prev = out / "zoo-meta.json"
     if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
         old = json.loads(prev.read_text())
@@ -486,6 +508,22 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
     (out / "zoo-meta.json").write_text(json.dumps(meta, indent=1))
     log(f"zoo done in {wall / 60:.1f} min")
     report(out, n_boot)
+
+
+def fidelity_only(p: Protocol, cache: Path, log: Any = print) -> None:
+    """Train only the fidelity units, candidates in reverse order, into the shared cache.
+
+    Meant to run beside the main run (which works through the same units front to back and reads what
+    this one has cached), so the two meet in the middle; the main run writes the CSVs and read-out.
+    """
+    static = static_candidates(p)
+    probed, probe, _ = probe_seed(p, cache, log)
+    cands = static[:1] + hebbian_candidates(p, probed, probe) + static[1:]
+    fid = fidelity_subset(cands, p.fidelity_candidates)
+    for c in reversed(fid):
+        for proxy in (p.today, p.hifi):
+            run_unit(p, cache, proxy, c, p.fidelity_seed, log)
+    log("fidelity units done")
 
 
 def noise_floor(p: Protocol, cache: Path, n_seeds: int, log: Any = print) -> None:
@@ -520,10 +558,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     prot = meta.get("protocol", {})
     lines: list[str] = ["# The zoo: GoogLeNet's width space at one MAC budget", ""]
     sessions = meta.get("sessions", [])
-    wall = sum(s["wall_s"] for s in sessions) if sessions else meta.get("wall_s", float("nan"))
+    wall = meta.get("wall_since_first_start_s", meta.get("wall_s", float("nan")))
     lines += [
-        f"- date: {meta.get('started', '?')} to {meta.get('finished', '?')}; wall time {wall / 60:.1f} min"
-        f" ({len(sessions)} session(s)), torch {meta.get('torch', '?')}, {meta.get('threads', '?')} thread(s)",
+        f"- date: {meta.get('started', '?')} to {meta.get('finished', '?')}; wall time {wall / 60:.1f} min from the "
+        f"first start to the end (the last session alone {meta.get('wall_s', float('nan')) / 60:.1f} min; resumed runs "
+        f"read finished units from the cache), torch {meta.get('torch', '?')}, {meta.get('threads', '?')} thread(s) "
+        "on a 2-core machine shared with another engineer's test and search runs",
         f"- command: `{meta.get('command', '?')}`",
     ]
     if prot:
@@ -602,6 +642,19 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             lines.append(line)
         lines.append("")
         pol = main.groupby("candidate")["policy"].first()
+        if len(seeds_complete) >= 2:
+            dd = acc_c[seeds_complete].sub(acc_c[seeds_complete].mean(axis=1), axis=0)  # per-candidate deviations
+            # the shared seed effect cancels by pairing: noise left per unit, pooled over candidates
+            sig = float(np.sqrt((dd.sub(dd.mean(axis=0), axis=1) ** 2).to_numpy().sum()
+                                / ((len(acc_c) - 1) * (len(seeds_complete) - 1))))
+            hw = 1.96 * math.sqrt(2.0) * sig / math.sqrt(len(seeds_complete))
+            lines += [f"With {len(seeds_complete)} seeds a bootstrap over seeds can only return the seed-wise "
+                      "differences themselves, so read its intervals as ranges. A sturdier yardstick pools the noise "
+                      f"over all {len(acc_c)} candidates: after pairing, one unit's test accuracy scatters by "
+                      f"sigma = {100 * sig:.2f} pt around its candidate's mean (seed effect removed), so a paired "
+                      f"difference of two candidates' {len(seeds_complete)}-seed means has a 95% half-width of about "
+                      f"+-{100 * hw:.2f} pt (1.96 * sqrt(2) * sigma / sqrt(seeds)); against the random median, whose "
+                      "own noise is smaller, about that times 0.75 plus the candidate-sampling part of the bootstrap.", ""]
         pairs = [(a, b) for a, b in (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"))
                  if a in acc_c.index and b in acc_c.index]
         if pairs:
@@ -773,6 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="seconds-long schema check (tiny everything)")
     mode.add_argument("--full", action="store_true", help="the full-size protocol (GPU, device auto)")
     ap.add_argument("--report-only", action="store_true", help="rebuild zoo.md and plots from the CSVs in --out")
+    ap.add_argument("--collect", action="store_true",
+                    help="write the CSVs and read-out from the cached units only, training nothing")
+    ap.add_argument("--fidelity-only", action="store_true",
+                    help="train only the fidelity units (reverse order) into the cache, e.g. beside a running zoo")
     ap.add_argument("--noise", type=int, default=0, metavar="N", help="only measure the noise floor: paper, N seeds")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
     ap.add_argument("--cache", type=Path, default=None, help="unit cache (default <out>/zoo-cache)")
@@ -821,7 +878,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.noise:
         noise_floor(p, cache, args.noise, log)
         return 0
-    run(p, out, cache, command, log, n_boot=200 if args.smoke else 4000)
+    if args.fidelity_only:
+        fidelity_only(p, cache, log)
+        return 0
+    run(p, out, cache, command, log, n_boot=200 if args.smoke else 4000, train_missing=not args.collect)
     print(f"wrote {out / 'zoo.csv'}, {out / 'zoo.md'}")
     return 0
 
