@@ -219,7 +219,7 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     fig.savefig(out / "scores_prescreen.png", dpi=120)
     plt.close(fig)
     lines += ["", "![prescreen](scores_prescreen.png)", "",
-              f"`hebbnas search --prescreen N` ranks by the space's `search.prescreen_score` (default `hebb_erank`)."]
+              "`hebbnas search --prescreen N` ranks by the space's `search.prescreen_score`."]
     md = out / "scores.md"
     md.write_text("\n".join(lines) + "\n")
     (out / "scores_summary.json").write_text(json.dumps(

@@ -961,7 +961,7 @@ def render_html(run: str | Path) -> str:
     doc = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", *body,
-           f"<p class='muted'>written by hebbnas report --html</p></body></html>"]
+           "<p class='muted'>written by hebbnas report --html</p></body></html>"]
     return "\n".join(doc)
 
 

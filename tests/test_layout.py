@@ -16,12 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import torch
 
 from hebbnas.cli import build_parser, main
 from hebbnas.errors import HebbnasError
 from hebbnas.runfolder import (
-    CONFIG,
     RunFolder,
     TrialStatus,
     best_row,

@@ -1,15 +1,8 @@
-"""Training-free scores: each against a case whose answer is known, and --prescreen in a real search."""
+"""Training-free scores, each against a case whose answer is known (--prescreen: tests/test_width_proxy.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -66,21 +59,3 @@ def test_scores_are_seeded_and_named(one_thread: None) -> None:
     assert wider.values["params"] > a.values["params"]
     with pytest.raises(HebbnasError, match="unknown score"):
         score_candidate(_tiny(), x, which=["vibes"])
-
-
-@pytest.mark.slow
-def test_prescreen_search_records_the_scored_choice(tmp_path: Path) -> None:
-    run = tmp_path / "pre"
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    r = subprocess.run([sys.executable, "-m", "hebbnas.cli", "search", "--budget", "3e8", "--smoke", "--strategy",
-                        "random", "--prescreen", "3", "--trials", "2", "--out", str(run)],
-                       capture_output=True, text=True, timeout=900, env=env)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
-    assert df["prescreen_pick"].between(0, 2).all() and df["prescreen_score"].notna().all()
-    for _, row in df.iterrows():
-        scores = json.loads(row["prescreen_scores"])
-        assert len(scores) == 3 and row["prescreen_score"] == pytest.approx(max(scores), rel=1e-6)
-    import yaml
-
-    assert yaml.safe_load((run / "config.yaml").read_text())["settings"]["prescreen"] == 3

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from hebbnas.errors import HebbnasError
 from hebbnas.pipeline import proxy_network
@@ -32,14 +34,22 @@ def test_width_must_be_a_share(width: object) -> None:
 
 
 @pytest.mark.slow
-def test_search_with_a_width_proxy_keeps_full_width_best(tmp_path: Path) -> None:
+def test_search_with_a_width_proxy_and_prescreen(tmp_path: Path) -> None:
     run = tmp_path / "narrow"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     cli = [sys.executable, "-m", "hebbnas.cli"]
+    # one search serves two features: the width proxy, and --prescreen (score 3 candidates, train the best)
     r = subprocess.run([*cli, "search", "--budget", "3e8", "--smoke", "--width", "0.5", "--strategy", "random",
-                        "--trials", "2", "--out", str(run)], capture_output=True, text=True, timeout=900, env=env)
+                        "--prescreen", "3", "--trials", "2", "--out", str(run)],
+                       capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "note: trials trained 0.5-width copies" in r.stdout
+    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert df["prescreen_pick"].between(0, 2).all() and df["prescreen_score"].notna().all()
+    for _, row in df.iterrows():
+        scores = json.loads(row["prescreen_scores"])
+        assert len(scores) == 3 and row["prescreen_score"] == pytest.approx(max(scores), rel=1e-6)
+    assert yaml.safe_load((run / "config.yaml").read_text())["settings"]["prescreen"] == 3
     best = Topology.from_json((run / "best" / "topology.json").read_text())
     assert 0.99 * 3e8 < best.macs((3, 224, 224)) <= 3e8  # the candidate, at full width, fills the budget
     saved = torch.load(run / "best" / "model.pt", weights_only=True)
