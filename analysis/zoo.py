@@ -607,6 +607,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         lines.append(f"Across all {len(acc_c)} candidates, seed {seeds_complete[0]} minus seed {seeds_complete[1]}: "
                      f"sd {d.std(ddof=1):.4f} (so one seed's sd is about {d.std(ddof=1) / math.sqrt(2):.4f}); "
                      f"between-candidate sd of the seed-mean {mean.std(ddof=1):.4f}.")
+        big = d.abs().sort_values(ascending=False).head(5)
+        lines.append("The spread is far from uniform: the largest seed-to-seed moves were "
+                     + ", ".join(f"{c} {100 * d[c]:+.1f} pt" for c in big.index)
+                     + f"; the median |seed 0 - seed 1| is {100 * d.abs().median():.1f} pt. Short runs of some "
+                     "allocations sometimes fail to get going, so one candidate's noise floor (the paper's) "
+                     "understates the noise of others.")
     lines.append("")
 
     rand = acc_c[kinds.reindex(acc_c.index) == "random"]
