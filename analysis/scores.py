@@ -141,9 +141,12 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     main = z[z["phase"] == "main"] if "phase" in z.columns else z
     acc = main.groupby("candidate")["test_acc"].mean()
     rng = np.random.default_rng(0)
+    meta_p = out / "scores-meta.json"
+    meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
     lines = ["# Training-free scores against the zoo", "",
-             f"Generated {dt.date.today().isoformat()} by `{command}`"
-             + (f" in {wall / 60:.1f} min" if wall else "") + ". Zoo: "
+             f"Scores computed {meta.get('date', '?')} by `{meta.get('command', '?')}` in "
+             f"{meta.get('wall_min', '?')} min ({meta.get('threads', '?')} torch thread); this read-out by "
+             f"`{command}` on {dt.date.today().isoformat()}. Zoo: "
              f"`{zoo_dir.relative_to(ROOT) if zoo_dir.is_relative_to(ROOT) else zoo_dir}/zoo.csv` "
              f"({acc.size} candidates with a test accuracy; mean over seeds of the width-proxy runs).", "",
              f"Scores use {SCORE_IMAGES} training images through each candidate's width-proxy network; "
@@ -185,7 +188,8 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
                   f"{_iv(r['spearman'])})" for r in beat) + ".") if beat else
                   "No training-free score beats it."),
               f"Best untrained score here: **{best['score']}** (Spearman {_iv(best['spearman'])}). Within one MAC "
-              "budget MACs carry no signal by construction.", ""]
+              "budget MACs carry no signal by construction.", "",
+              _within_random_line(un), ""]
     # prescreen simulation
     default = best["score"]
     sv = scores[scores["variant"] == "untrained"].set_index("candidate")
@@ -231,6 +235,19 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     return md
 
 
+def _within_random_line(rows: list[dict[str, Any]]) -> str:
+    """The same verdict among the random candidates alone, where kind differences cannot carry it."""
+    params = next(r for r in rows if r["score"] == "params")["random"][0]
+    if math.isnan(params):
+        return "Too few random candidates for a within-random verdict."
+    beat = [r for r in rows if r["score"] not in ("params", "macs") and r["random"][0] > params]
+    return (f"Among the random candidates alone the parameter count reaches {params:+.2f}; "
+            + ("scores above it there: " + ", ".join(f"{r['score']} ({r['random'][0]:+.2f})" for r in beat)
+               if beat else "no score beats it there")
+            + ". On all candidates the correlations mostly separate the hebbian derivations (lower accuracy at "
+            "more parameters) from the rest, so read both lines.")
+
+
 def _iv(t: tuple[float, float, float]) -> str:
     p, lo, hi = t
     return "n/a" if math.isnan(p) else f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]"
@@ -260,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         cands = json.loads((args.zoo / "zoo-candidates.json").read_text())
         rows = compute_scores(zoo, prot, cands, args.smoke)
         pd.DataFrame(rows).to_csv(args.out / "scores.csv", index=False)
+        (args.out / "scores-meta.json").write_text(json.dumps(
+            {"command": command.strip(), "date": dt.datetime.now().isoformat(timespec="minutes"),
+             "wall_min": round((time.perf_counter() - t0) / 60, 1), "threads": args.threads}, indent=1))
     n_boot = 200 if args.smoke else 2000
     md = report(args.out, args.zoo, zoo, n_boot, 50 if args.smoke else args.orders, command.strip(),
                 None if args.report_only else time.perf_counter() - t0)

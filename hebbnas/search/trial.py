@@ -58,7 +58,7 @@ class RoundSpec:
     proxy_width: float = 1.0  # < 1: trials train topology.narrowed(proxy_width)
     probed_topology: Topology | None = None  # the network the round's probe was taken on (hebbian)
     prescreen: int = 0  # > 1: score this many candidates without training, train the best
-    prescreen_score: str = "hebb_erank"
+    prescreen_score: str = "naswot"
     sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
 
 
