@@ -156,18 +156,9 @@ class Candidate:
 
 def scaled_topology(t: Any, multipliers: Mapping[str, float]) -> Any:
     """The random strategy's proportions: each non-zero width times its multiplier (at least 1)."""
-    try:  # the search package is being reorganised; fall back to the same few lines
-        from hebbnas.strategies.random import scaled_topology as impl  # type: ignore[import-not-found]
-        return impl(t, multipliers)
-    except ImportError:
-        pass
-    widths = {}
-    for m in t.modules:
-        widths[m.name] = tuple(
-            max(1, int(round(w * float(multipliers.get(f"{m.name}.{f}", 1.0))))) if w else 0
-            for f, w in zip(WIDTH_FIELDS, m.widths)
-        )
-    return t.with_widths(widths)
+    from hebbnas.strategies.random import scaled_topology as impl
+
+    return impl(t, multipliers)
 
 
 def random_multipliers(base: Any, rng: np.random.Generator, low: float = 0.25, high: float = 2.0) -> dict[str, float]:
@@ -557,7 +548,6 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     meta = json.loads((out / "zoo-meta.json").read_text()) if (out / "zoo-meta.json").exists() else {}
     prot = meta.get("protocol", {})
     lines: list[str] = ["# The zoo: GoogLeNet's width space at one MAC budget", ""]
-    sessions = meta.get("sessions", [])
     wall = meta.get("wall_since_first_start_s", meta.get("wall_s", float("nan")))
     lines += [
         f"- date: {meta.get('started', '?')} to {meta.get('finished', '?')}; wall time {wall / 60:.1f} min from the "
