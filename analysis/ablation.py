@@ -56,7 +56,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
              "seeds": [0, 1, 2]},
     "smoke": {"dataset": "digits", "train_subset": 200, "resolution": 32, "probe_resolution": 64,
               "trials": 2, "epochs": 1, "seed_epochs": 1, "probe_images": 64, "budgets": [3e8],
-              "seeds": [0], "strategies": ["hebbian", "paper"]},
+              "seeds": [0], "strategies": ["paper"]},  # a schema check: one search keeps CI short
 }
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +25,14 @@ def one_thread() -> Iterator[None]:
     with threadpool_limits(1):  # numpy/scipy BLAS too
         yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def zoo_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `analysis/zoo.py --smoke` folder, shared by the zoo's and the scores' tests."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path_factory.mktemp("zoo-smoke") / "zoo"
+    r = subprocess.run([sys.executable, str(root / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out

@@ -35,13 +35,10 @@ def test_prescreen_simulation_rewards_an_informative_score() -> None:
 
 
 @pytest.mark.slow
-def test_scores_smoke_on_a_smoke_zoo(tmp_path: Path) -> None:
+def test_scores_smoke_on_a_smoke_zoo(zoo_smoke: Path, tmp_path: Path) -> None:
     import subprocess
 
-    zoo = tmp_path / "zoo"
-    r = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(zoo)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    zoo = zoo_smoke
     r = subprocess.run([sys.executable, str(ROOT / "analysis" / "scores.py"), "--smoke", "--zoo", str(zoo), "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -34,17 +34,29 @@ def test_width_must_be_a_share(width: object) -> None:
 
 
 @pytest.mark.slow
-def test_search_with_a_width_proxy_and_prescreen(tmp_path: Path) -> None:
+def test_two_rounds_with_a_width_proxy_and_prescreen(tmp_path: Path) -> None:
+    """One search (CI time) serves three features: --rounds 2 (re-probe, best across rounds), the width
+    proxy, and --prescreen (score 3 candidates, train the best)."""
     run = tmp_path / "narrow"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     cli = [sys.executable, "-m", "hebbnas.cli"]
-    # one search serves two features: the width proxy, and --prescreen (score 3 candidates, train the best)
-    r = subprocess.run([*cli, "search", "--budget", "3e8", "--smoke", "--width", "0.5", "--strategy", "random",
+    r = subprocess.run([*cli, "search", "--budget", "3e8", "--smoke", "--width", "0.5", "--rounds", "2",
                         "--prescreen", "3", "--trials", "2", "--out", str(run)],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "note: trials trained 0.5-width copies" in r.stdout
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    # rounds: round 2 re-probed round 1's best network, and best/ is the best of both rounds
+    assert "round 2: probing round 1's best network" in r.stdout and sorted(df["round"]) == [1, 2]
+    for k in (1, 2):
+        assert (run / "probe" / f"round-{k}.npz").is_file() and (run / "report" / f"round-{k}" / "report.md").is_file()
+    from hebbnas.runfolder import best_row, read_run_rows
+
+    per_round = [best_row([r for r in read_run_rows(run) if r["round"] == k], lambda t: True) for k in (1, 2)]
+    top = best_row(per_round, lambda t: True)  # the one rule, across rounds (ties: the earlier round)
+    assert json.loads((run / "best" / "metrics.json").read_text())["trial_id"] == top["trial_id"]
+    round1 = df[df["round"] == 1].iloc[0]
+    assert json.loads((run / "probe" / "round-2.topology.json").read_text()) == json.loads(round1["topology"])
     assert df["prescreen_pick"].between(0, 2).all() and df["prescreen_score"].notna().all()
     for _, row in df.iterrows():
         scores = json.loads(row["prescreen_scores"])
