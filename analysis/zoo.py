@@ -9,19 +9,22 @@ Every candidate is a full-width topology fitted to the budget (3e8 MACs at 3x224
 
 All candidates train with one fixed recipe (AdamW, fixed lr / weight decay / batch / epochs, nothing
 sampled) on the width proxy: a uniformly narrowed copy (`Topology.narrowed`) at a resolution where
-every Inception module sees maps of at least 4x4. Seeds are paired: seed s gives every candidate the
-same training subset, validation split, shuffling order and initialisation seed. Validation accuracy is
-measured once after training on the whole validation split, test accuracy on all 10,000 test images.
+every Inception module sees maps of at least 4x4 (1/4 width at 128 px: 16/8/4). Seeds are paired:
+seed s gives every candidate the same training subset, validation split, shuffling order and
+initialisation seed. Every candidate gets `seeds`; paper and the hebbian policies (the comparisons the
+zoo exists for) also get `focal_seeds`. Validation accuracy is measured once after training on the
+whole validation split, test accuracy on all 10,000 test images.
 
-The fidelity part trains a subset of candidates (1 seed) on today's proxy (full width at 32 px) and
-on a higher-fidelity protocol (wider copy, more epochs), and compares the rank correlation of each
-proxy with the higher-fidelity run.
+The fidelity part trains the probe-independent candidates (1 seed) on today's proxy (full width at
+32 px) and on a cheaper width proxy (the zoo v1 protocol), and ranks each against the main run.
 
 Every (phase, topology, seed) unit is cached as one JSON file (`--cache`), so a killed run resumes
-and a grown candidate list only trains what is new. Identical topologies share their units.
+and a grown candidate list only trains what is new; `--jobs N` trains N units at once, one process
+each. Identical topologies share their units.
 
-    python analysis/zoo.py                       # the CPU protocol (about 100 min on 1 thread)
-    python analysis/zoo.py --noise 4             # noise floor: the paper candidate, 4 seeds
+    python analysis/zoo.py --jobs 2              # the CPU protocol (about 2 h on 2 cores)
+    python analysis/zoo.py --noise 4 --jobs 2    # noise floor: the paper candidate, 4 seeds
+    python analysis/zoo.py --collect             # CSVs and read-out from the cached units, training nothing
     python analysis/zoo.py --report-only         # rebuild zoo.md and plots from the CSVs
     python analysis/zoo.py --smoke --out /tmp/z  # seconds, schema check (tests)
     python analysis/zoo.py --full --out analysis/results-gpu   # full size, GPU
@@ -88,7 +91,10 @@ class Protocol:
     n_random: int = 24
     random_seed: int = 11
     seeds: tuple[int, ...] = (0, 1)
-    main: Proxy = Proxy("width", 0.25, 112, 2, 2000)
+    # extra seeds for the candidates the questions are about (paper and every hebbian policy): their
+    # paired differences get 2 + len(focal_seeds) seeds; the random population keeps `seeds`
+    focal_seeds: tuple[int, ...] = (2, 3, 4, 5)
+    main: Proxy = Proxy("width", 0.25, 128, 2, 5000)
     val_images: int = 2000
     test_images: int | None = None  # None: all
     lr: float = 2e-3
@@ -99,11 +105,12 @@ class Protocol:
     seed_epochs: int = 2
     probe_resolution: int = 128  # 16/8/4 maps: every module >= 4x4 (at 112 the 3x3 pool leaves inception5 3x3)
     probe_images: int = 600
-    # proxy fidelity: today's proxy and a higher-fidelity run on a subset of candidates, 1 seed
-    fidelity_candidates: int = 12
+    # proxy fidelity, on a subset of the probe-independent candidates (paper, then randoms), 1 seed:
+    # today's proxy and a cheaper width proxy, each ranked against the main run (mean of its seeds)
+    fidelity_candidates: int = 25
     fidelity_seed: int = 0
     today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
-    hifi: Proxy = Proxy("hifi", 0.5, 112, 2, 2000)
+    cheap: Proxy = Proxy("width", 0.25, 112, 2, 2000)  # the zoo v1 main proxy (2 epochs on 2,000 images at 112 px)
     device: str = "cpu"
     policies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
         ("default", ()),
@@ -126,18 +133,18 @@ def cpu_protocol() -> Protocol:
 
 def smoke_protocol() -> Protocol:
     return Protocol(
-        dataset="digits", n_random=2, seeds=(0, 1), main=Proxy("width", 0.125, 32, 1, 64), val_images=64, test_images=64,
-        seed_epochs=1, probe_resolution=64, probe_images=32, fidelity_candidates=4,
-        today=Proxy("today", 0.25, 32, 1, 64), hifi=Proxy("hifi", 0.25, 32, 1, 96),
+        dataset="digits", n_random=3, seeds=(0, 1), focal_seeds=(2,), main=Proxy("width", 0.125, 32, 1, 64),
+        val_images=64, test_images=64, seed_epochs=1, probe_resolution=64, probe_images=32, fidelity_candidates=4,
+        today=Proxy("today", 0.25, 32, 1, 64), cheap=Proxy("width", 0.125, 32, 1, 48),
         policies=(("default", ()), ("split", (("allocation", "split"),))),
     )
 
 
 def full_protocol() -> Protocol:
     return Protocol(
-        n_random=48, seeds=(0, 1, 2), main=Proxy("width", 0.25, 112, 10, 54000), val_images=6000,
+        n_random=48, seeds=(0, 1, 2), focal_seeds=(3, 4, 5), main=Proxy("width", 0.25, 128, 10, 54000), val_images=6000,
         seed_epochs=5, probe_images=2000, fidelity_candidates=24, device="auto",
-        today=Proxy("today", 1.0, 32, 10, 54000), hifi=Proxy("hifi", 1.0, 224, 10, 54000),
+        today=Proxy("today", 1.0, 32, 10, 54000), cheap=Proxy("width", 0.25, 112, 2, 10000),
     )
 
 
@@ -273,31 +280,47 @@ def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int) -> Path:
     return cache / tag / f"{topology.hash()}-s{seed}.json"
 
 
-def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print,
-             train_missing: bool = True) -> dict[str, Any] | None:
-    """A cached unit: read it if it exists (same protocol), else train and write it atomically.
-
-    With `train_missing=False` a unit that is not cached yet is skipped (returns None).
-    """
-    path = unit_path(cache, proxy, cand.topology, seed)
+def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0) -> dict[str, Any]:
+    """The unit's record: read from the cache, or trained and written atomically (a killed run loses
+    only the units in flight). Runs in a worker process when the zoo trains units in parallel."""
+    path = unit_path(cache, proxy, topology, seed)
     if path.exists():
-        rec = json.loads(path.read_text())
-    elif not train_missing:
-        return None
-    else:
-        t0 = time.perf_counter()
-        rec = train_unit(p, proxy, cand.topology, seed)
-        rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec, indent=1))
-        tmp.replace(path)
-        log(f"  {proxy.name:6s} {cand.name:26s} seed {seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
-            f"({time.perf_counter() - t0:.0f} s, params {rec['params']:,})")
+        return json.loads(path.read_text())
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    rec = train_unit(p, proxy, topology, seed)
+    rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
+    rec["unit_s"] = round(time.perf_counter() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    tmp.replace(path)
+    rec["trained_now"] = True
+    return rec
+
+
+def unit_row(p: Protocol, cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:
+    """One CSV row: the candidate's identity, then the unit's record."""
     row = {"candidate": cand.name, "kind": cand.kind,
            "policy": json.dumps(cand.policy, sort_keys=True) if cand.policy is not None else "",
-           "phase": "fidelity" if proxy.name != p.main.name else "main", **rec}
+           "phase": phase, **{k: v for k, v in rec.items() if k != "trained_now"}}
+    row["proxy"] = proxy_label
     return row
+
+
+def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print,
+             train_missing: bool = True) -> dict[str, Any] | None:
+    """A cached main-proxy unit in this process (None if not cached and `train_missing` is False)."""
+    if not train_missing and not unit_path(cache, proxy, cand.topology, seed).exists():
+        return None
+    rec = cached_unit(p, cache, proxy, cand.topology, seed)
+    if rec.get("trained_now"):
+        log(f"  {proxy.name:6s} {cand.name:26s} seed {seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
+            f"({rec['unit_s']:.0f} s, params {rec['params']:,})")
+    return unit_row(p, cand, rec, "main" if proxy == p.main else "fidelity", proxy.name)
 
 
 def probe_seed(p: Protocol, cache: Path, log: Any = print) -> tuple[Any, Any, dict[str, Any]]:
@@ -358,11 +381,14 @@ def percentile_within(value: float, population: Sequence[float]) -> float:
 
 
 def paired_diff_to_median(arm: np.ndarray, population: np.ndarray, n_boot: int = 4000,
-                          rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+                          rng: np.random.Generator | None = None,
+                          noise_sd: float | None = None) -> tuple[float, float, float]:
     """Mean over seeds of arm[s] - median_c(population[c, s]), with a bootstrap 95% interval.
 
     `arm` has one accuracy per seed (S,), `population` one row per random candidate (C, S), paired by
-    seed. The bootstrap resamples seeds and candidates (both are samples), keeping the seed pairing.
+    seed. Without `noise_sd` the bootstrap resamples seeds and candidates (both are samples), keeping the
+    seed pairing. With `noise_sd` (one unit's noise after pairing, pooled over the zoo: sturdier than
+    resampling 2 seeds) it resamples candidates and adds the arm's noise, N(0, noise_sd^2 / S).
     """
     arm = np.asarray(arm, dtype=float)
     pop = np.asarray(population, dtype=float)
@@ -371,14 +397,35 @@ def paired_diff_to_median(arm: np.ndarray, population: np.ndarray, n_boot: int =
     rng = rng or np.random.default_rng(0)
     point = float(np.mean(arm - np.median(pop, axis=0)))
     s, c = arm.shape[0], pop.shape[0]
-    si = rng.integers(0, s, size=(n_boot, s))
+    si = rng.integers(0, s, size=(n_boot, s)) if noise_sd is None else np.tile(np.arange(s), (n_boot, 1))
     ci = rng.integers(0, c, size=(n_boot, c))
+    noise = np.zeros(n_boot) if noise_sd is None else rng.normal(0.0, noise_sd / math.sqrt(s), size=n_boot)
     boots = np.empty(n_boot)
     for b in range(n_boot):
         sub = pop[ci[b]][:, si[b]]
-        boots[b] = np.mean(arm[si[b]] - np.median(sub, axis=0))
+        boots[b] = np.mean(arm[si[b]] - np.median(sub, axis=0)) + noise[b]
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return point, float(lo), float(hi)
+
+
+def paired_noise(acc: np.ndarray) -> tuple[float, int]:
+    """One unit's noise after pairing: the residual sd of candidate + seed effects, and its degrees of
+    freedom. `acc` is (candidates, seeds), complete."""
+    x = np.asarray(acc, dtype=float)
+    c, s = x.shape
+    if c < 2 or s < 2 or np.isnan(x).any():
+        raise ValueError(f"need a complete (candidates >= 2, seeds >= 2) table, got {x.shape}")
+    r = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    df = (c - 1) * (s - 1)
+    return float(np.sqrt((r ** 2).sum() / df)), df
+
+
+def paired_halfwidth(sigma: float, seeds: int, df: int) -> float:
+    """95% half-width of the difference of two candidates' `seeds`-seed means, paired, noise `sigma`
+    pooled with `df` degrees of freedom (t quantile)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df) * sigma * math.sqrt(2.0 / seeds))
 
 
 def paired_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 4000,
@@ -423,15 +470,101 @@ def spearman_boot(x: Sequence[float], y: Sequence[float], n_boot: int = 4000,
 
 
 def fidelity_subset(cands: list[Candidate], k: int) -> list[Candidate]:
-    """The first k candidates in a fixed order: paper, hebbian-default, hebbian-split, then randoms."""
-    order = [c for c in cands if c.name == "paper"] + [c for c in cands if c.name in ("hebbian-default", "hebbian-split")]
-    order += [c for c in cands if c.kind == "random"]
+    """The first k probe-independent candidates: paper, then the randoms in order (so the fidelity units
+    of an earlier zoo with another probe stay valid)."""
+    order = [c for c in cands if c.name == "paper"] + [c for c in cands if c.kind == "random"]
     return order[:k]
 
 
-def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_boot: int = 4000,
-        train_missing: bool = True) -> None:
+@dataclass(frozen=True, eq=False)
+class Unit:
+    """One (phase, proxy, candidate, seed) training run; `label` names the proxy in the CSVs."""
+
+    phase: str
+    label: str
+    proxy: Proxy
+    cand: Candidate
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return self.phase, self.label, self.cand.name, self.seed
+
+
+def plan_units(p: Protocol, static: list[Candidate], hebbian: list[Candidate]) -> list[Unit]:
+    """Every unit in priority order: all candidates seed by seed (an interrupted run has complete seeds
+    first), then the first two focal seeds of paper and the hebbian policies, the fidelity units, and
+    the remaining focal seeds (the first to go when time runs out)."""
+    cands = static[:1] + hebbian + static[1:]
+    units = [Unit("main", p.main.name, p.main, c, s) for s in p.seeds for c in cands]
+    focal = [c for c in cands if c.kind != "random"]
+    units += [Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds[:2] for c in focal]
+    fid = fidelity_subset(cands, p.fidelity_candidates)
+    units += [Unit("fidelity", "today", p.today, c, p.fidelity_seed) for c in fid]
+    units += [Unit("fidelity", "cheap", p.cheap, c, s) for s in p.seeds for c in fid]
+    units += [Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds[2:] for c in focal]
+    return units
+
+
+class _Inline:
+    """The executor interface, run in this process (one job)."""
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed back through the future like a pool would
+            f.set_exception(e)
+        return f
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _probe_task(p: Protocol, cache: Path, threads: int) -> tuple[Any, Any, dict[str, Any]]:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return probe_seed(p, cache, print)
+
+
+def write_meta(out: Path, p: Protocol, cache: Path, command: str, started: str, first_start: str, wall: float | None,
+               probe_meta: dict[str, Any], jobs: int, threads: int, units_total: int, units_done: int,
+               units_trained: int, note: str = "") -> None:
+    """zoo-meta.json: the protocol, and one entry per session (a session that was killed keeps its start
+    with `wall_s` null; `note` records what a person did between sessions, e.g. a stop by hand)."""
     import torch
+
+    first_wall = (dt.datetime.now() - dt.datetime.fromisoformat(first_start)).total_seconds()
+    meta = {"command": command, "started": first_start.replace("T", " ")[:16],
+            "finished": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "wall_s": None if wall is None else round(wall, 1),
+            "wall_since_first_start_s": round(first_wall, 1), "protocol": p.to_dict(), "probe": probe_meta,
+            "jobs": jobs, "threads": threads, "torch": torch.__version__, "cache": str(cache),
+            "units_total": units_total, "units_done": units_done}
+    prev = out / "zoo-meta.json"
+    if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
+        old = json.loads(prev.read_text())
+        if old.get("protocol") == meta["protocol"]:
+            meta["sessions"] = [x for x in old.get("sessions", []) if x.get("started") != started or x["command"] != command]
+    meta.setdefault("sessions", [])
+    meta["sessions"].append({"command": command, "started": started, "wall_s": None if wall is None else round(wall, 1),
+                             "units_trained": units_trained, **({"note": note} if note else {})})
+    tmp = out / ".zoo-meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(prev)
+
+
+def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_boot: int = 4000,
+        train_missing: bool = True, jobs: int = 1, threads: int = 1, note: str = "") -> None:
+    """Train (or read) every unit, `jobs` at a time, write zoo.csv / zoo-fidelity.csv as units finish,
+    then zoo-meta.json and the read-out."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -443,97 +576,110 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
         first_start = dt.datetime.now().isoformat(timespec="seconds")
         first.write_text(first_start + "\n")
     log(f"zoo: {p.dataset}, budget {p.budget:.3g} MACs at {'x'.join(map(str, p.deploy_input))}, "
-        f"torch threads {torch.get_num_threads()}, cache {cache}")
+        f"{jobs} job(s) x {threads} torch thread(s), cache {cache}")
     static = static_candidates(p)
-    probed, probe, probe_meta = probe_seed(p, cache, log)
-    cands = static[:1] + hebbian_candidates(p, probed, probe) + static[1:]
-    (out / "zoo-candidates.json").write_text(json.dumps(
-        [{"candidate": c.name, "kind": c.kind, "policy": c.policy, "meta": c.meta, "macs": c.topology.macs(p.deploy_input),
-          "params": c.topology.params(), "widths": c.topology.widths(), "stem": dataclasses.asdict(c.topology.stem)}
-         for c in cands], indent=1))
-    rows: list[dict[str, Any]] = []
-    fid_rows: list[dict[str, Any]] = []
+    done: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    order: list[Unit] = []
 
     def flush() -> None:
         import pandas as pd
 
-        for rs, name in ((rows, "zoo.csv"), (fid_rows, "zoo-fidelity.csv")):
+        for phase, name in (("main", "zoo.csv"), ("fidelity", "zoo-fidelity.csv")):
+            rs = [unit_row(p, u.cand, done[u.key], u.phase, u.label) for u in order if u.key in done and u.phase == phase]
             if rs:
                 df = pd.DataFrame(rs)
                 cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
-                df[cols].to_csv(out / name, index=False)
+                tmp = out / f".{name}.tmp"
+                df[cols].to_csv(tmp, index=False)
+                tmp.replace(out / name)
 
-    fid = fidelity_subset(cands, p.fidelity_candidates)
-    # order: seed by seed for the main zoo (an interrupted run has complete seeds first), then fidelity
-    for seed in p.seeds:
-        log(f"main proxy ({p.main.label()}), seed {seed}")
-        for c in cands:
-            row = run_unit(p, cache, p.main, c, seed, log, train_missing)
-            if row is not None:
-                rows.append(row)
-                flush()
-    log(f"fidelity: {p.today.name} ({p.today.label()}) and {p.hifi.name} ({p.hifi.label()}), "
-        f"seed {p.fidelity_seed}, {len(fid)} candidates, candidate by candidate")
-    for c in fid:
-        for proxy in (p.today, p.hifi):
-            row = run_unit(p, cache, proxy, c, p.fidelity_seed, log, train_missing)
-            if row is not None:
-                fid_rows.append(row)
-                flush()
+    pool = ProcessPoolExecutor(jobs, mp_context=__import__("multiprocessing").get_context("spawn")) if jobs > 1 else _Inline()
+    with pool as ex:
+        pending: dict[Any, Unit] = {}
+
+        def submit(units: list[Unit]) -> None:
+            for u in units:
+                order.append(u)
+                if not train_missing and not unit_path(cache, u.proxy, u.cand.topology, u.seed).exists():
+                    continue
+                pending[ex.submit(cached_unit, p, cache, u.proxy, u.cand.topology, u.seed, threads)] = u
+
+        def collect(futures: Any) -> None:
+            for f in futures:
+                u = pending.pop(f)
+                rec = f.result()
+                done[u.key] = rec
+                if rec.get("trained_now"):
+                    log(f"  {u.label:6s} {u.cand.name:26s} seed {u.seed}: val {rec['val_acc']:.4f} "
+                        f"test {rec['test_acc']:.4f} ({rec['unit_s']:.0f} s, params {rec['params']:,}) "
+                        f"[{len(done)} done, {len(pending)} queued]")
+            flush()
+
+        probe_f = ex.submit(_probe_task, p, cache, threads)
+        # the probe trains in one worker while the others start on the probe-independent seed-0 units
+        submit([Unit("main", p.main.name, p.main, c, p.seeds[0]) for c in static])
+        while not probe_f.done():
+            finished, _ = wait(list(pending) + [probe_f], return_when=FIRST_COMPLETED)
+            collect([f for f in finished if f is not probe_f])
+        probed, probe, probe_meta = probe_f.result()
+        log(f"  probe: seed val {probe_meta['seed_val_acc']:.4f}, maps {probe_meta['maps']}")
+        hebbian = hebbian_candidates(p, probed, probe)
+        cands = static[:1] + hebbian + static[1:]
+        (out / "zoo-candidates.json").write_text(json.dumps(
+            [{"candidate": c.name, "kind": c.kind, "policy": c.policy, "meta": c.meta,
+              "macs": c.topology.macs(p.deploy_input), "params": c.topology.params(), "widths": c.topology.widths(),
+              "stem": dataclasses.asdict(c.topology.stem)} for c in cands], indent=1))
+        write_meta(out, p, cache, command, started, first_start, None, probe_meta, jobs, threads, 0, 0, 0, note)
+        already = {u.key for u in order}
+        plan = plan_units(p, static, hebbian)
+        submit([u for u in plan if u.key not in already])
+        rank = {u.key: i for i, u in enumerate(plan)}
+        order.sort(key=lambda u: rank[u.key])
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            collect(finished)
+    flush()
     wall = time.time() - t_start
-    first_wall = (dt.datetime.now() - dt.datetime.fromisoformat(first_start)).total_seconds()
-    meta = {"command": command, "started": first_start.replace("T", " ")[:16],
-            "finished": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "wall_s": round(wall, 1),
-            "wall_since_first_start_s": round(first_wall, 1), "protocol": p.to_dict(), "probe": probe_meta,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "cache": str(cache)}
-    if not train_missing:  # --collect: the units came from the real run, not from this command
-        meta["command"] = "python analysis/zoo.py (+ python analysis/zoo.py --fidelity-only beside it), read-out by " + command
-    prev = out / "zoo-meta.json"
-    if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
-        old = json.loads(prev.read_text())
-        if old.get("protocol") == meta["protocol"]:
-            meta["sessions"] = old.get("sessions", [{"command": old["command"], "started": old["started"],
-                                                      "wall_s": old["wall_s"]}])
-    meta.setdefault("sessions", [])
-    meta["sessions"].append({"command": command, "started": started, "wall_s": round(wall, 1)})
-    (out / "zoo-meta.json").write_text(json.dumps(meta, indent=1))
-    log(f"zoo done in {wall / 60:.1f} min")
+    write_meta(out, p, cache, command, started, first_start, wall, probe_meta, jobs, threads, len(order), len(done),
+               sum(1 for r in done.values() if r.get("trained_now")), note)
+    log(f"zoo done in {wall / 60:.1f} min ({len(done)} of {len(order)} units)")
     report(out, n_boot)
 
 
-def fidelity_only(p: Protocol, cache: Path, log: Any = print) -> None:
-    """Train only the fidelity units, candidates in reverse order, into the shared cache.
+def noise_floor(p: Protocol, cache: Path, n_seeds: int, extra: Sequence[str] = (), log: Any = print,
+                jobs: int = 1, threads: int = 1) -> None:
+    """The paper candidate on the main proxy with seeds 0..n-1, and `extra` random candidates on the
+    paired seeds (cached, shared with the zoo): the noise floor that fixes epochs and seeds."""
+    from concurrent.futures import ProcessPoolExecutor
 
-    Meant to run beside the main run (which works through the same units front to back and reads what
-    this one has cached), so the two meet in the middle; the main run writes the CSVs and read-out.
-    """
-    static = static_candidates(p)
-    probed, probe, _ = probe_seed(p, cache, log)
-    cands = static[:1] + hebbian_candidates(p, probed, probe) + static[1:]
-    fid = fidelity_subset(cands, p.fidelity_candidates)
-    for c in reversed(fid):
-        for proxy in (p.today, p.hifi):
-            run_unit(p, cache, proxy, c, p.fidelity_seed, log)
-    log("fidelity units done")
-
-
-def noise_floor(p: Protocol, cache: Path, n_seeds: int, log: Any = print) -> None:
-    """The paper candidate on the main proxy with seeds 0..n-1 (cached, shared with the zoo)."""
-    paper = static_candidates(dataclasses.replace(p, n_random=0))[0]
-    accs = []
-    for s in range(n_seeds):
-        t0 = time.perf_counter()
-        r = run_unit(p, cache, p.main, paper, s, log)
-        accs.append(r["test_acc"])
-        log(f"noise: seed {s} test {r['test_acc']:.4f} val {r['val_acc']:.4f} train_s {r['train_s']} "
-            f"eval_s {r['eval_s']} ({time.perf_counter() - t0:.0f} s)")
-    a = np.array(accs)
-    log(f"noise floor ({p.main.label()}): test mean {a.mean():.4f}, sd {a.std(ddof=1) if a.size > 1 else 0:.4f}, "
+    static = {c.name: c for c in static_candidates(p)}
+    unknown = [n for n in extra if n not in static]
+    if unknown:
+        raise SystemExit(f"zoo: unknown candidate(s) for --noise-extra: {', '.join(unknown)}")
+    units = [(static["paper"], s) for s in range(n_seeds)] + [(static[n], s) for n in extra for s in p.seeds]
+    pool = ProcessPoolExecutor(jobs, mp_context=__import__("multiprocessing").get_context("spawn")) if jobs > 1 else _Inline()
+    with pool as ex:
+        futs = [ex.submit(cached_unit, p, cache, p.main, c.topology, s, threads) for c, s in units]
+        recs = [f.result() for f in futs]
+    for (c, s), r in zip(units, recs):
+        log(f"noise: {c.name:10s} seed {s} test {r['test_acc']:.4f} val {r['val_acc']:.4f} train_s {r['train_s']} "
+            f"eval_s {r['eval_s']} final train acc {r.get('final_train_acc')}")
+    a = np.array([r["test_acc"] for (c, _), r in zip(units, recs) if c.name == "paper"])
+    log(f"noise floor ({p.main.label()}): paper test mean {a.mean():.4f}, sd {a.std(ddof=1) if a.size > 1 else 0:.4f}, "
         f"range {a.max() - a.min():.4f}")
+    for n in extra:
+        v = [r["test_acc"] for (c, _), r in zip(units, recs) if c.name == n]
+        pv = [r["test_acc"] for (c, s), r in zip(units, recs) if c.name == "paper" and s in p.seeds]
+        log(f"  {n}: seeds {p.seeds} test {', '.join(f'{x:.4f}' for x in v)}; minus paper, paired: "
+            f"{', '.join(f'{100 * (x - y):+.2f} pt' for x, y in zip(v, pv))}")
 
 
 # ---------------------------------------------------------------------------------------------
 # read-out
+
+
+def _ci(d: float, lo: float, hi: float) -> str:
+    return f"{100 * d:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}]"
 
 
 def report(out: Path, n_boot: int = 4000) -> Path:
@@ -549,13 +695,17 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     prot = meta.get("protocol", {})
     lines: list[str] = ["# The zoo: GoogLeNet's width space at one MAC budget", ""]
     wall = meta.get("wall_since_first_start_s", meta.get("wall_s", float("nan")))
+    sessions = meta.get("sessions", [])
     lines += [
         f"- date: {meta.get('started', '?')} to {meta.get('finished', '?')}; wall time {wall / 60:.1f} min from the "
-        f"first start to the end (the last session alone {meta.get('wall_s', float('nan')) / 60:.1f} min; resumed runs "
-        f"read finished units from the cache), torch {meta.get('torch', '?')}, {meta.get('threads', '?')} thread(s) "
-        "on a 2-core machine shared with another engineer's test and search runs",
+        f"first start to the end ({len(sessions)} session(s); a resumed run reads finished units from the cache), "
+        f"torch {meta.get('torch', '?')}, {meta.get('jobs', 1)} job(s) x {meta.get('threads', '?')} thread(s) on a 2-core machine",
         f"- command: `{meta.get('command', '?')}`",
     ]
+    for x in sessions:
+        w = "killed or still running" if x.get("wall_s") is None else f"{x['wall_s'] / 60:.1f} min"
+        lines.append(f"  - session {x['started']}: `{x['command']}`, {w}, {x.get('units_trained', '?')} units trained"
+                     + (f"; {x['note']}" if x.get("note") else ""))
     if prot:
         m = prot["main"]
         lines += [
@@ -565,8 +715,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             f"{m['train_images']} training images; {prot['val_images']} validation images, "
             f"{'all 10,000' if prot['test_images'] is None else prot['test_images']} test images",
             f"- one recipe for all: AdamW lr {prot['lr']:g}, weight decay {prot['weight_decay']:g}, batch {prot['batch_size']}, "
-            f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds {prot['seeds']} paired "
-            "(same subset, validation carve, order and init seed for every candidate)",
+            f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds {prot['seeds']} for every candidate "
+            f"and {prot.get('focal_seeds', [])} too for paper and the hebbian policies, paired (seed s gives every "
+            "candidate the same subset, validation carve, order and init seed)",
             f"- hebbian seed: GoogLeNet fitted to the budget, narrowed x{m['width']:g}, {prot['seed_epochs']} epochs, "
             f"probed on {meta.get('probe', {}).get('probe_images', '?')} images at {prot['probe_resolution']} px "
             f"(maps {meta.get('probe', {}).get('maps', '?')})",
@@ -579,100 +730,120 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     seeds_complete = [s for s in acc.columns if acc[s].notna().all()]
     acc_c = acc[seeds_complete].dropna()
     mean = acc_c.mean(axis=1)
-    lines += [f"Units: {len(main)} rows, {acc.shape[0]} candidates, seeds with every candidate: {seeds_complete}.", ""]
+    focal = [c for c in acc.index if kinds[c] != "random"]
+    fseeds = [s for s in acc.columns if acc.loc[focal, s].notna().all()] if focal else []
+    acc_f = acc.loc[focal, fseeds]
+    lines += [f"Units: {len(main)} rows, {acc.shape[0]} candidates; seeds with every candidate: {seeds_complete}; "
+              f"seeds with paper and every hebbian policy: {fseeds}.", ""]
 
     plan = out / "zoo-planning.md"
     if plan.exists():
         lines += [plan.read_text().strip(), ""]
-    # noise floor
-    lines += ["## Noise floor", ""]
+    rng = np.random.default_rng(0)
+    # noise floor and resolution
+    lines += ["## Noise floor and resolution", ""]
     noise = _noise_rows(out, df)
     if noise is not None:
         a = np.asarray(noise, dtype=float)
         lines.append(f"The paper candidate on the main proxy, {a.size} seeds: test accuracy "
                      f"{', '.join(f'{v:.4f}' for v in a)}; mean {a.mean():.4f}, sd {a.std(ddof=1):.4f}, "
                      f"range {a.max() - a.min():.4f}.")
-    if len(seeds_complete) >= 2:
+    sig_all = sig_f = None
+    if len(seeds_complete) >= 2 and len(acc_c) >= 2:
         d = acc_c[seeds_complete[0]] - acc_c[seeds_complete[1]]
-        lines.append(f"Across all {len(acc_c)} candidates, seed {seeds_complete[0]} minus seed {seeds_complete[1]}: "
-                     f"sd {d.std(ddof=1):.4f} (so one seed's sd is about {d.std(ddof=1) / math.sqrt(2):.4f}); "
-                     f"between-candidate sd of the seed-mean {mean.std(ddof=1):.4f}.")
+        sig_all = paired_noise(acc_c.values)
         big = d.abs().sort_values(ascending=False).head(5)
-        lines.append("The spread is far from uniform: the largest seed-to-seed moves were "
-                     + ", ".join(f"{c} {100 * d[c]:+.1f} pt" for c in big.index)
-                     + f"; the median |seed 0 - seed 1| is {100 * d.abs().median():.1f} pt. Short runs of some "
-                     "allocations sometimes fail to get going, so one candidate's noise floor (the paper's) "
-                     "understates the noise of others.")
+        lines.append(f"All {len(acc_c)} candidates on seeds {seeds_complete}: seed {seeds_complete[0]} minus seed "
+                     f"{seeds_complete[1]} has sd {100 * d.std(ddof=1):.2f} pt (median |difference| "
+                     f"{100 * d.abs().median():.2f} pt; largest " + ", ".join(f"{c} {100 * d[c]:+.1f}" for c in big.index)
+                     + f"); between-candidate sd of the seed-mean {100 * mean.std(ddof=1):.2f} pt.")
+    if len(fseeds) >= 2 and len(acc_f) >= 2:
+        sig_f = paired_noise(acc_f.values)
+    if sig_all or sig_f:
+        lines += ["", "After pairing (candidate + seed effects removed), one unit's test accuracy scatters by sigma; "
+                  "the 95% half-width of a paired difference of two candidates' means over S seeds is "
+                  "t(df) * sigma * sqrt(2 / S). That half-width is the smallest difference the zoo tells from none:", "",
+                  "| comparison | units pooled | sigma | df | seeds S | 95% half-width | tells 1 pt from none |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        if sig_all:
+            hw = paired_halfwidth(sig_all[0], len(seeds_complete), sig_all[1])
+            lines.append(f"| any two candidates (random included) | {len(acc_c)} candidates x {len(seeds_complete)} seeds | "
+                         f"{100 * sig_all[0]:.2f} pt | {sig_all[1]} | {len(seeds_complete)} | +-{100 * hw:.2f} pt | "
+                         f"{'yes' if hw < 0.01 else 'no'} |")
+        if sig_f:
+            hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
+            lines.append(f"| paper and hebbian policies, among themselves | {len(acc_f)} candidates x {len(fseeds)} seeds | "
+                         f"{100 * sig_f[0]:.2f} pt | {sig_f[1]} | {len(fseeds)} | +-{100 * hw:.2f} pt | "
+                         f"{'yes' if hw < 0.01 else 'no'} |")
     lines.append("")
 
     rand = acc_c[kinds.reindex(acc_c.index) == "random"]
-    heb = [c for c in acc_c.index if kinds[c] == "hebbian"]
-    rng = np.random.default_rng(0)
+    heb = [c for c in acc.index if kinds[c] == "hebbian"]
+    sigma_pop = sig_all[0] if sig_all else None
+    fmean = acc_f.mean(axis=1) if len(fseeds) else mean
     if len(rand) and len(seeds_complete):
-        lines += ["## Hebbian policies against the random distribution", "",
-                  f"Random candidates: {len(rand)}; their mean test accuracy (over seeds) ranges "
-                  f"{rand.mean(axis=1).min():.4f} to {rand.mean(axis=1).max():.4f}, median {rand.mean(axis=1).median():.4f}. "
-                  "Percentile: share of random candidates with a lower seed-mean test accuracy (ties half). "
-                  "Difference to the random median: per seed, the candidate minus the median of the random "
-                  "candidates at that seed, averaged; 95% interval by bootstrap over seeds and random candidates. "
-                  "Against paper: paired by seed, bootstrap over seeds.", "",
-                  "| candidate | params | test acc (mean) | percentile in random | diff to random median [95% CI] | diff to paper [95% CI] |",
-                  "| --- | ---: | ---: | ---: | --- | --- |"]
-        rows_to_show = heb + (["paper"] if "paper" in acc_c.index else [])
+        lines += ["## Hebbian policies against random and hand-set widths", "",
+                  f"Random candidates: {len(rand)}; their mean test accuracy over seeds {seeds_complete} ranges "
+                  f"{rand.mean(axis=1).min():.4f} to {rand.mean(axis=1).max():.4f}, median {rand.mean(axis=1).median():.4f}.",
+                  f"- percentile: share of random candidates with a lower mean test accuracy on seeds {seeds_complete} (ties half);",
+                  f"- vs random median: per seed in {seeds_complete}, the candidate minus the median of the random candidates, "
+                  "averaged; 95% interval by bootstrap over random candidates plus the candidate's own noise "
+                  "(the pooled sigma above);",
+                  f"- vs paper: paired by seed over {fseeds}; 95% interval t(df) * sigma * sqrt(2 / S) with the sigma pooled "
+                  "over paper and the hebbian policies; the bootstrap over seeds in brackets after it (resamples only "
+                  f"{len(fseeds)} seeds, so a rougher check).", "",
+                  f"| candidate | params | test acc, mean of {fseeds} | percentile in random | vs random median [95% CI] "
+                  "| vs paper [95% CI] | vs paper, seed bootstrap |",
+                  "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+        rows_to_show = heb + (["paper"] if "paper" in acc.index else [])
         for c in rows_to_show:
-            pct = percentile_within(mean[c], rand.mean(axis=1).values)
-            dm = paired_diff_to_median(acc_c.loc[c].values, rand.values, rng=rng, n_boot=n_boot)
-            dp = paired_diff(acc_c.loc[c].values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot) if c != "paper" and "paper" in acc_c.index else None
-            lines.append(f"| {c} | {int(params[c]):,} | {mean[c]:.4f} | {pct:.0f} | {100 * dm[0]:+.2f} pt [{100 * dm[1]:+.2f}, {100 * dm[2]:+.2f}] | "
-                         + (f"{100 * dp[0]:+.2f} pt [{100 * dp[1]:+.2f}, {100 * dp[2]:+.2f}] |" if dp else "- |"))
+            pct = percentile_within(mean[c], rand.mean(axis=1).values) if c in mean.index else float("nan")
+            dm = paired_diff_to_median(acc_c.loc[c].values, rand.values, rng=rng, n_boot=n_boot, noise_sd=sigma_pop)
+            cells = [f"| {c} | {int(params[c]):,} | {fmean.get(c, float('nan')):.4f} | {pct:.0f} | {_ci(*dm)} | "]
+            if c != "paper" and "paper" in acc_f.index and sig_f:
+                dd = acc_f.loc[c].values - acc_f.loc["paper"].values
+                hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
+                bs = paired_diff(acc_f.loc[c].values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
+                cells.append(f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | [{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
+            else:
+                cells.append("- | - |")
+            lines.append("".join(cells))
         if heb:
             hm = acc_c.loc[heb].mean(axis=0)  # all hebbian policies pooled, per seed
-            dm = paired_diff_to_median(hm.values, rand.values, rng=rng, n_boot=n_boot)
-            line = (f"| all hebbian (mean of policies) | - | {hm.mean():.4f} | {percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | "
-                    f"{100 * dm[0]:+.2f} pt [{100 * dm[1]:+.2f}, {100 * dm[2]:+.2f}] | ")
-            if "paper" in acc_c.index:
-                dp = paired_diff(hm.values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot)
-                line += f"{100 * dp[0]:+.2f} pt [{100 * dp[1]:+.2f}, {100 * dp[2]:+.2f}] |"
+            dm = paired_diff_to_median(hm.values, rand.values, rng=rng, n_boot=n_boot,
+                                       noise_sd=None if sigma_pop is None else sigma_pop / math.sqrt(len(heb)))
+            line = (f"| all hebbian (mean of {len(heb)} policies) | - | {acc_f.loc[heb].mean(axis=0).mean() if len(fseeds) else hm.mean():.4f} | "
+                    f"{percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | {_ci(*dm)} | ")
+            if "paper" in acc_f.index and sig_f:
+                hf = acc_f.loc[heb].mean(axis=0).values - acc_f.loc["paper"].values
+                hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
+                bs = paired_diff(acc_f.loc[heb].mean(axis=0).values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
+                line += f"{_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | [{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |"
             else:
-                line += "- |"
+                line += "- | - |"
             lines.append(line)
         lines.append("")
-        pol = main.groupby("candidate")["policy"].first()
-        if len(seeds_complete) >= 2:
-            dd = acc_c[seeds_complete].sub(acc_c[seeds_complete].mean(axis=1), axis=0)  # per-candidate deviations
-            # the shared seed effect cancels by pairing: noise left per unit, pooled over candidates
-            sig = float(np.sqrt((dd.sub(dd.mean(axis=0), axis=1) ** 2).to_numpy().sum()
-                                / ((len(acc_c) - 1) * (len(seeds_complete) - 1))))
-            hw = 1.96 * math.sqrt(2.0) * sig / math.sqrt(len(seeds_complete))
-            lines += [f"With {len(seeds_complete)} seeds a bootstrap over seeds can only return the seed-wise "
-                      "differences themselves, so read its intervals as ranges. A sturdier yardstick pools the noise "
-                      f"over all {len(acc_c)} candidates: after pairing, one unit's test accuracy scatters by "
-                      f"sigma = {100 * sig:.2f} pt around its candidate's mean (seed effect removed), so a paired "
-                      f"difference of two candidates' {len(seeds_complete)}-seed means has a 95% half-width of about "
-                      f"+-{100 * hw:.2f} pt (1.96 * sqrt(2) * sigma / sqrt(seeds)); against the random median, whose "
-                      "own noise is smaller, about that times 0.75 plus the candidate-sampling part of the bootstrap.", ""]
-        pairs = [(a, b) for a, b in (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"))
-                 if a in acc_c.index and b in acc_c.index]
-        if pairs:
-            lines += ["Which half of the derivation matters: split only (module widths of the probed GoogLeNet, "
-                      "branch split from the clusters) against the full derivation (module widths from cluster "
-                      "counts too), paired by seed:", ""]
+        pairs = [(a, b) for a, b in (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"),
+                                     ("hebbian-split", "paper"), ("hebbian-split-partial", "paper"))
+                 if a in acc_f.index and b in acc_f.index]
+        if pairs and sig_f:
+            hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
+            lines += ["Which half of the derivation matters, paired over seeds " f"{fseeds}" " (interval from the pooled sigma): "
+                      "split only keeps the probed GoogLeNet's module widths and takes the branch split from the clusters; "
+                      "the full derivation takes module widths from cluster counts too.", ""]
             for a, b in pairs:
-                d = paired_diff(acc_c.loc[a].values, acc_c.loc[b].values, rng=rng, n_boot=n_boot)
-                lines.append(f"- `{a}` - `{b}`: {100 * d[0]:+.2f} pt [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]")
-            if "paper" in acc_c.index:
-                for a in ("hebbian-split", "hebbian-split-partial"):
-                    if a in acc_c.index:
-                        d = paired_diff(acc_c.loc[a].values, acc_c.loc["paper"].values, rng=rng, n_boot=n_boot)
-                        lines.append(f"- `{a}` - `paper` (same module widths, different split): "
-                                     f"{100 * d[0]:+.2f} pt [{100 * d[1]:+.2f}, {100 * d[2]:+.2f}]")
+                dd = acc_f.loc[a].values - acc_f.loc[b].values
+                what = " (same module widths, split from the clusters vs the paper's split)" if b == "paper" else " (module widths from clusters vs the seed's)"
+                lines.append(f"- `{a}` - `{b}`{what}: {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
+                             + ", ".join(f"{100 * v:+.1f}" for v in dd))
             lines.append("")
+        pol = main.groupby("candidate")["policy"].first()
         lines += ["Policies (knobs different from the default `Policy()`):", ""]
+        from hebbnas.derive import Policy
+
+        default = dataclasses.asdict(Policy())
         for c in heb:
             knobs = json.loads(pol[c]) if pol[c] else {}
-            from hebbnas.derive import Policy
-
-            default = dataclasses.asdict(Policy())
             diff = {k: v for k, v in knobs.items() if default.get(k) != v}
             lines.append(f"- `{c}`: {json.dumps(diff) if diff else 'default'}")
         lines.append("")
@@ -687,8 +858,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         rsd = float(np.std(resid[fit_mask], ddof=2)) if fit_mask.sum() > 2 else float("nan")
         r_params = spearman(params[rand.index].values, rand.mean(axis=1).values) if len(rand) > 2 else float("nan")
         lines += ["## Test accuracy against parameters", "",
-                  f"Line fitted on random + paper candidates: acc = {icept:.4f} + {slope:.4f} * log10(params) "
-                  f"(residual sd {rsd:.4f}); Spearman(params, accuracy) among random candidates {r_params:.2f}.", "",
+                  f"Mean over seeds {seeds_complete}. Line fitted on random + paper candidates: acc = {icept:.4f} + "
+                  f"{slope:.4f} * log10(params) (residual sd {rsd:.4f}); Spearman(params, accuracy) among random "
+                  f"candidates {r_params:.2f}.", "",
                   "| candidate | params | test acc | predicted from params | residual | residual / sd |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for i, c in enumerate(mean.index):
@@ -707,7 +879,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         ax.plot(10 ** xs, icept + slope * xs, "k--", lw=1, label="fit (random + paper)")
         ax.set_xscale("log")
         ax.set_xlabel("parameters (full-width topology)")
-        ax.set_ylabel("test accuracy (mean over seeds)")
+        ax.set_ylabel(f"test accuracy (mean of seeds {seeds_complete})")
         ax.set_title(f"zoo at {prot.get('budget', 3e8):.3g} MACs")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -730,7 +902,6 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         lines += ["Plots: `zoo_acc_vs_params.png` (accuracy against parameters, fitted line), "
                   "`zoo_ranking.png` (every candidate sorted, bars = seed range).", ""]
 
-    # fidelity
     fpath = out / "zoo-fidelity.csv"
     if fpath.exists():
         f = pd.read_csv(fpath, keep_default_na=False)
@@ -749,33 +920,34 @@ def _noise_rows(out: Path, df: Any) -> list[float] | None:
     for _, r in sel.iterrows():
         vals[int(r["seed"])] = float(r["test_acc"])
     if cache is not None and len(sel):
-        h = sel.iloc[0]["topology_hash"]
         m = sel.iloc[0]
-        for path in cache.glob(f"width-*/{h}-s*.json"):
+        tag = f"width-w{m['width']:g}-r{m['resolution']}-e{m['epochs']}-n{m['train_images']}"
+        for path in (cache / tag).glob(f"{m['topology_hash']}-s*.json"):
             rec = json.loads(path.read_text())
-            if rec["epochs"] == m["epochs"] and rec["train_images"] == m["train_images"] and rec["width"] == m.get("width", rec["width"]):
-                vals.setdefault(int(rec["seed"]), float(rec["test_acc"]))
+            vals.setdefault(int(rec["seed"]), float(rec["test_acc"]))
     return [vals[k] for k in sorted(vals)] if len(vals) >= 2 else None
 
 
 def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: Any, n_boot: int = 4000) -> list[str]:
+    """Rank agreement of (a) today's proxy and (b) a cheaper width proxy with the main run."""
     lines = ["## Proxy fidelity", ""]
     fseed = prot.get("fidelity_seed", 0)
     today = f[f["proxy"] == "today"].set_index("candidate")["test_acc"]
-    hifi = f[f["proxy"] == "hifi"].set_index("candidate")["test_acc"]
-    wmain = main[main["seed"] == fseed].set_index("candidate")["test_acc"]
-    wmean = main.groupby("candidate")["test_acc"].mean()
-    common = [c for c in hifi.index if c in today.index and c in wmain.index]
+    cheap = f[f["proxy"] == "cheap"]
+    cheap0 = cheap[cheap["seed"] == fseed].set_index("candidate")["test_acc"]
+    cheapm = cheap.groupby("candidate")["test_acc"].mean()
+    seeds = sorted(set(main["seed"]))
+    ref = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    ref = ref[[s for s in prot.get("seeds", seeds) if s in ref.columns]].dropna().mean(axis=1)
+    common = [c for c in today.index if c in cheap0.index and c in ref.index]
     if len(common) < 4:
         return lines + [f"Only {len(common)} candidates have all three runs so far.", ""]
-    t, w, h, wm = today[common].values, wmain[common].values, hifi[common].values, wmean[common].values
+    t, w, h, wm = today[common].values, cheap0[common].values, ref[common].values, cheapm[common].values
     rng = np.random.default_rng(0)
     ra = spearman_boot(t, h, rng=rng, n_boot=n_boot)
     rb = spearman_boot(w, h, rng=rng, n_boot=n_boot)
     rbm = spearman_boot(wm, h, rng=rng, n_boot=n_boot)
-    p = prot.get("today", {}), prot.get("main", {}), prot.get("hifi", {})
     label = lambda d: f"x{d.get('width', '?'):g} width at {d.get('resolution', '?')} px, {d.get('epochs', '?')} epochs, {d.get('train_images', '?')} images" if d else "?"
-    # difference of the two correlations, bootstrapped jointly over candidates
     diffs = []
     for _ in range(n_boot):
         i = rng.integers(0, len(common), size=len(common))
@@ -785,27 +957,30 @@ def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: A
     dlo, dhi = np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan"))
     winner = "the width proxy" if rb[0] > ra[0] else "today's proxy" if ra[0] > rb[0] else "neither"
     lines += [
-        f"{len(common)} candidates, seed {fseed}. Higher-fidelity reference: {label(p[2])}. "
-        f"(a) today's proxy: {label(p[0])}. (b) the width proxy: {label(p[1])}. Spearman against the reference, "
-        "95% bootstrap interval over candidates:", "",
+        f"{len(common)} probe-independent candidates (paper and randoms), seed {fseed}. Reference: the main run "
+        f"({label(prot.get('main', {}))}), mean of seeds {prot.get('seeds')}. (a) today's proxy: {label(prot.get('today', {}))}. "
+        f"(b) the cheap width proxy (the zoo v1 main proxy): {label(prot.get('cheap', {}))}. Each costs about what "
+        "today's does. Spearman against the reference, 95% bootstrap interval over candidates:", "",
         "| proxy | Spearman vs reference [95% CI] |", "| --- | --- |",
-        f"| (a) today's proxy ({label(p[0])}) | {ra[0]:.2f} [{ra[1]:.2f}, {ra[2]:.2f}] |",
-        f"| (b) width proxy ({label(p[1])}), same seed | {rb[0]:.2f} [{rb[1]:.2f}, {rb[2]:.2f}] |",
+        f"| (a) today's proxy, seed {fseed} | {ra[0]:.2f} [{ra[1]:.2f}, {ra[2]:.2f}] |",
+        f"| (b) width proxy, seed {fseed} | {rb[0]:.2f} [{rb[1]:.2f}, {rb[2]:.2f}] |",
         f"| (b) width proxy, mean of its seeds | {rbm[0]:.2f} [{rbm[1]:.2f}, {rbm[2]:.2f}] |",
-        f"| (b) - (a), same seed | {rb[0] - ra[0]:+.2f} [{dlo:+.2f}, {dhi:+.2f}] |", "",
+        f"| (b) - (a), seed {fseed} | {rb[0] - ra[0]:+.2f} [{dlo:+.2f}, {dhi:+.2f}] |", "",
         f"Which won: **{winner}** by point estimate"
         + (" (the interval of the difference excludes 0)." if dlo > 0 or dhi < 0 else " (the interval of the difference includes 0, so not decisively)."),
+        f"The reference shares the width proxy's narrowing (x{prot.get('main', {}).get('width', 0):g}), which favours (b); the zoo v1 read-out "
+        "(`zoo-v1/zoo.md`) measured the same question against a 1/2-width reference.",
         f"Mean test accuracy of these candidates: today's proxy {t.mean():.4f}, width proxy {w.mean():.4f}, reference {h.mean():.4f}.", "",
         "| candidate | (a) today | (b) width | reference |", "| --- | ---: | ---: | ---: |",
     ]
     for c in common:
-        lines.append(f"| {c} | {today[c]:.4f} | {wmain[c]:.4f} | {hifi[c]:.4f} |")
+        lines.append(f"| {c} | {today[c]:.4f} | {cheap0[c]:.4f} | {ref[c]:.4f} |")
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
-    for ax, xv, name, r in ((axes[0], t, "(a) today's proxy", ra), (axes[1], w, "(b) width proxy", rb)):
+    for ax, xv, name, r in ((axes[0], t, "(a) today's proxy", ra), (axes[1], w, "(b) cheap width proxy", rb)):
         ax.scatter(xv, h)
         ax.set_xlabel(f"{name} test acc")
         ax.set_title(f"Spearman {r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]", fontsize=9)
-    axes[0].set_ylabel("reference test acc")
+    axes[0].set_ylabel("main run test acc (reference)")
     fig.tight_layout()
     fig.savefig(out / "zoo_fidelity.png", dpi=120)
     plt.close(fig)
@@ -824,12 +999,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="rebuild zoo.md and plots from the CSVs in --out")
     ap.add_argument("--collect", action="store_true",
                     help="write the CSVs and read-out from the cached units only, training nothing")
-    ap.add_argument("--fidelity-only", action="store_true",
-                    help="train only the fidelity units (reverse order) into the cache, e.g. beside a running zoo")
+    ap.add_argument("--jobs", type=int, default=1, help="units trained in parallel, one process each")
+    ap.add_argument("--note", default="", help="recorded with this session in zoo-meta.json and zoo.md (e.g. a stop by hand)")
     ap.add_argument("--noise", type=int, default=0, metavar="N", help="only measure the noise floor: paper, N seeds")
+    ap.add_argument("--noise-extra", default="", metavar="NAMES",
+                    help="with --noise: comma-separated random candidates trained on the paired seeds too")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
     ap.add_argument("--cache", type=Path, default=None, help="unit cache (default <out>/zoo-cache)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the default leaves a core free")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job (CPU)")
     ap.add_argument("--epochs", type=int, default=None, help="override the main proxy's epochs")
     ap.add_argument("--train-images", type=int, default=None, help="override the main proxy's training images")
     ap.add_argument("--width", type=float, default=None, help="override the main proxy's width")
@@ -871,13 +1048,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
+    if args.jobs < 1 or args.threads < 1:
+        ap.error("--jobs and --threads must be at least 1")
     if args.noise:
-        noise_floor(p, cache, args.noise, log)
+        noise_floor(p, cache, args.noise, [n for n in args.noise_extra.split(",") if n], log, args.jobs, args.threads)
         return 0
-    if args.fidelity_only:
-        fidelity_only(p, cache, log)
-        return 0
-    run(p, out, cache, command, log, n_boot=200 if args.smoke else 4000, train_missing=not args.collect)
+    run(p, out, cache, command, log, n_boot=200 if args.smoke else 4000, train_missing=not args.collect,
+        jobs=args.jobs, threads=args.threads, note=args.note)
     print(f"wrote {out / 'zoo.csv'}, {out / 'zoo.md'}")
     return 0
 

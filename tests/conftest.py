@@ -29,10 +29,11 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def zoo_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One `analysis/zoo.py --smoke` folder, shared by the zoo's and the scores' tests."""
+    """One `analysis/zoo.py --smoke --jobs 2` folder (units in worker processes), shared by the zoo's and the
+    scores' tests; test_zoo resumes it in one process."""
     root = Path(__file__).resolve().parent.parent
     out = tmp_path_factory.mktemp("zoo-smoke") / "zoo"
-    r = subprocess.run([sys.executable, str(root / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
+    r = subprocess.run([sys.executable, str(root / "analysis" / "zoo.py"), "--smoke", "--jobs", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     return out

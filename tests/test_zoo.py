@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -27,15 +28,20 @@ def test_smoke_writes_csv_and_readout(zoo_smoke: Path) -> None:
     assert set(REQUIRED) <= set(df.columns)
     assert set(df["kind"]) == {"random", "paper", "hebbian"}
     assert (df["macs"] <= 3e8).all() and (df["macs"] > 0.9 * 3e8).all()  # every candidate fitted to the budget
-    assert sorted(df["seed"].unique()) == [0, 1]
+    assert sorted(df["seed"].unique()) == [0, 1, 2]
+    # seeds 0, 1 for every candidate; the focal seed 2 for paper and the hebbian policies only
+    assert set(df.loc[df["seed"] == 2, "kind"]) == {"paper", "hebbian"}
+    assert df.groupby("candidate")["seed"].nunique().min() == 2
     heb = df[df["kind"] == "hebbian"]
     assert heb["policy"].str.contains('"allocation": "split"').any()
     assert (df.loc[df["kind"] != "hebbian", "policy"] == "").all()
     assert df["test_acc"].between(0, 1).all() and df["val_acc"].between(0, 1).all()
     fid = pd.read_csv(out / "zoo-fidelity.csv", keep_default_na=False)
-    assert set(fid["proxy"]) == {"today", "hifi"}
+    assert set(fid["proxy"]) == {"today", "cheap"}
+    assert set(fid["kind"]) == {"random", "paper"}  # probe-independent candidates only
     text = (out / "zoo.md").read_text()
     assert "Noise floor" in text and "percentile" in text and "Proxy fidelity" in text
+    assert "tells 1 pt from none" in text
     assert (out / "zoo_acc_vs_params.png").exists()
     # resuming reads every unit from the cache: no training line in the log
     r2 = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
@@ -67,6 +73,31 @@ def test_paired_diff_to_median() -> None:
     assert d0 == pytest.approx(0.0) and lo0 <= 0 <= hi0
     with pytest.raises(ValueError):
         zoo.paired_diff_to_median(arm[:2], pop)
+
+
+def test_paired_diff_to_median_with_pooled_noise() -> None:
+    rng = np.random.default_rng(2)
+    pop = 0.80 + np.array([0.0, 0.05]) + rng.normal(0, 0.02, size=(24, 2))
+    arm = np.median(pop, axis=0) - 0.03
+    d, lo, hi = zoo.paired_diff_to_median(arm, pop, noise_sd=0.001)
+    d2, lo2, hi2 = zoo.paired_diff_to_median(arm, pop, noise_sd=0.05)
+    assert d == d2 == pytest.approx(-0.03)
+    assert lo2 < lo < -0.03 < hi < hi2  # more noise, a wider interval around the same point
+
+
+def test_paired_noise_removes_candidate_and_seed_effects() -> None:
+    cand = np.array([0.70, 0.75, 0.80, 0.72])[:, None]
+    seed = np.array([0.0, 0.05, -0.03, 0.02])[None, :]
+    sigma, df = zoo.paired_noise(cand + seed)
+    assert sigma == pytest.approx(0.0, abs=1e-12) and df == 9
+    noisy = cand + seed + np.random.default_rng(0).normal(0, 0.01, size=(4, 4))
+    sigma, _ = zoo.paired_noise(noisy)
+    assert 0.003 < sigma < 0.02
+    with pytest.raises(ValueError):
+        zoo.paired_noise(np.array([[0.7, np.nan], [0.8, 0.9]]))
+    # 4 seeds halve the half-width of 1 seed's; the t quantile widens it for few df
+    assert zoo.paired_halfwidth(0.01, 4, 1000) == pytest.approx(1.96 * 0.01 * math.sqrt(0.5), rel=1e-2)
+    assert zoo.paired_halfwidth(0.01, 4, 3) > zoo.paired_halfwidth(0.01, 4, 1000)
 
 
 def test_paired_diff_and_spearman() -> None:
