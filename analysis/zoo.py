@@ -420,6 +420,11 @@ def paired_noise(acc: np.ndarray) -> tuple[float, int]:
     return float(np.sqrt((r ** 2).sum() / df)), df
 
 
+def seeds_for_halfwidth(sigma: float, df: int, target: float, limit: int = 10_000) -> int:
+    """The fewest paired seeds whose `paired_halfwidth` is at most `target` (`limit` if none is)."""
+    return next((s for s in range(2, limit) if paired_halfwidth(sigma, s, df) <= target), limit)
+
+
 def paired_halfwidth(sigma: float, seeds: int, df: int) -> float:
     """95% half-width of the difference of two candidates' `seeds`-seed means, paired, noise `sigma`
     pooled with `df` degrees of freedom (t quantile)."""
@@ -775,6 +780,13 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             lines.append(f"| paper and hebbian policies, among themselves | {len(acc_f)} candidates x {len(fseeds)} seeds | "
                          f"{100 * sig_f[0]:.2f} pt | {sig_f[1]} | {len(fseeds)} | +-{100 * hw:.2f} pt | "
                          f"{'yes' if hw < 0.01 else 'no'} |")
+        sig = sig_f or sig_all
+        need = seeds_for_halfwidth(sig[0], sig[1], 0.01)
+        heb_n = sum(1 for c in focal if kinds[c] == "hebbian")
+        need_g = seeds_for_halfwidth(sig[0] * math.sqrt((1 + 1 / max(heb_n, 1)) / 2), sig[1], 0.01)
+        lines += ["", f"At sigma = {100 * sig[0]:.2f} pt, a +-1 pt half-width takes {need} paired seeds per candidate "
+                  f"for one policy against paper, and {need_g} for the mean of the {heb_n} policies against paper "
+                  "(`--focal-seeds N` grows the focal seeds of a cached zoo)."]
     lines.append("")
 
     rand = acc_c[kinds.reindex(acc_c.index) == "random"]
@@ -1013,6 +1025,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resolution", type=int, default=None, help="override the main proxy's resolution")
     ap.add_argument("--random", type=int, default=None, help="override the number of random candidates")
     ap.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    ap.add_argument("--focal-seeds", type=int, default=None, metavar="N",
+                    help="extra seeds for paper and the hebbian policies (the N seeds after --seeds); grows a cached zoo")
     ap.add_argument("--fidelity", type=int, default=None, help="override the number of fidelity candidates")
     args = ap.parse_args(argv)
     import torch
@@ -1040,6 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
         p = dataclasses.replace(p, n_random=args.random)
     if args.seeds is not None:
         p = dataclasses.replace(p, seeds=tuple(range(args.seeds)))
+    if args.focal_seeds is not None:
+        p = dataclasses.replace(p, focal_seeds=tuple(range(len(p.seeds), len(p.seeds) + args.focal_seeds)))
     if args.fidelity is not None:
         p = dataclasses.replace(p, fidelity_candidates=args.fidelity)
     cache = args.cache or (out / "zoo-cache")

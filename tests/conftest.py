@@ -27,6 +27,20 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def one_thread_module() -> Iterator[None]:
+    """`one_thread` for a whole module, whose module-scoped fixtures build and run models too
+    (`pytestmark = pytest.mark.usefixtures("one_thread_module")`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def zoo_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One `analysis/zoo.py --smoke --jobs 2` folder (units in worker processes), shared by the zoo's and the

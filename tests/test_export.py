@@ -99,13 +99,7 @@ def make_run(root: Path, name: str, *, best: bool = True,
     return run, models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """Tiny convolutions on a shared 2-core box run many times faster single-threaded (no spinning workers)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny convolutions: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,7 @@ HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxr
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed (pip install 'hebbnas[onnx]')")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny convolutions: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,8 @@ def test_paired_noise_removes_candidate_and_seed_effects() -> None:
     # 4 seeds halve the half-width of 1 seed's; the t quantile widens it for few df
     assert zoo.paired_halfwidth(0.01, 4, 1000) == pytest.approx(1.96 * 0.01 * math.sqrt(0.5), rel=1e-2)
     assert zoo.paired_halfwidth(0.01, 4, 3) > zoo.paired_halfwidth(0.01, 4, 1000)
+    n = zoo.seeds_for_halfwidth(0.018, 24, 0.01)
+    assert zoo.paired_halfwidth(0.018, n, 24) <= 0.01 < zoo.paired_halfwidth(0.018, n - 1, 24)
 
 
 def test_paired_diff_and_spearman() -> None:
