@@ -302,25 +302,13 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
     return rec
 
 
-def unit_row(p: Protocol, cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:
+def unit_row(cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:
     """One CSV row: the candidate's identity, then the unit's record."""
     row = {"candidate": cand.name, "kind": cand.kind,
            "policy": json.dumps(cand.policy, sort_keys=True) if cand.policy is not None else "",
            "phase": phase, **{k: v for k, v in rec.items() if k != "trained_now"}}
     row["proxy"] = proxy_label
     return row
-
-
-def run_unit(p: Protocol, cache: Path, proxy: Proxy, cand: Candidate, seed: int, log: Any = print,
-             train_missing: bool = True) -> dict[str, Any] | None:
-    """A cached main-proxy unit in this process (None if not cached and `train_missing` is False)."""
-    if not train_missing and not unit_path(cache, proxy, cand.topology, seed).exists():
-        return None
-    rec = cached_unit(p, cache, proxy, cand.topology, seed)
-    if rec.get("trained_now"):
-        log(f"  {proxy.name:6s} {cand.name:26s} seed {seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
-            f"({rec['unit_s']:.0f} s, params {rec['params']:,})")
-    return unit_row(p, cand, rec, "main" if proxy == p.main else "fidelity", proxy.name)
 
 
 def probe_seed(p: Protocol, cache: Path, log: Any = print) -> tuple[Any, Any, dict[str, Any]]:
@@ -531,6 +519,14 @@ class _Inline:
         return None
 
 
+def executor(jobs: int) -> Any:
+    """`jobs` spawned worker processes (torch is not fork-safe once used), or this process for one."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else _Inline()
+
+
 def _probe_task(p: Protocol, cache: Path, threads: int) -> tuple[Any, Any, dict[str, Any]]:
     if threads:
         import torch
@@ -569,7 +565,7 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
         train_missing: bool = True, jobs: int = 1, threads: int = 1, note: str = "") -> None:
     """Train (or read) every unit, `jobs` at a time, write zoo.csv / zoo-fidelity.csv as units finish,
     then zoo-meta.json and the read-out."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -590,7 +586,7 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
         import pandas as pd
 
         for phase, name in (("main", "zoo.csv"), ("fidelity", "zoo-fidelity.csv")):
-            rs = [unit_row(p, u.cand, done[u.key], u.phase, u.label) for u in order if u.key in done and u.phase == phase]
+            rs = [unit_row(u.cand, done[u.key], u.phase, u.label) for u in order if u.key in done and u.phase == phase]
             if rs:
                 df = pd.DataFrame(rs)
                 cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
@@ -598,7 +594,7 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
                 df[cols].to_csv(tmp, index=False)
                 tmp.replace(out / name)
 
-    pool = ProcessPoolExecutor(jobs, mp_context=__import__("multiprocessing").get_context("spawn")) if jobs > 1 else _Inline()
+    pool = executor(jobs)
     with pool as ex:
         pending: dict[Any, Unit] = {}
 
@@ -655,14 +651,12 @@ def noise_floor(p: Protocol, cache: Path, n_seeds: int, extra: Sequence[str] = (
                 jobs: int = 1, threads: int = 1) -> None:
     """The paper candidate on the main proxy with seeds 0..n-1, and `extra` random candidates on the
     paired seeds (cached, shared with the zoo): the noise floor that fixes epochs and seeds."""
-    from concurrent.futures import ProcessPoolExecutor
-
     static = {c.name: c for c in static_candidates(p)}
     unknown = [n for n in extra if n not in static]
     if unknown:
         raise SystemExit(f"zoo: unknown candidate(s) for --noise-extra: {', '.join(unknown)}")
     units = [(static["paper"], s) for s in range(n_seeds)] + [(static[n], s) for n in extra for s in p.seeds]
-    pool = ProcessPoolExecutor(jobs, mp_context=__import__("multiprocessing").get_context("spawn")) if jobs > 1 else _Inline()
+    pool = executor(jobs)
     with pool as ex:
         futs = [ex.submit(cached_unit, p, cache, p.main, c.topology, s, threads) for c, s in units]
         recs = [f.result() for f in futs]
