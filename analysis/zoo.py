@@ -421,6 +421,26 @@ def paired_halfwidth(sigma: float, seeds: int, df: int) -> float:
     return float(t.ppf(0.975, df) * sigma * math.sqrt(2.0 / seeds))
 
 
+def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean of a[s] - b[s] over paired seeds with the t interval from this pair's own differences
+    (n - 1 df): unlike the pooled sigma, it does not assume every pair is equally noisy."""
+    from scipy.stats import t
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 1 or d.size < 2:
+        raise ValueError("a and b must be equal-length 1-d arrays of at least 2 seeds")
+    hw = float(t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    return float(d.mean()), float(d.mean() - hw), float(d.mean() + hw)
+
+
+def seeds_for_paired_t(sd: float, target: float, limit: int = 10_000) -> int:
+    """The fewest paired seeds n whose t(n - 1) * sd / sqrt(n) is at most `target`, for a pair whose
+    seed-wise differences scatter by `sd` (`limit` if none is)."""
+    from scipy.stats import t
+
+    return next((n for n in range(2, limit) if t.ppf(0.975, n - 1) * sd / math.sqrt(n) <= target), limit)
+
+
 def paired_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 4000,
                 rng: np.random.Generator | None = None) -> tuple[float, float, float]:
     """Mean of a[s] - b[s] over paired seeds, with a bootstrap 95% interval over seeds."""
@@ -768,12 +788,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             hw = paired_halfwidth(sig_all[0], len(seeds_complete), sig_all[1])
             lines.append(f"| any two candidates (random included) | {len(acc_c)} candidates x {len(seeds_complete)} seeds | "
                          f"{100 * sig_all[0]:.2f} pt | {sig_all[1]} | {len(seeds_complete)} | +-{100 * hw:.2f} pt | "
-                         f"{'yes' if hw < 0.01 else 'no'} |")
+                         f"{'yes' if hw <= 0.01 else 'no'} |")
         if sig_f:
             hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
             lines.append(f"| paper and hebbian policies, among themselves | {len(acc_f)} candidates x {len(fseeds)} seeds | "
                          f"{100 * sig_f[0]:.2f} pt | {sig_f[1]} | {len(fseeds)} | +-{100 * hw:.2f} pt | "
-                         f"{'yes' if hw < 0.01 else 'no'} |")
+                         f"{'yes' if hw <= 0.01 else 'no'} |")
         sig = sig_f or sig_all
         need = seeds_for_halfwidth(sig[0], sig[1], 0.01)
         heb_n = sum(1 for c in focal if kinds[c] == "hebbian")
@@ -781,6 +801,22 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         lines += ["", f"At sigma = {100 * sig[0]:.2f} pt, a +-1 pt half-width takes {need} paired seeds per candidate "
                   f"for one policy against paper, and {need_g} for the mean of the {heb_n} policies against paper "
                   "(`--focal-seeds N` grows the focal seeds of a cached zoo)."]
+    comps = _paired_comparisons(acc_f, kinds)
+    if comps:
+        lines += ["", f"Per pair: the pooled sigma assumes every pair is equally noisy, and the seed-wise differences "
+                  "say otherwise. The paired t interval of each comparison from its own differences over seeds "
+                  f"{fseeds} (S - 1 df) makes no such assumption:", "",
+                  "| comparison | mean difference [95% CI] | sd of the differences | 95% half-width | tells 1 pt from none "
+                  "| seeds for +-1 pt |", "| --- | --- | ---: | ---: | --- | ---: |"]
+        n_ok = 0
+        for label, dd in comps:
+            m, lo, hi = paired_t(dd, np.zeros_like(dd))
+            hw = (hi - lo) / 2
+            n_ok += hw <= 0.01
+            lines.append(f"| {label} | {_ci(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
+                         f"{'yes' if hw <= 0.01 else 'no'} | {seeds_for_paired_t(float(dd.std(ddof=1)), 0.01)} |")
+        lines += ["", f"{n_ok} of {len(comps)} comparisons tell a 1-point difference from none (95% half-width at most "
+                  "1.00 pt)."]
     lines.append("")
 
     rand = acc_c[kinds.reindex(acc_c.index) == "random"]
@@ -795,12 +831,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                   f"- vs random median: per seed in {seeds_complete}, the candidate minus the median of the random candidates, "
                   "averaged; 95% interval by bootstrap over random candidates plus the candidate's own noise "
                   "(the pooled sigma above);",
-                  f"- vs paper: paired by seed over {fseeds}; 95% interval t(df) * sigma * sqrt(2 / S) with the sigma pooled "
-                  "over paper and the hebbian policies; the bootstrap over seeds in brackets after it (resamples only "
-                  f"{len(fseeds)} seeds, so a rougher check).", "",
+                  f"- vs paper: paired by seed over {fseeds}; 95% interval first from this pair's own seed-wise "
+                  "differences (paired t, S - 1 df), then t(df) * sigma * sqrt(2 / S) with the sigma pooled over "
+                  "paper and the hebbian policies, then the bootstrap over seeds.", "",
                   f"| candidate | params | test acc, mean of {fseeds} | percentile in random | vs random median [95% CI] "
-                  "| vs paper [95% CI] | vs paper, seed bootstrap |",
-                  "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+                  "| vs paper, paired t [95% CI] | vs paper, pooled sigma | vs paper, seed bootstrap |",
+                  "| --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
         rows_to_show = heb + (["paper"] if "paper" in acc.index else [])
         for c in rows_to_show:
             pct = percentile_within(mean[c], rand.mean(axis=1).values) if c in mean.index else float("nan")
@@ -810,9 +846,10 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 dd = acc_f.loc[c].values - acc_f.loc["paper"].values
                 hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
                 bs = paired_diff(acc_f.loc[c].values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                cells.append(f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | [{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
+                cells.append(f"{_ci(*paired_t(dd, np.zeros_like(dd)))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
+                             f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
-                cells.append("- | - |")
+                cells.append("- | - | - |")
             lines.append("".join(cells))
         if heb:
             hm = acc_c.loc[heb].mean(axis=0)  # all hebbian policies pooled, per seed
@@ -824,23 +861,24 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 hf = acc_f.loc[heb].mean(axis=0).values - acc_f.loc["paper"].values
                 hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
                 bs = paired_diff(acc_f.loc[heb].mean(axis=0).values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                line += f"{_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | [{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |"
+                line += (f"{_ci(*paired_t(hf, np.zeros_like(hf)))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
+                         f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
-                line += "- | - |"
+                line += "- | - | - |"
             lines.append(line)
         lines.append("")
-        pairs = [(a, b) for a, b in (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"),
-                                     ("hebbian-split", "paper"), ("hebbian-split-partial", "paper"))
-                 if a in acc_f.index and b in acc_f.index]
+        pairs = [(a, b) for a, b in WHICH_HALF if a in acc_f.index and b in acc_f.index]
         if pairs and sig_f:
             hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
-            lines += ["Which half of the derivation matters, paired over seeds " f"{fseeds}" " (interval from the pooled sigma): "
+            lines += ["Which half of the derivation matters, paired over seeds " f"{fseeds}" " (paired t interval from the "
+                      "pair's own differences; the pooled-sigma interval after it): "
                       "split only keeps the probed GoogLeNet's module widths and takes the branch split from the clusters; "
                       "the full derivation takes module widths from cluster counts too.", ""]
             for a, b in pairs:
                 dd = acc_f.loc[a].values - acc_f.loc[b].values
                 what = " (same module widths, split from the clusters vs the paper's split)" if b == "paper" else " (module widths from clusters vs the seed's)"
-                lines.append(f"- `{a}` - `{b}`{what}: {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
+                lines.append(f"- `{a}` - `{b}`{what}: {_ci(*paired_t(dd, np.zeros_like(dd)))}; pooled "
+                             f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
                              + ", ".join(f"{100 * v:+.1f}" for v in dd))
             lines.append("")
         pol = main.groupby("candidate")["policy"].first()
@@ -915,6 +953,25 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     text = "\n".join(lines) + "\n"
     (out / "zoo.md").write_text(text)
     return out / "zoo.md"
+
+
+WHICH_HALF = (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"),
+              ("hebbian-split", "paper"), ("hebbian-split-partial", "paper"))
+
+
+def _paired_comparisons(acc_f: Any, kinds: Any) -> list[tuple[str, np.ndarray]]:
+    """Seed-wise differences (S,) of every comparison the read-out makes on the focal seeds: each
+    hebbian policy and their mean against paper, and the which-half pairs."""
+    if acc_f.shape[1] < 2 or "paper" not in acc_f.index:
+        return []
+    heb = [c for c in acc_f.index if kinds[c] == "hebbian"]
+    paper = acc_f.loc["paper"].values
+    out = [(f"{c} - paper", acc_f.loc[c].values - paper) for c in heb]
+    if len(heb) > 1:
+        out.append((f"mean of {len(heb)} policies - paper", acc_f.loc[heb].mean(axis=0).values - paper))
+    out += [(f"{a} - {b}", acc_f.loc[a].values - acc_f.loc[b].values) for a, b in WHICH_HALF
+            if a in acc_f.index and b in acc_f.index and b != "paper"]
+    return out
 
 
 def _noise_rows(out: Path, df: Any) -> list[float] | None:

@@ -41,7 +41,7 @@ def test_smoke_writes_csv_and_readout(zoo_smoke: Path) -> None:
     assert set(fid["kind"]) == {"random", "paper"}  # probe-independent candidates only
     text = (out / "zoo.md").read_text()
     assert "Noise floor" in text and "percentile" in text and "Proxy fidelity" in text
-    assert "tells 1 pt from none" in text
+    assert "tells 1 pt from none" in text and "comparisons tell a 1-point difference" in text
     assert (out / "zoo_acc_vs_params.png").exists()
     # resuming reads every unit from the cache: no training line in the log
     r2 = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
@@ -100,6 +100,26 @@ def test_paired_noise_removes_candidate_and_seed_effects() -> None:
     assert zoo.paired_halfwidth(0.01, 4, 3) > zoo.paired_halfwidth(0.01, 4, 1000)
     n = zoo.seeds_for_halfwidth(0.018, 24, 0.01)
     assert zoo.paired_halfwidth(0.018, n, 24) <= 0.01 < zoo.paired_halfwidth(0.018, n - 1, 24)
+
+
+def test_paired_t_uses_the_pair_own_scatter() -> None:
+    # differences +1, +3 pt: mean 2, sd sqrt(2) pt, t(1) = 12.71
+    m, lo, hi = zoo.paired_t(np.array([0.81, 0.83]), np.array([0.80, 0.80]))
+    assert m == pytest.approx(0.02) and hi - m == pytest.approx(12.706 * 0.01 * math.sqrt(2) / math.sqrt(2), rel=1e-3)
+    assert m - lo == pytest.approx(hi - m)
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.8, 0.02, 16)
+    steady, noisy = a - 0.01 + rng.normal(0, 0.002, 16), a - 0.01 + rng.normal(0, 0.02, 16)
+    _, lo_s, hi_s = zoo.paired_t(steady, a)
+    _, lo_n, hi_n = zoo.paired_t(noisy, a)
+    assert hi_s < 0 and hi_s - lo_s < (hi_n - lo_n) / 4  # a steady pair resolves 1 pt, a noisy one does not
+    with pytest.raises(ValueError):
+        zoo.paired_t(np.array([0.8]), np.array([0.7]))
+    n = zoo.seeds_for_paired_t(0.015, 0.01)
+    from scipy.stats import t
+
+    assert t.ppf(0.975, n - 1) * 0.015 / math.sqrt(n) <= 0.01 < t.ppf(0.975, n - 2) * 0.015 / math.sqrt(n - 1)
+    assert zoo.seeds_for_paired_t(0.0, 0.01) == 2
 
 
 def test_paired_diff_and_spearman() -> None:
