@@ -876,7 +876,8 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                       "the full derivation takes module widths from cluster counts too.", ""]
             for a, b in pairs:
                 dd = acc_f.loc[a].values - acc_f.loc[b].values
-                what = " (same module widths, split from the clusters vs the paper's split)" if b == "paper" else " (module widths from clusters vs the seed's)"
+                what = (" (same module widths, split from the clusters vs the paper's split)" if b == "paper" else
+                        " (the seed's module widths vs widths from cluster counts, both split from the clusters)")
                 lines.append(f"- `{a}` - `{b}`{what}: {_ci(*paired_t(dd, np.zeros_like(dd)))}; pooled "
                              f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
                              + ", ".join(f"{100 * v:+.1f}" for v in dd))
