@@ -109,6 +109,7 @@ class Protocol:
     # today's proxy and a cheaper width proxy, each ranked against the main run (mean of its seeds)
     fidelity_candidates: int = 25
     fidelity_seed: int = 0
+    fidelity_seeds: tuple[int, ...] = (0, 1)  # the cheap width proxy's seeds (kept when `seeds` grows)
     today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
     cheap: Proxy = Proxy("width", 0.25, 112, 2, 2000)  # the zoo v1 main proxy (2 epochs on 2,000 images at 112 px)
     device: str = "cpu"
@@ -142,7 +143,7 @@ def smoke_protocol() -> Protocol:
 
 def full_protocol() -> Protocol:
     return Protocol(
-        n_random=48, seeds=(0, 1, 2), focal_seeds=(3, 4, 5), main=Proxy("width", 0.25, 128, 10, 54000), val_images=6000,
+        n_random=48, seeds=(0, 1, 2), focal_seeds=(3, 4, 5), fidelity_seeds=(0, 1, 2), main=Proxy("width", 0.25, 128, 10, 54000), val_images=6000,
         seed_epochs=5, probe_images=2000, fidelity_candidates=24, device="auto",
         today=Proxy("today", 1.0, 32, 10, 54000), cheap=Proxy("width", 0.25, 112, 2, 10000),
     )
@@ -514,7 +515,7 @@ def plan_units(p: Protocol, static: list[Candidate], hebbian: list[Candidate]) -
     units += [Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds[:2] for c in focal]
     fid = fidelity_subset(cands, p.fidelity_candidates)
     units += [Unit("fidelity", "today", p.today, c, p.fidelity_seed) for c in fid]
-    units += [Unit("fidelity", "cheap", p.cheap, c, s) for s in p.seeds for c in fid]
+    units += [Unit("fidelity", "cheap", p.cheap, c, s) for s in p.fidelity_seeds for c in fid]
     units += [Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds[2:] for c in focal]
     return units
 

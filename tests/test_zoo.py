@@ -143,3 +143,19 @@ def test_random_sampler_matches_the_random_strategy() -> None:
     t = zoo.scaled_topology(base, mult)
     m = base.modules[0]
     assert t.modules[0].b1 == max(1, round(m.b1 * mult[f"{m.name}.b1"]))
+
+
+def test_growing_the_seeds_keeps_the_fidelity_units_and_runs_seed_by_seed() -> None:
+    import dataclasses
+
+    p = dataclasses.replace(zoo.smoke_protocol(), seeds=(0, 1, 2, 3), focal_seeds=(4,))
+    static = zoo.static_candidates(p)
+    units = zoo.plan_units(p, static, [])
+    cheap = {u.seed for u in units if u.label == "cheap"}
+    assert cheap == set(p.fidelity_seeds) == {0, 1}  # growing `seeds` adds main units only
+    main = [u for u in units if u.phase == "main"]
+    first = [u.seed for u in main[: len(static) * len(p.seeds)]]
+    assert first == sorted(first)  # every candidate on seed s before any on s + 1: a stop leaves complete seeds
+    rand = {u.seed for u in main if u.cand.kind == "random"}
+    assert rand == {0, 1, 2, 3}
+    assert {u.seed for u in main if u.cand.kind == "paper"} == {0, 1, 2, 3, 4}
