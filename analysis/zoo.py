@@ -422,14 +422,14 @@ def paired_halfwidth(sigma: float, seeds: int, df: int) -> float:
     return float(t.ppf(0.975, df) * sigma * math.sqrt(2.0 / seeds))
 
 
-def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of a[s] - b[s] over paired seeds with the t interval from this pair's own differences
-    (n - 1 df): unlike the pooled sigma, it does not assume every pair is equally noisy."""
+def t_interval(d: np.ndarray) -> tuple[float, float, float]:
+    """Mean of one pair's seed-wise differences `d` (S,) with the t interval from their own scatter
+    (S - 1 df): unlike the pooled sigma, it does not assume every pair is equally noisy."""
     from scipy.stats import t
 
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = np.asarray(d, dtype=float)
     if d.ndim != 1 or d.size < 2:
-        raise ValueError("a and b must be equal-length 1-d arrays of at least 2 seeds")
+        raise ValueError("need a 1-d array of at least 2 seed-wise differences")
     hw = float(t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
     return float(d.mean()), float(d.mean() - hw), float(d.mean() + hw)
 
@@ -811,7 +811,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                   "| seeds for +-1 pt |", "| --- | --- | ---: | ---: | --- | ---: |"]
         n_ok = 0
         for label, dd in comps:
-            m, lo, hi = paired_t(dd, np.zeros_like(dd))
+            m, lo, hi = t_interval(dd)
             hw = (hi - lo) / 2
             n_ok += hw <= 0.01
             lines.append(f"| {label} | {_ci(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
@@ -847,7 +847,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 dd = acc_f.loc[c].values - acc_f.loc["paper"].values
                 hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
                 bs = paired_diff(acc_f.loc[c].values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                cells.append(f"{_ci(*paired_t(dd, np.zeros_like(dd)))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
+                cells.append(f"{_ci(*t_interval(dd))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
                              f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 cells.append("- | - | - |")
@@ -862,7 +862,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 hf = acc_f.loc[heb].mean(axis=0).values - acc_f.loc["paper"].values
                 hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
                 bs = paired_diff(acc_f.loc[heb].mean(axis=0).values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                line += (f"{_ci(*paired_t(hf, np.zeros_like(hf)))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
+                line += (f"{_ci(*t_interval(hf))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
                          f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 line += "- | - | - |"
@@ -879,7 +879,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 dd = acc_f.loc[a].values - acc_f.loc[b].values
                 what = (" (same module widths, split from the clusters vs the paper's split)" if b == "paper" else
                         " (the seed's module widths vs widths from cluster counts, both split from the clusters)")
-                lines.append(f"- `{a}` - `{b}`{what}: {_ci(*paired_t(dd, np.zeros_like(dd)))}; pooled "
+                lines.append(f"- `{a}` - `{b}`{what}: {_ci(*t_interval(dd))}; pooled "
                              f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
                              + ", ".join(f"{100 * v:+.1f}" for v in dd))
             lines.append("")

@@ -102,19 +102,19 @@ def test_paired_noise_removes_candidate_and_seed_effects() -> None:
     assert zoo.paired_halfwidth(0.018, n, 24) <= 0.01 < zoo.paired_halfwidth(0.018, n - 1, 24)
 
 
-def test_paired_t_uses_the_pair_own_scatter() -> None:
+def test_t_interval_uses_the_pair_own_scatter() -> None:
     # differences +1, +3 pt: mean 2, sd sqrt(2) pt, t(1) = 12.71
-    m, lo, hi = zoo.paired_t(np.array([0.81, 0.83]), np.array([0.80, 0.80]))
+    m, lo, hi = zoo.t_interval(np.array([0.81, 0.83]) - np.array([0.80, 0.80]))
     assert m == pytest.approx(0.02) and hi - m == pytest.approx(12.706 * 0.01 * math.sqrt(2) / math.sqrt(2), rel=1e-3)
     assert m - lo == pytest.approx(hi - m)
     rng = np.random.default_rng(0)
     a = rng.normal(0.8, 0.02, 16)
     steady, noisy = a - 0.01 + rng.normal(0, 0.002, 16), a - 0.01 + rng.normal(0, 0.02, 16)
-    _, lo_s, hi_s = zoo.paired_t(steady, a)
-    _, lo_n, hi_n = zoo.paired_t(noisy, a)
+    _, lo_s, hi_s = zoo.t_interval(steady - a)
+    _, lo_n, hi_n = zoo.t_interval(noisy - a)
     assert hi_s < 0 and hi_s - lo_s < (hi_n - lo_n) / 4  # a steady pair resolves 1 pt, a noisy one does not
     with pytest.raises(ValueError):
-        zoo.paired_t(np.array([0.8]), np.array([0.7]))
+        zoo.t_interval(np.array([0.1]))
     n = zoo.seeds_for_paired_t(0.015, 0.01)
     from scipy.stats import t
 
