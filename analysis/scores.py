@@ -139,7 +139,9 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     scores = pd.read_csv(out / "scores.csv")
     z = pd.read_csv(zoo_dir / "zoo.csv")
     main = z[z["phase"] == "main"] if "phase" in z.columns else z
-    acc = main.groupby("candidate")["test_acc"].mean()
+    by_seed = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    paired = [s for s in by_seed.columns if by_seed[s].notna().all()]
+    acc = by_seed[paired].mean(axis=1)  # seeds every candidate has: the same data subsets for all
     rng = np.random.default_rng(0)
     meta_p = out / "scores-meta.json"
     meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
@@ -148,7 +150,8 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
              f"{meta.get('wall_min', '?')} min ({meta.get('threads', '?')} torch thread); this read-out by "
              f"`{command}` on {dt.date.today().isoformat()}. Zoo: "
              f"`{zoo_dir.relative_to(ROOT) if zoo_dir.is_relative_to(ROOT) else zoo_dir}/zoo.csv` "
-             f"({acc.size} candidates with a test accuracy; mean over seeds of the width-proxy runs).", "",
+             f"({acc.size} candidates; mean test accuracy of the width-proxy runs over seeds {paired}, which every "
+             "candidate has).", "",
              f"Scores use {SCORE_IMAGES} training images through each candidate's width-proxy network; "
              f"'untrained' calibrates BatchNorm only, 'trained{TRAIN_STEPS}' after {TRAIN_STEPS} AdamW steps. "
              "Higher is predicted better for every score. Intervals: bootstrap 95% over candidates.", ""]
