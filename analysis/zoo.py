@@ -735,9 +735,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             f"{m['train_images']} training images; {prot['val_images']} validation images, "
             f"{'all 10,000' if prot['test_images'] is None else prot['test_images']} test images",
             f"- one recipe for all: AdamW lr {prot['lr']:g}, weight decay {prot['weight_decay']:g}, batch {prot['batch_size']}, "
-            f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds {prot['seeds']} for every candidate "
-            f"and {prot.get('focal_seeds', [])} too for paper and the hebbian policies, paired (seed s gives every "
-            "candidate the same subset, validation carve, order and init seed)",
+            f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds planned: {prot['seeds']} for every "
+            f"candidate and {prot.get('focal_seeds', [])} too for paper and the hebbian policies (the seeds trained are "
+            "listed below), paired (seed s gives every candidate the same subset, validation carve, order and init seed)",
             f"- hebbian seed: GoogLeNet fitted to the budget, narrowed x{m['width']:g}, {prot['seed_epochs']} epochs, "
             f"probed on {meta.get('probe', {}).get('probe_images', '?')} images at {prot['probe_resolution']} px "
             f"(maps {meta.get('probe', {}).get('maps', '?')})",
