@@ -868,6 +868,15 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 line += "- | - | - |"
             lines.append(line)
         lines.append("")
+        if sigma_pop is not None:
+            # the arm only shifts each seed's median, so resampling the randoms gives the same spread for all
+            _, lo, hi = paired_diff_to_median(np.zeros(len(seeds_complete)), rand.values, rng=np.random.default_rng(1),
+                                              n_boot=n_boot, noise_sd=0.0)
+            own = 1.96 * sigma_pop / math.sqrt(len(seeds_complete))
+            lines += [f"What sets the width of the 'vs random median' intervals: resampling the {len(rand)} random "
+                      f"candidates alone gives +-{100 * (hi - lo) / 2:.2f} pt; the candidate's own noise (sigma "
+                      f"{100 * sigma_pop:.2f} pt on {len(seeds_complete)} seeds) +-{100 * own:.2f} pt. The noise part "
+                      f"alone reaches +-1 pt at {math.ceil((1.96 * sigma_pop / 0.01) ** 2)} seeds for every candidate.", ""]
         pairs = [(a, b) for a, b in WHICH_HALF if a in acc_f.index and b in acc_f.index]
         if pairs and sig_f:
             hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])

@@ -42,6 +42,7 @@ def test_smoke_writes_csv_and_readout(zoo_smoke: Path) -> None:
     text = (out / "zoo.md").read_text()
     assert "Noise floor" in text and "percentile" in text and "Proxy fidelity" in text
     assert "tells 1 pt from none" in text and "comparisons tell a 1-point difference" in text
+    assert "What sets the width of the 'vs random median' intervals" in text
     assert (out / "zoo_acc_vs_params.png").exists()
     # resuming reads every unit from the cache: no training line in the log
     r2 = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
