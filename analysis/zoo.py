@@ -572,7 +572,7 @@ def write_meta(out: Path, p: Protocol, cache: Path, command: str, started: str, 
     prev = out / "zoo-meta.json"
     if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
         old = json.loads(prev.read_text())
-        if old.get("protocol") == meta["protocol"]:
+        if old.get("protocol") == json.loads(json.dumps(meta["protocol"])):  # as JSON: tuples read back as lists
             meta["sessions"] = [x for x in old.get("sessions", []) if x.get("started") != started or x["command"] != command]
     meta.setdefault("sessions", [])
     meta["sessions"].append({"command": command, "started": started, "wall_s": None if wall is None else round(wall, 1),
@@ -1010,9 +1010,9 @@ def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: A
     cheap = f[f["proxy"] == "cheap"]
     cheap0 = cheap[cheap["seed"] == fseed].set_index("candidate")["test_acc"]
     cheapm = cheap.groupby("candidate")["test_acc"].mean()
-    seeds = sorted(set(main["seed"]))
     ref = main.pivot_table(index="candidate", columns="seed", values="test_acc")
-    ref = ref[[s for s in prot.get("seeds", seeds) if s in ref.columns]].dropna().mean(axis=1)
+    ref_seeds = [s for s in ref.columns if ref[s].notna().all()]  # planned seeds may not all be trained
+    ref = ref[ref_seeds].mean(axis=1)
     common = [c for c in today.index if c in cheap0.index and c in ref.index]
     if len(common) < 4:
         return lines + [f"Only {len(common)} candidates have all three runs so far.", ""]
@@ -1032,7 +1032,7 @@ def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: A
     winner = "the width proxy" if rb[0] > ra[0] else "today's proxy" if ra[0] > rb[0] else "neither"
     lines += [
         f"{len(common)} probe-independent candidates (paper and randoms), seed {fseed}. Reference: the main run "
-        f"({label(prot.get('main', {}))}), mean of seeds {prot.get('seeds')}. (a) today's proxy: {label(prot.get('today', {}))}. "
+        f"({label(prot.get('main', {}))}), mean of seeds {ref_seeds}. (a) today's proxy: {label(prot.get('today', {}))}. "
         f"(b) the cheap width proxy (the zoo v1 main proxy): {label(prot.get('cheap', {}))}. Each costs about what "
         "today's does. Spearman against the reference, 95% bootstrap interval over candidates:", "",
         "| proxy | Spearman vs reference [95% CI] |", "| --- | --- |",
