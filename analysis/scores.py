@@ -190,8 +190,8 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
                   f"{r['score']} ({r['spearman'][0]:+.2f}, {r['spearman'][0] - params:+.2f} over params; interval "
                   f"{_iv(r['spearman'])})" for r in beat) + ".") if beat else
                   "No training-free score beats it."),
-              f"Best untrained score here: **{best['score']}** (Spearman {_iv(best['spearman'])}). Within one MAC "
-              "budget MACs carry no signal by construction.", "",
+              f"Best untrained score here: **{best['score']}** (Spearman {_iv(best['spearman'])}). Every candidate is fitted "
+              "to 90-100% of one MAC budget, so a MAC correlation says where the fit landed, not which shape is better.", "",
               _within_random_line(un), ""]
     # prescreen simulation
     default = best["score"]
