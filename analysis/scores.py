@@ -139,9 +139,8 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     scores = pd.read_csv(out / "scores.csv")
     z = pd.read_csv(zoo_dir / "zoo.csv")
     main = z[z["phase"] == "main"] if "phase" in z.columns else z
-    by_seed = main.pivot_table(index="candidate", columns="seed", values="test_acc")
-    paired = [s for s in by_seed.columns if by_seed[s].notna().all()]
-    acc = by_seed[paired].mean(axis=1)  # seeds every candidate has: the same data subsets for all
+    by_seed, paired = zoo.paired_accuracy(main)
+    acc = by_seed[paired].mean(axis=1)  # the same data subsets for every candidate
     rng = np.random.default_rng(0)
     meta_p = out / "scores-meta.json"
     meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}

@@ -361,6 +361,13 @@ def probe_seed(p: Protocol, cache: Path, log: Any = print) -> tuple[Any, Any, di
 # statistics (pure; unit-tested)
 
 
+def paired_accuracy(main: Any) -> tuple[Any, list[int]]:
+    """Test accuracy per candidate x seed (a DataFrame), and the seeds every candidate has: means and
+    paired comparisons use only those, since a planned seed may not be trained for every candidate yet."""
+    acc = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    return acc, [s for s in acc.columns if acc[s].notna().all()]
+
+
 def percentile_within(value: float, population: Sequence[float]) -> float:
     """Percent of `population` below `value` (ties count half): 0 = worst, 100 = best."""
     pop = np.asarray(population, dtype=float)
@@ -744,10 +751,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         ]
     lines.append("")
     main = df[df["phase"] == "main"] if "phase" in df.columns else df
-    acc = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    acc, seeds_complete = paired_accuracy(main)
     kinds = main.groupby("candidate")["kind"].first()
     params = main.groupby("candidate")["params"].first()
-    seeds_complete = [s for s in acc.columns if acc[s].notna().all()]
     acc_c = acc[seeds_complete].dropna()
     mean = acc_c.mean(axis=1)
     focal = [c for c in acc.index if kinds[c] != "random"]
@@ -1010,8 +1016,7 @@ def _fidelity_section(f: Any, main: Any, out: Path, prot: dict[str, Any], plt: A
     cheap = f[f["proxy"] == "cheap"]
     cheap0 = cheap[cheap["seed"] == fseed].set_index("candidate")["test_acc"]
     cheapm = cheap.groupby("candidate")["test_acc"].mean()
-    ref = main.pivot_table(index="candidate", columns="seed", values="test_acc")
-    ref_seeds = [s for s in ref.columns if ref[s].notna().all()]  # planned seeds may not all be trained
+    ref, ref_seeds = paired_accuracy(main)
     ref = ref[ref_seeds].mean(axis=1)
     common = [c for c in today.index if c in cheap0.index and c in ref.index]
     if len(common) < 4:

@@ -52,6 +52,16 @@ def test_smoke_writes_csv_and_readout(zoo_smoke: Path) -> None:
     assert pd.read_csv(out / "zoo.csv", keep_default_na=False).equals(df)
 
 
+def test_paired_accuracy_keeps_only_the_seeds_every_candidate_has() -> None:
+    main = pd.DataFrame({"candidate": ["a", "a", "a", "b", "b", "c", "c", "c"],
+                         "seed": [0, 1, 2, 0, 2, 0, 1, 2],
+                         "test_acc": [0.5, 0.6, 0.7, 0.4, 0.5, 0.8, 0.8, 0.9]})
+    acc, seeds = zoo.paired_accuracy(main)
+    assert seeds == [0, 2]  # b lacks seed 1: a mean over it would not be paired
+    assert acc.loc["b", 2] == 0.5 and math.isnan(acc.loc["b", 1])
+    assert acc[seeds].mean(axis=1).round(3).to_dict() == {"a": 0.6, "b": 0.45, "c": 0.85}
+
+
 def test_percentile_within() -> None:
     pop = [0.1, 0.2, 0.3, 0.4]
     assert zoo.percentile_within(0.05, pop) == 0
