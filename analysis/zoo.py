@@ -754,7 +754,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     acc, seeds_complete = paired_accuracy(main)
     kinds = main.groupby("candidate")["kind"].first()
     params = main.groupby("candidate")["params"].first()
-    acc_c = acc[seeds_complete].dropna()
+    acc_c = acc[seeds_complete]
     mean = acc_c.mean(axis=1)
     focal = [c for c in acc.index if kinds[c] != "random"]
     fseeds = [s for s in acc.columns if acc.loc[focal, s].notna().all()] if focal else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -176,7 +177,5 @@ def test_a_resumed_run_keeps_every_session(tmp_path: Path) -> None:
     p = zoo.smoke_protocol()
     for started, cmd in (("2026-12-01 03:04", "zoo.py --jobs 2"), ("2026-12-01 05:16", "zoo.py --collect")):
         zoo.write_meta(tmp_path, p, tmp_path, cmd, started, "2026-12-01T03:04:00", None, {}, 2, 1, 10, 5, 5)
-    import json
-
     meta = json.loads((tmp_path / "zoo-meta.json").read_text())
     assert [x["command"] for x in meta["sessions"]] == ["zoo.py --jobs 2", "zoo.py --collect"]
