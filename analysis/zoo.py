@@ -94,6 +94,9 @@ class Protocol:
     # extra seeds for the candidates the questions are about (paper and every hebbian policy): their
     # paired differences get 2 + len(focal_seeds) seeds; the random population keeps `seeds`
     focal_seeds: tuple[int, ...] = (2, 3, 4, 5)
+    # further seeds for single focal candidates, (name, n): that candidate gets every seed below n; a pair
+    # whose seed-wise differences scatter more needs more seeds for the same interval
+    grow: tuple[tuple[str, int], ...] = ()
     main: Proxy = Proxy("width", 0.25, 128, 2, 5000)
     val_images: int = 2000
     test_images: int | None = None  # None: all
@@ -524,7 +527,26 @@ def plan_units(p: Protocol, static: list[Candidate], hebbian: list[Candidate]) -
     units += [Unit("fidelity", "today", p.today, c, p.fidelity_seed) for c in fid]
     units += [Unit("fidelity", "cheap", p.cheap, c, s) for s in p.fidelity_seeds for c in fid]
     units += [Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds[2:] for c in focal]
+    # then `grow`, seed by seed, so that a run stopped early has each grown pair on consecutive seeds
+    have = {(u.cand.name, u.seed) for u in units if u.phase == "main"}
+    target = dict(p.grow)
+    units += [Unit("main", p.main.name, p.main, c, s) for s in range(max(target.values(), default=0))
+              for c in focal if s < target.get(c.name, 0) and (c.name, s) not in have]
     return units
+
+
+def parse_grow(text: str, p: Protocol) -> tuple[tuple[str, int], ...]:
+    """`--grow paper=57,hebbian-default=57` as (name, n) pairs, checked against the focal candidates."""
+    focal = ["paper"] + [f"hebbian-{name}" for name, _ in p.policies]
+    out: dict[str, int] = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ValueError(f"--grow: expected NAME=N, got {item!r}")
+        if name.strip() not in focal:
+            raise ValueError(f"--grow: {name.strip()!r} is not a focal candidate (one of {', '.join(focal)})")
+        out[name.strip()] = int(n)
+    return tuple(out.items())
 
 
 class _Inline:
@@ -1094,6 +1116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
     ap.add_argument("--focal-seeds", type=int, default=None, metavar="N",
                     help="extra seeds for paper and the hebbian policies (the N seeds after --seeds); grows a cached zoo")
+    ap.add_argument("--grow", default="", metavar="NAME=N,...",
+                    help="seeds 0..N-1 for single focal candidates (paper, hebbian-<policy>), trained seed by seed "
+                         "after everything else; grows a cached zoo")
     ap.add_argument("--fidelity", type=int, default=None, help="override the number of fidelity candidates")
     args = ap.parse_args(argv)
     import torch
@@ -1125,6 +1150,11 @@ def main(argv: list[str] | None = None) -> int:
         p = dataclasses.replace(p, focal_seeds=tuple(range(len(p.seeds), len(p.seeds) + args.focal_seeds)))
     if args.fidelity is not None:
         p = dataclasses.replace(p, fidelity_candidates=args.fidelity)
+    if args.grow:
+        try:
+            p = dataclasses.replace(p, grow=parse_grow(args.grow, p))
+        except ValueError as e:
+            ap.error(str(e))
     cache = args.cache or (out / "zoo-cache")
     command = "python analysis/zoo.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 

@@ -179,3 +179,30 @@ def test_a_resumed_run_keeps_every_session(tmp_path: Path) -> None:
         zoo.write_meta(tmp_path, p, tmp_path, cmd, started, "2026-12-01T03:04:00", None, {}, 2, 1, 10, 5, 5)
     meta = json.loads((tmp_path / "zoo-meta.json").read_text())
     assert [x["command"] for x in meta["sessions"]] == ["zoo.py --jobs 2", "zoo.py --collect"]
+
+
+def test_grow_trains_single_focal_candidates_seed_by_seed_after_everything_else() -> None:
+    import dataclasses
+
+    p = dataclasses.replace(zoo.smoke_protocol(), seeds=(0, 1), focal_seeds=(2,),
+                            grow=(("paper", 6), ("hebbian-default", 5)))
+    static = zoo.static_candidates(p)
+    heb = [zoo.Candidate("hebbian-default", "hebbian", static[0].topology),
+           zoo.Candidate("hebbian-split", "hebbian", static[0].topology)]
+    units = zoo.plan_units(p, static, heb)
+    keys = [u.key for u in units]
+    assert len(keys) == len(set(keys))  # a seed already planned (0-2) is not planned twice
+    grown = units[-5:]
+    assert [(u.cand.name, u.seed) for u in grown] == [("paper", 3), ("hebbian-default", 3), ("paper", 4),
+                                                      ("hebbian-default", 4), ("paper", 5)]
+    assert {u.seed for u in units if u.cand.name == "hebbian-split"} == {0, 1, 2}
+    assert {u.seed for u in units if u.cand.kind == "random"} == {0, 1}
+
+
+def test_parse_grow_names_the_bad_item() -> None:
+    p = zoo.smoke_protocol()
+    assert zoo.parse_grow("paper=7, hebbian-split=5", p) == (("paper", 7), ("hebbian-split", 5))
+    with pytest.raises(ValueError, match="random-00"):
+        zoo.parse_grow("random-00=9", p)
+    with pytest.raises(ValueError, match="NAME=N"):
+        zoo.parse_grow("paper:9", p)
