@@ -407,6 +407,53 @@ def paired_diff_to_median(arm: np.ndarray, population: np.ndarray, n_boot: int =
     return point, float(lo), float(hi)
 
 
+def additive_effects(acc: np.ndarray) -> np.ndarray:
+    """Candidate effects mu (C,) of the least-squares fit acc[c, s] = mu[c] + beta[s] over the trained
+    (non-NaN) cells of `acc` (C, S). The seed effects absorb how easy each seed's data is, so a candidate
+    trained on more seeds than the random population is still compared with it on one scale."""
+    x = np.asarray(acc, dtype=float)
+    n_c = x.shape[0]
+    seen = ~np.isnan(x)
+    n = seen.astype(float)
+    y = np.where(seen, x, 0.0)
+    # normal equations of the (C + S)-parameter fit; dropping beta[0] (= 0) fixes the level
+    a = np.block([[np.diag(n.sum(axis=1)), n], [n.T, np.diag(n.sum(axis=0))]])[:, np.r_[0:n_c, n_c + 1:n_c + x.shape[1]]]
+    rhs = np.concatenate([y.sum(axis=1), y.sum(axis=0)])
+    return np.linalg.lstsq(a, rhs, rcond=None)[0][:n_c]
+
+
+def diff_to_median_additive(acc: np.ndarray, arms: Sequence[Sequence[int]], randoms: Sequence[int],
+                            n_boot: int = 4000, rng: np.random.Generator | None = None
+                            ) -> list[tuple[float, float, float]]:
+    """Each arm's effect (the mean of its rows' `additive_effects`) minus the median effect of the random
+    rows, with a bootstrap 95% interval: random candidates resampled, and seeds resampled within each
+    group of seeds that has the same candidates trained (the design stays the same), so each arm's
+    interval comes from its own scatter over its own seeds, not from a pooled sigma."""
+    x = np.asarray(acc, dtype=float)
+    rows_r = np.asarray(randoms, dtype=int)
+    fixed = np.array([i for i in range(x.shape[0]) if i not in set(rows_r.tolist())], dtype=int)
+    pos = {int(r): i for i, r in enumerate(fixed)}  # arm rows are never resampled: their place in the sub-table
+
+    def stats(sub: np.ndarray) -> np.ndarray:
+        mu = additive_effects(sub)
+        med = np.median(mu[len(fixed):])
+        return np.array([np.mean(mu[[pos[r] for r in arm]]) - med for arm in arms])
+
+    point = stats(np.vstack([x[fixed], x[rows_r]]))
+    rng = rng or np.random.default_rng(0)
+    pattern: dict[tuple[bool, ...], list[int]] = {}
+    for j in range(x.shape[1]):
+        pattern.setdefault(tuple(np.isnan(x[:, j])), []).append(j)
+    groups = [np.asarray(g) for g in pattern.values()]
+    boots = np.empty((n_boot, len(arms)))
+    for b in range(n_boot):
+        cols = np.concatenate([rng.choice(g, size=g.size) for g in groups])
+        rows = np.concatenate([fixed, rng.choice(rows_r, size=rows_r.size)])
+        boots[b] = stats(x[rows][:, cols])
+    lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+    return [(float(p_), float(l_), float(h_)) for p_, l_, h_ in zip(point, lo, hi)]
+
+
 def paired_noise(acc: np.ndarray) -> tuple[float, int]:
     """One unit's noise after pairing: the residual sd of candidate + seed effects, and its degrees of
     freedom. `acc` is (candidates, seeds), complete."""
@@ -765,8 +812,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             f"{'all 10,000' if prot['test_images'] is None else prot['test_images']} test images",
             f"- one recipe for all: AdamW lr {prot['lr']:g}, weight decay {prot['weight_decay']:g}, batch {prot['batch_size']}, "
             f"warmup {prot['warmup_epochs']:g} epoch then cosine, aux heads 0.3; seeds planned: {prot['seeds']} for every "
-            f"candidate and {prot.get('focal_seeds', [])} too for paper and the hebbian policies (the seeds trained are "
-            "listed below), paired (seed s gives every candidate the same subset, validation carve, order and init seed)",
+            f"candidate and {prot.get('focal_seeds', [])} too for paper and the hebbian policies"
+            + (", grown further (seeds 0 to n - 1): " + ", ".join(f"{c} {n}" for c, n in prot["grow"]) if prot.get("grow") else "")
+            + " (the seeds trained are listed below), paired (seed s gives every candidate the same subset, validation carve, order and init seed)",
             f"- hebbian seed: GoogLeNet fitted to the budget, narrowed x{m['width']:g}, {prot['seed_epochs']} epochs, "
             f"probed on {meta.get('probe', {}).get('probe_images', '?')} images at {prot['probe_resolution']} px "
             f"(maps {meta.get('probe', {}).get('maps', '?')})",
@@ -781,8 +829,11 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     focal = [c for c in acc.index if kinds[c] != "random"]
     fseeds = [s for s in acc.columns if acc.loc[focal, s].notna().all()] if focal else []
     acc_f = acc.loc[focal, fseeds]
+    more = {c: int(n) for c, n in acc.notna().sum(axis=1).items() if n > len(fseeds) and kinds[c] != "random"}
     lines += [f"Units: {len(main)} rows, {acc.shape[0]} candidates; seeds with every candidate: {seeds_complete}; "
-              f"seeds with paper and every hebbian policy: {fseeds}.", ""]
+              f"seeds with paper and every hebbian policy: {fseeds}"
+              + ("; seeds trained beyond those: " + ", ".join(f"{c} {n}" for c, n in more.items()) if more else "")
+              + ".", ""]
 
     plan = out / "zoo-planning.md"
     if plan.exists():
@@ -830,19 +881,19 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         lines += ["", f"At sigma = {100 * sig[0]:.2f} pt, a +-1 pt half-width takes {need} paired seeds per candidate "
                   f"for one policy against paper, and {need_g} for the mean of the {heb_n} policies against paper "
                   "(`--focal-seeds N` grows the focal seeds of a cached zoo)."]
-    comps = _paired_comparisons(acc_f, kinds)
+    comps = _paired_comparisons(acc, kinds)
     if comps:
-        lines += ["", f"Per pair: the pooled sigma assumes every pair is equally noisy, and the seed-wise differences "
-                  "say otherwise. The paired t interval of each comparison from its own differences over seeds "
-                  f"{fseeds} (S - 1 df) makes no such assumption:", "",
-                  "| comparison | mean difference [95% CI] | sd of the differences | 95% half-width | tells 1 pt from none "
-                  "| seeds for +-1 pt |", "| --- | --- | ---: | ---: | --- | ---: |"]
+        lines += ["", "Per pair: the pooled sigma assumes every pair is equally noisy, and the seed-wise differences "
+                  "say otherwise. The paired t interval of each comparison from its own differences over the seeds "
+                  "both sides have (S - 1 df) makes no such assumption:", "",
+                  "| comparison | seeds S | mean difference [95% CI] | sd of the differences | 95% half-width "
+                  "| tells 1 pt from none | seeds for +-1 pt |", "| --- | ---: | --- | ---: | ---: | --- | ---: |"]
         n_ok = 0
-        for label, dd in comps:
+        for label, dd, ss in comps:
             m, lo, hi = t_interval(dd)
             hw = (hi - lo) / 2
             n_ok += hw <= 0.01
-            lines.append(f"| {label} | {_ci(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
+            lines.append(f"| {label} | {len(ss)} | {_ci(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
                          f"{'yes' if hw <= 0.01 else 'no'} | {seeds_for_paired_t(float(dd.std(ddof=1)), 0.01)} |")
         lines += ["", f"{n_ok} of {len(comps)} comparisons tell a 1-point difference from none (95% half-width at most "
                   "1.00 pt)."]
@@ -853,70 +904,89 @@ def report(out: Path, n_boot: int = 4000) -> Path:
     sigma_pop = sig_all[0] if sig_all else None
     fmean = acc_f.mean(axis=1) if len(fseeds) else mean
     if len(rand) and len(seeds_complete):
+        rows_to_show = heb + (["paper"] if "paper" in acc.index else [])
+        n_seeds = acc.notna().sum(axis=1)
         lines += ["## Hebbian policies against random and hand-set widths", "",
                   f"Random candidates: {len(rand)}; their mean test accuracy over seeds {seeds_complete} ranges "
                   f"{rand.mean(axis=1).min():.4f} to {rand.mean(axis=1).max():.4f}, median {rand.mean(axis=1).median():.4f}.",
                   f"- percentile: share of random candidates with a lower mean test accuracy on seeds {seeds_complete} (ties half);",
-                  f"- vs random median: per seed in {seeds_complete}, the candidate minus the median of the random candidates, "
-                  "averaged; 95% interval by bootstrap over random candidates plus the candidate's own noise "
-                  "(the pooled sigma above);",
-                  f"- vs paper: paired by seed over {fseeds}; 95% interval first from this pair's own seed-wise "
-                  "differences (paired t, S - 1 df), then t(df) * sigma * sqrt(2 / S) with the sigma pooled over "
-                  "paper and the hebbian policies, then the bootstrap over seeds.", "",
-                  f"| candidate | params | test acc, mean of {fseeds} | percentile in random | vs random median [95% CI] "
-                  "| vs paper, paired t [95% CI] | vs paper, pooled sigma | vs paper, seed bootstrap |",
-                  "| --- | ---: | ---: | ---: | --- | --- | --- | --- |"]
-        rows_to_show = heb + (["paper"] if "paper" in acc.index else [])
-        for c in rows_to_show:
+                  "- vs random median (headline): candidate effects from the least-squares fit accuracy = candidate + "
+                  "seed over every main unit (a candidate's extra seeds count; the seed effects beyond the random "
+                  "population's seeds come from the candidates trained there), the candidate's effect minus the "
+                  "median effect of the random candidates; 95% interval by bootstrap over random candidates and, "
+                  "within each group of seeds with the same candidates trained, over seeds (each candidate's own "
+                  "scatter, not a pooled sigma);",
+                  f"- vs random median, v2.3 method: per seed in {seeds_complete}, the candidate minus the median of the "
+                  "random candidates, averaged; 95% interval by bootstrap over random candidates plus the pooled "
+                  "sigma above as the candidate's noise (kept for comparison; it understates the noisiest candidates);",
+                  "- vs paper: paired by seed over the seeds both have (S); 95% interval first from this pair's own "
+                  "seed-wise differences (paired t, S - 1 df), then t(df) * sigma * sqrt(2 / S) with the sigma pooled "
+                  "over paper and the hebbian policies, then the bootstrap over seeds.", "",
+                  f"| candidate | params | test acc, mean of {fseeds} | percentile in random | seeds | vs random median [95% CI] "
+                  "| vs random median, v2.3 method | vs paper: S, paired t [95% CI] | vs paper, pooled sigma "
+                  "| vs paper, seed bootstrap |",
+                  "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
+        names = list(acc.index)
+        arms = [[names.index(c)] for c in rows_to_show] + ([[names.index(c) for c in heb]] if len(heb) > 1 else [])
+        additive = diff_to_median_additive(acc.values, arms, [names.index(c) for c in rand.index], n_boot=n_boot,
+                                           rng=np.random.default_rng(2))
+        for i, c in enumerate(rows_to_show):
             pct = percentile_within(mean[c], rand.mean(axis=1).values) if c in mean.index else float("nan")
             dm = paired_diff_to_median(acc_c.loc[c].values, rand.values, rng=rng, n_boot=n_boot, noise_sd=sigma_pop)
-            cells = [f"| {c} | {int(params[c]):,} | {fmean.get(c, float('nan')):.4f} | {pct:.0f} | {_ci(*dm)} | "]
-            if c != "paper" and "paper" in acc_f.index and sig_f:
-                dd = acc_f.loc[c].values - acc_f.loc["paper"].values
-                hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
-                bs = paired_diff(acc_f.loc[c].values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                cells.append(f"{_ci(*t_interval(dd))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
+            cells = [f"| {c} | {int(params[c]):,} | {fmean.get(c, float('nan')):.4f} | {pct:.0f} | {n_seeds[c]} | "
+                     f"{_ci(*additive[i])} | {_ci(*dm)} | "]
+            dd, ss = pair_diff(acc, c, "paper") if c != "paper" and "paper" in acc.index else (np.zeros(0), [])
+            if len(ss) >= 2 and sig_f:
+                hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1])
+                bs = paired_diff(dd, np.zeros_like(dd), rng=rng, n_boot=n_boot)
+                cells.append(f"{len(ss)}, {_ci(*t_interval(dd))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
                              f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 cells.append("- | - | - |")
             lines.append("".join(cells))
-        if heb:
+        if len(heb) > 1:
             hm = acc_c.loc[heb].mean(axis=0)  # all hebbian policies pooled, per seed
             dm = paired_diff_to_median(hm.values, rand.values, rng=rng, n_boot=n_boot,
                                        noise_sd=None if sigma_pop is None else sigma_pop / math.sqrt(len(heb)))
             line = (f"| all hebbian (mean of {len(heb)} policies) | - | {acc_f.loc[heb].mean(axis=0).mean() if len(fseeds) else hm.mean():.4f} | "
-                    f"{percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | {_ci(*dm)} | ")
-            if "paper" in acc_f.index and sig_f:
-                hf = acc_f.loc[heb].mean(axis=0).values - acc_f.loc["paper"].values
-                hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
-                bs = paired_diff(acc_f.loc[heb].mean(axis=0).values, acc_f.loc["paper"].values, rng=rng, n_boot=n_boot)
-                line += (f"{_ci(*t_interval(hf))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
+                    f"{percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | - | {_ci(*additive[-1])} | {_ci(*dm)} | ")
+            hf, ss = pair_diff(acc, heb, "paper") if "paper" in acc.index else (np.zeros(0), [])
+            if len(ss) >= 2 and sig_f:
+                hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
+                bs = paired_diff(hf, np.zeros_like(hf), rng=rng, n_boot=n_boot)
+                line += (f"{len(ss)}, {_ci(*t_interval(hf))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
                          f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 line += "- | - | - |"
             lines.append(line)
         lines.append("")
+        wide = [(c, additive[i]) for i, c in enumerate(rows_to_show) if (additive[i][2] - additive[i][1]) / 2 > 0.01]
+        lines += ["Headline 'vs random median' intervals above +-1 pt: "
+                  + (", ".join(f"{c} +-{50 * (h - lo):.2f}" for c, (_, lo, h) in wide) if wide else "none") + ".", ""]
         if sigma_pop is not None:
             # the arm only shifts each seed's median, so resampling the randoms gives the same spread for all
             _, lo, hi = paired_diff_to_median(np.zeros(len(seeds_complete)), rand.values, rng=np.random.default_rng(1),
                                               n_boot=n_boot, noise_sd=0.0)
             own = 1.96 * sigma_pop / math.sqrt(len(seeds_complete))
-            lines += [f"What sets the width of the 'vs random median' intervals: resampling the {len(rand)} random "
+            lines += [f"What sets the width of the v2.3 'vs random median' intervals: resampling the {len(rand)} random "
                       f"candidates alone gives +-{100 * (hi - lo) / 2:.2f} pt; the candidate's own noise (sigma "
                       f"{100 * sigma_pop:.2f} pt on {len(seeds_complete)} seeds) +-{100 * own:.2f} pt. The noise part "
-                      f"alone reaches +-1 pt at {math.ceil((1.96 * sigma_pop / 0.01) ** 2)} seeds for every candidate.", ""]
-        pairs = [(a, b) for a, b in WHICH_HALF if a in acc_f.index and b in acc_f.index]
+                      f"alone reaches +-1 pt at {math.ceil((1.96 * sigma_pop / 0.01) ** 2)} seeds for every candidate. "
+                      "The headline intervals replace the pooled sigma with each candidate's own scatter; a noisy "
+                      "candidate's link to the random population runs through the seeds the randoms have, so its "
+                      "extra seeds narrow that interval less than they narrow its paired difference to paper.", ""]
+        pairs = [(a, b) for a, b in WHICH_HALF if a in acc.index and b in acc.index]
         if pairs and sig_f:
-            hw = paired_halfwidth(sig_f[0], len(fseeds), sig_f[1])
-            lines += ["Which half of the derivation matters, paired over seeds " f"{fseeds}" " (paired t interval from the "
-                      "pair's own differences; the pooled-sigma interval after it): "
+            lines += ["Which half of the derivation matters, paired over the seeds both sides have (paired t interval "
+                      "from the pair's own differences; the pooled-sigma interval after it): "
                       "split only keeps the probed GoogLeNet's module widths and takes the branch split from the clusters; "
                       "the full derivation takes module widths from cluster counts too.", ""]
             for a, b in pairs:
-                dd = acc_f.loc[a].values - acc_f.loc[b].values
+                dd, ss = pair_diff(acc, a, b)
+                hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1])
                 what = (" (same module widths, split from the clusters vs the paper's split)" if b == "paper" else
                         " (the seed's module widths vs widths from cluster counts, both split from the clusters)")
-                lines.append(f"- `{a}` - `{b}`{what}: {_ci(*t_interval(dd))}; pooled "
+                lines.append(f"- `{a}` - `{b}`{what}, {len(ss)} seeds: {_ci(*t_interval(dd))}; pooled "
                              f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
                              + ", ".join(f"{100 * v:+.1f}" for v in dd))
             lines.append("")
@@ -998,19 +1068,27 @@ WHICH_HALF = (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "h
               ("hebbian-split", "paper"), ("hebbian-split-partial", "paper"))
 
 
-def _paired_comparisons(acc_f: Any, kinds: Any) -> list[tuple[str, np.ndarray]]:
-    """Seed-wise differences (S,) of every comparison the read-out makes on the focal seeds: each
-    hebbian policy and their mean against paper, and the which-half pairs."""
-    if acc_f.shape[1] < 2 or "paper" not in acc_f.index:
+def pair_diff(acc: Any, a: str | Sequence[str], b: str) -> tuple[np.ndarray, list[int]]:
+    """Seed-wise differences a - b (S,) over the seeds both have (a list of names: their mean, over the
+    seeds all of them have): a grown pair uses every seed it has, not only those every candidate has."""
+    rows = [a] if isinstance(a, str) else list(a)
+    both = acc.loc[rows + [b]]
+    seeds = [s for s in acc.columns if both[s].notna().all()]
+    return both.loc[rows, seeds].mean(axis=0).values - both.loc[b, seeds].values, seeds
+
+
+def _paired_comparisons(acc: Any, kinds: Any) -> list[tuple[str, np.ndarray, list[int]]]:
+    """(label, seed-wise differences, seeds) of every comparison the read-out makes among the focal
+    candidates: each hebbian policy and their mean against paper, and the which-half pairs."""
+    if "paper" not in acc.index:
         return []
-    heb = [c for c in acc_f.index if kinds[c] == "hebbian"]
-    paper = acc_f.loc["paper"].values
-    out = [(f"{c} - paper", acc_f.loc[c].values - paper) for c in heb]
+    heb = [c for c in acc.index if kinds[c] == "hebbian"]
+    pairs: list[tuple[str, Any, str]] = [(f"{c} - paper", c, "paper") for c in heb]
     if len(heb) > 1:
-        out.append((f"mean of {len(heb)} policies - paper", acc_f.loc[heb].mean(axis=0).values - paper))
-    out += [(f"{a} - {b}", acc_f.loc[a].values - acc_f.loc[b].values) for a, b in WHICH_HALF
-            if a in acc_f.index and b in acc_f.index and b != "paper"]
-    return out
+        pairs.append((f"mean of {len(heb)} policies - paper", heb, "paper"))
+    pairs += [(f"{a} - {b}", a, b) for a, b in WHICH_HALF if a in acc.index and b in acc.index and b != "paper"]
+    out = [(label, *pair_diff(acc, a, b)) for label, a, b in pairs]
+    return [x for x in out if len(x[2]) >= 2]
 
 
 def _noise_rows(out: Path, df: Any) -> list[float] | None:

@@ -43,7 +43,8 @@ def test_smoke_writes_csv_and_readout(zoo_smoke: Path) -> None:
     text = (out / "zoo.md").read_text()
     assert "Noise floor" in text and "percentile" in text and "Proxy fidelity" in text
     assert "tells 1 pt from none" in text and "comparisons tell a 1-point difference" in text
-    assert "What sets the width of the 'vs random median' intervals" in text
+    assert "What sets the width of the v2.3 'vs random median' intervals" in text
+    assert "Headline 'vs random median' intervals above +-1 pt" in text and "| vs paper: S, paired t" in text
     assert (out / "zoo_acc_vs_params.png").exists()
     # resuming reads every unit from the cache: no training line in the log
     r2 = subprocess.run([sys.executable, str(ROOT / "analysis" / "zoo.py"), "--smoke", "--out", str(out)],
@@ -206,3 +207,44 @@ def test_parse_grow_names_the_bad_item() -> None:
         zoo.parse_grow("random-00=9", p)
     with pytest.raises(ValueError, match="NAME=N"):
         zoo.parse_grow("paper:9", p)
+
+
+def test_additive_effects_match_row_means_on_a_complete_table_and_see_through_missing_seeds() -> None:
+    rng = np.random.default_rng(0)
+    mu, beta = rng.normal(size=6), rng.normal(size=9)
+    x = mu[:, None] + beta[None, :]
+    full = zoo.additive_effects(x)
+    assert np.allclose(full - full[0], mu - mu[0])
+    x[2:, 4:] = np.nan  # rows 2-5 only on seeds 0-3: without noise the fit still recovers every effect
+    part = zoo.additive_effects(x)
+    assert np.allclose(part - part[0], mu - mu[0])
+    # the plain mean of row 0 over its 9 seeds would be off by the easier or harder seeds 4-8
+    assert abs((np.nanmean(x[0]) - np.nanmean(x[2])) - (mu[0] - mu[2])) > 1e-3
+
+
+def test_diff_to_median_additive_uses_each_arm_own_scatter_and_seeds() -> None:
+    rng = np.random.default_rng(1)
+    n_rand, seeds = 24, 40
+    seed_fx = rng.normal(0, 0.02, size=seeds)
+    rand = 0.77 + rng.normal(0, 0.01, size=(n_rand, 1)) + seed_fx + rng.normal(0, 0.015, size=(n_rand, seeds))
+    quiet = 0.74 + seed_fx + rng.normal(0, 0.01, size=seeds)
+    noisy = 0.74 + seed_fx + rng.normal(0, 0.04, size=seeds)
+    noisy_short = noisy.copy()
+    noisy_short[10:] = np.nan
+    x = np.vstack([quiet, noisy, noisy_short, rand])
+    res = zoo.diff_to_median_additive(x, [[0], [1], [2]], list(range(3, 3 + n_rand)), n_boot=1000,
+                                      rng=np.random.default_rng(2))
+    (pq, lq, hq), (pn, ln, hn), (ps, ls, hs) = res
+    assert lq < pq < hq and ln < pn < hn and ls < ps < hs
+    assert abs(pq - (0.74 - 0.77)) < 0.01  # about 3 points below the random median
+    assert (hn - ln) > 1.5 * (hq - lq)  # the noisy arm's own scatter widens its interval
+    assert (hs - ls) > 1.15 * (hn - ln)  # and fewer seeds widen it further
+    # the random population on seeds 0-12 only, and seeds 13-39 easier by 5 points: the seed effects there
+    # come from the other rows, so the arm is not credited with its easier seeds
+    x[3:, 13:] = np.nan
+    x[:, 13:] += 0.05
+    (pq2, lq2, hq2), *_ = zoo.diff_to_median_additive(x, [[0], [1], [2]], list(range(3, 3 + n_rand)), n_boot=500,
+                                                      rng=np.random.default_rng(2))
+    assert lq2 < pq2 < hq2 and abs(pq2 - (0.74 - 0.77)) < 0.015
+    naive = np.nanmean(x[0]) - np.median(np.nanmean(x[3:], axis=1))
+    assert abs(naive - (0.74 - 0.77)) > 0.02
