@@ -632,11 +632,15 @@ def _probe_task(p: Protocol, cache: Path, threads: int) -> tuple[Any, Any, dict[
     return probe_seed(p, cache, print)
 
 
+GROWTH = ("seeds", "focal_seeds", "grow")  # protocol fields that grow the same zoo: its sessions are kept
+
+
 def write_meta(out: Path, p: Protocol, cache: Path, command: str, started: str, first_start: str, wall: float | None,
                probe_meta: dict[str, Any], jobs: int, threads: int, units_total: int, units_done: int,
                units_trained: int, note: str = "") -> None:
-    """zoo-meta.json: the protocol, and one entry per session (a session that was killed keeps its start
-    with `wall_s` null; `note` records what a person did between sessions, e.g. a stop by hand)."""
+    """zoo-meta.json: the protocol, and one entry per session of the same zoo (more seeds are the same zoo;
+    a session that was killed keeps its start with `wall_s` null; `note` records what a person did
+    between sessions, e.g. a stop by hand)."""
     import torch
 
     first_wall = (dt.datetime.now() - dt.datetime.fromisoformat(first_start)).total_seconds()
@@ -648,7 +652,8 @@ def write_meta(out: Path, p: Protocol, cache: Path, command: str, started: str, 
     prev = out / "zoo-meta.json"
     if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
         old = json.loads(prev.read_text())
-        if old.get("protocol") == json.loads(json.dumps(meta["protocol"])):  # as JSON: tuples read back as lists
+        same = {k: v for k, v in old.get("protocol", {}).items() if k not in GROWTH}
+        if same == {k: v for k, v in json.loads(json.dumps(meta["protocol"])).items() if k not in GROWTH}:
             meta["sessions"] = [x for x in old.get("sessions", []) if x.get("started") != started or x["command"] != command]
     meta.setdefault("sessions", [])
     meta["sessions"].append({"command": command, "started": started, "wall_s": None if wall is None else round(wall, 1),

@@ -180,6 +180,17 @@ def test_a_resumed_run_keeps_every_session(tmp_path: Path) -> None:
         zoo.write_meta(tmp_path, p, tmp_path, cmd, started, "2026-12-01T03:04:00", None, {}, 2, 1, 10, 5, 5)
     meta = json.loads((tmp_path / "zoo-meta.json").read_text())
     assert [x["command"] for x in meta["sessions"]] == ["zoo.py --jobs 2", "zoo.py --collect"]
+    import dataclasses
+
+    grown = dataclasses.replace(p, seeds=(0, 1, 2), grow=(("paper", 9),))  # more seeds: the same zoo
+    zoo.write_meta(tmp_path, grown, tmp_path, "zoo.py --grow paper=9", "2026-12-01 10:06", "2026-12-01T03:04:00",
+                   60.0, {}, 2, 1, 12, 12, 7)
+    meta = json.loads((tmp_path / "zoo-meta.json").read_text())
+    assert [x["command"] for x in meta["sessions"]][-1] == "zoo.py --grow paper=9" and len(meta["sessions"]) == 3
+    other = dataclasses.replace(p, lr=1e-3)  # another recipe is another zoo
+    zoo.write_meta(tmp_path, other, tmp_path, "zoo.py --lr", "2026-12-01 11:00", "2026-12-01T03:04:00",
+                   None, {}, 2, 1, 12, 0, 0)
+    assert len(json.loads((tmp_path / "zoo-meta.json").read_text())["sessions"]) == 1
 
 
 def test_grow_trains_single_focal_candidates_seed_by_seed_after_everything_else() -> None:
