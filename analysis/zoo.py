@@ -12,7 +12,8 @@ sampled) on the width proxy: a uniformly narrowed copy (`Topology.narrowed`) at 
 every Inception module sees maps of at least 4x4 (1/4 width at 128 px: 16/8/4). Seeds are paired:
 seed s gives every candidate the same training subset, validation split, shuffling order and
 initialisation seed. Every candidate gets `seeds`; paper and the hebbian policies (the comparisons the
-zoo exists for) also get `focal_seeds`. Validation accuracy is measured once after training on the
+zoo exists for) also get `focal_seeds`, and `grow` gives single focal candidates the further seeds
+their own noisier pairs need. Validation accuracy is measured once after training on the
 whole validation split, test accuracy on all 10,000 test images.
 
 The fidelity part trains the probe-independent candidates (1 seed) on today's proxy (full width at
@@ -24,6 +25,9 @@ each. Identical topologies share their units.
 
     python analysis/zoo.py --jobs 2              # the CPU protocol (about 2 h on 2 cores)
     python analysis/zoo.py --noise 4 --jobs 2    # noise floor: the paper candidate, 4 seeds
+    python analysis/zoo.py --jobs 2 --seeds 13 --focal-seeds 7 --grow paper=57,hebbian-default=57,\
+        hebbian-partial=54,hebbian-threshold0.7=46,hebbian-split=42,hebbian-exponent0.5=33
+                                                 # the committed zoo (analysis/results; cached units are read)
     python analysis/zoo.py --collect             # CSVs and read-out from the cached units, training nothing
     python analysis/zoo.py --report-only         # rebuild zoo.md and plots from the CSVs
     python analysis/zoo.py --smoke --out /tmp/z  # seconds, schema check (tests)
@@ -885,7 +889,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
         need_g = seeds_for_halfwidth(sig[0] * math.sqrt((1 + 1 / max(heb_n, 1)) / 2), sig[1], 0.01)
         lines += ["", f"At sigma = {100 * sig[0]:.2f} pt, a +-1 pt half-width takes {need} paired seeds per candidate "
                   f"for one policy against paper, and {need_g} for the mean of the {heb_n} policies against paper "
-                  "(`--focal-seeds N` grows the focal seeds of a cached zoo)."]
+                  "(`--focal-seeds N` grows the focal seeds of a cached zoo, `--grow NAME=N` one candidate's)."]
     comps = _paired_comparisons(acc, kinds)
     if comps:
         lines += ["", "Per pair: the pooled sigma assumes every pair is equally noisy, and the seed-wise differences "
