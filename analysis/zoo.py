@@ -26,7 +26,7 @@ each. Identical topologies share their units.
     python analysis/zoo.py --jobs 2              # the CPU protocol (about 2 h on 2 cores)
     python analysis/zoo.py --noise 4 --jobs 2    # noise floor: the paper candidate, 4 seeds
     python analysis/zoo.py --jobs 2 --seeds 13 --focal-seeds 7 --grow paper=57,hebbian-default=57,\
-        hebbian-partial=54,hebbian-threshold0.7=46,hebbian-split=42,hebbian-exponent0.5=33
+        hebbian-partial=63,hebbian-threshold0.7=46,hebbian-split=42,hebbian-exponent0.5=33,hebbian-split-partial=63
                                                  # the committed zoo (analysis/results; cached units are read)
     python analysis/zoo.py --collect             # CSVs and read-out from the cached units, training nothing
     python analysis/zoo.py --report-only         # rebuild zoo.md and plots from the CSVs
