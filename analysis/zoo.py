@@ -435,7 +435,7 @@ def diff_to_median_additive(acc: np.ndarray, arms: Sequence[Sequence[int]], rand
     interval comes from its own scatter over its own seeds, not from a pooled sigma."""
     x = np.asarray(acc, dtype=float)
     rows_r = np.asarray(randoms, dtype=int)
-    fixed = np.array([i for i in range(x.shape[0]) if i not in set(rows_r.tolist())], dtype=int)
+    fixed = np.setdiff1d(np.arange(x.shape[0]), rows_r)
     pos = {int(r): i for i, r in enumerate(fixed)}  # arm rows are never resampled: their place in the sub-table
 
     def stats(sub: np.ndarray) -> np.ndarray:
