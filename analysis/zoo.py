@@ -120,6 +120,14 @@ class Protocol:
     today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
     cheap: Proxy = Proxy("width", 0.25, 112, 2, 2000)  # the zoo v1 main proxy (2 epochs on 2,000 images at 112 px)
     device: str = "cpu"
+    # how a unit trains beyond the recipe above (TrainConfig fields). The committed 2-epoch zoo trained
+    # contiguous, with torch's per-parameter AdamW loop, uncompiled, without augmentation; those values
+    # stay its defaults so its cached units stay valid and reproduce. channels_last None: measured
+    augment: bool = False
+    channels_last: bool | None = False
+    fused: bool = False
+    compile: bool = False
+    curve: bool = False  # validation accuracy on the whole validation split after every epoch
     policies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
         ("default", ()),
         ("split", (("allocation", "split"),)),
@@ -245,7 +253,24 @@ def train_config(p: Protocol, proxy: Proxy, seed: int) -> Any:
 
     return TrainConfig(epochs=proxy.epochs, batch_size=p.batch_size, optimizer="adamw", lr=p.lr,
                        weight_decay=p.weight_decay, warmup_epochs=min(p.warmup_epochs, proxy.epochs - 0.01),
-                       seed=seed, device=p.device)
+                       seed=seed, device=p.device, augment=p.augment, channels_last=p.channels_last,
+                       fused=p.fused, compile=p.compile)
+
+
+LEGACY_RECIPE = {"augment": False, "channels_last": False, "fused": False, "compile": False, "curve": False}
+"""How the committed 2-epoch zoo's units trained; a recipe that differs gets its own cache folder."""
+
+
+def recipe_tag(p: Protocol) -> str:
+    """'' for the committed zoo's recipe, else a short hash of everything a unit's training depends on."""
+    fields = {k: getattr(p, k) for k in LEGACY_RECIPE}
+    if fields == LEGACY_RECIPE:
+        return ""
+    recipe = {**fields, "lr": p.lr, "wd": p.weight_decay, "batch": p.batch_size, "warmup": p.warmup_epochs,
+              "val": p.val_images, "test": p.test_images, "dataset": p.dataset, "device": p.device}
+    import hashlib
+
+    return "-" + hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str, Any]:
@@ -260,16 +285,20 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str,
     small = topology if proxy.width == 1 else topology.narrowed(proxy.width)
     torch.manual_seed(seed)
     model = build(small)
-    # `train` evaluates on the validation split every epoch: hand it a few images, evaluate once after
-    quick = dataclasses.replace(data, val=Split(data.val.x[:32], data.val.y[:32]))
+    # `train` evaluates on the validation split every epoch: the whole split when the learning curve is
+    # recorded (its last point is the unit's validation accuracy), else a few images, evaluated once after
+    quick = data if p.curve else dataclasses.replace(data, val=Split(data.val.x[:32], data.val.y[:32]))
     cfg = train_config(p, proxy, seed)
     t0 = time.perf_counter()
     result = train(model, quick, cfg)
     t1 = time.perf_counter()
     dev = resolve_device(p.device)
-    val_acc = evaluate(model, data.val.x, data.val.y, 256, dev)
+    val_acc = result.val_accuracy if p.curve else evaluate(model, data.val.x, data.val.y, 256, dev)
     test_acc = evaluate(model, data.test.x, data.test.y, 256, dev)
     t2 = time.perf_counter()
+    curve = {"val_curve": [round(r.val_accuracy, 6) for r in result.history],
+             "train_curve": [round(r.train_accuracy, 6) for r in result.history],
+             "epoch_s": [round(r.seconds, 2) for r in result.history]} if p.curve else {}
     return {
         "seed": seed, "proxy": proxy.name, "proxy_label": proxy.label(), "width": proxy.width,
         "resolution": proxy.resolution, "lr": p.lr, "weight_decay": p.weight_decay, "batch_size": p.batch_size,
@@ -280,18 +309,21 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str,
         "proxy_params": small.params(), "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
         "device": result.device, "topology_hash": topology.hash(),
         "final_train_acc": result.history[-1].train_accuracy if result.history else None,
+        **({} if not recipe_tag(p) else {"channels_last": result.channels_last, "fused": p.fused,
+                                          "compile": p.compile, "augment": p.augment}),
+        **curve,
     }
 
 
-def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int) -> Path:
-    tag = f"{proxy.name}-w{proxy.width:g}-r{proxy.resolution}-e{proxy.epochs}-n{proxy.train_images}"
+def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int, recipe: str = "") -> Path:
+    tag = f"{proxy.name}-w{proxy.width:g}-r{proxy.resolution}-e{proxy.epochs}-n{proxy.train_images}{recipe}"
     return cache / tag / f"{topology.hash()}-s{seed}.json"
 
 
 def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0) -> dict[str, Any]:
     """The unit's record: read from the cache, or trained and written atomically (a killed run loses
     only the units in flight). Runs in a worker process when the zoo trains units in parallel."""
-    path = unit_path(cache, proxy, topology, seed)
+    path = unit_path(cache, proxy, topology, seed, recipe_tag(p))
     if path.exists():
         return json.loads(path.read_text())
     if threads:
@@ -656,7 +688,7 @@ def write_meta(out: Path, p: Protocol, cache: Path, command: str, started: str, 
     prev = out / "zoo-meta.json"
     if prev.exists():  # a resumed run: keep the first start and add the wall time of every session
         old = json.loads(prev.read_text())
-        same = {k: v for k, v in old.get("protocol", {}).items() if k not in GROWTH}
+        same = {k: v for k, v in {**LEGACY_RECIPE, **old.get("protocol", {})}.items() if k not in GROWTH}
         if same == {k: v for k, v in json.loads(json.dumps(meta["protocol"])).items() if k not in GROWTH}:
             meta["sessions"] = [x for x in old.get("sessions", []) if x.get("started") != started or x["command"] != command]
     meta.setdefault("sessions", [])
@@ -707,7 +739,7 @@ def run(p: Protocol, out: Path, cache: Path, command: str, log: Any = print, n_b
         def submit(units: list[Unit]) -> None:
             for u in units:
                 order.append(u)
-                if not train_missing and not unit_path(cache, u.proxy, u.cand.topology, u.seed).exists():
+                if not train_missing and not unit_path(cache, u.proxy, u.cand.topology, u.seed, recipe_tag(p)).exists():
                     continue
                 pending[ex.submit(cached_unit, p, cache, u.proxy, u.cand.topology, u.seed, threads)] = u
 

@@ -281,6 +281,25 @@ def batches(
         yield x[sel], y[sel]
 
 
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The usual light augmentation, per image: a random crop of the image padded by 1/8 of its size
+    (edge pixels repeated, so a black border stays black) and a horizontal flip with probability 1/2.
+
+    Offsets and flips are drawn on the CPU from `generator` (reproducible on any device); the result has
+    `x`'s shape and lives on its device.
+    """
+    b, _, h, w = x.shape
+    pad = max(1, round(min(h, w) / 8))
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    oy, ox = (torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device) for _ in range(2))
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = ox[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()  # advanced indexing put channels last: (B, H, W, C)
+
+
 # --------------------------------------------------------------------------- raw loaders
 
 

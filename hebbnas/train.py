@@ -9,7 +9,11 @@ Design points:
 - The objective is CE(main) + aux_weight * sum CE(aux) via `model.forward_with_aux` (the paper's 0.3);
   evaluation uses the plain inference graph `model(x)` in eval mode.
 - Cosine learning rate per step with optional linear warmup.
-- On CUDA: bf16 autocast and channels_last for model and inputs. On CPU: float32, and the thread
+- Speed: the memory format (channels_last or contiguous) is whichever measures faster for this network
+  on this device (`hebbnas.speed`), unless the config fixes it; the optimizer uses torch's fused kernel;
+  `compile=True` runs the training forward through `torch.compile` (opt-in: its compile time pays off
+  only for long runs, see analysis/bench_proxy.py). Evaluation runs under `torch.inference_mode` in the
+  model's own memory format. On CUDA: bf16 autocast. On CPU: float32, and the thread
   count is the caller's. Where processes share cores (parallel trials, CI), give each
   `torch.set_num_threads(<cores it owns>)`: oversubscribed OpenMP threads slowed this loop >5x.
 - A non-finite loss raises `HebbnasError("training diverged: ...")` so a search can mark the trial failed.
@@ -30,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hebbnas.data import Dataset, batches
+from hebbnas.data import Dataset, augment, batches
 from hebbnas.errors import HebbnasError
 from hebbnas.progress_bar import bar
+from hebbnas.speed import is_channels_last, prefers_channels_last
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 _CHECK_EVERY = 20  # steps between host syncs that check the running loss is finite
@@ -60,10 +65,17 @@ class TrainConfig:
         aux_weight: weight of each auxiliary head's loss (0.3 in the paper); 0 ignores them.
         warmup_epochs: linear warmup length in epochs (fractions allowed), then cosine to 0.
         grad_clip: clip the global gradient norm to this value; None disables clipping.
+        augment: random crop (padding 1/8 of the size) and horizontal flip per training image
+            (`hebbnas.data.augment`), drawn from the epoch's seed.
         seed: seeds shuffling and dropout, per epoch (see the module docstring).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         amp: bf16 autocast on CUDA (no effect on CPU).
-        channels_last: channels_last memory format on CUDA (no effect on CPU).
+        channels_last: memory format of model and inputs: True channels_last, False contiguous, None
+            whichever a short measurement of this network on this device finds faster (`hebbnas.speed`).
+        fused: the optimizer's fused kernel (one pass over all parameters); False is torch's loop over
+            parameters (the recipe of runs before fused kernels were used: same maths, other rounding).
+        compile: `torch.compile` the training forward (and so its backward). Costs compile time once
+            per network (minutes on 2 CPU cores), pays only for long runs.
         eval_batch_size: batch size for validation/test evaluation.
     """
 
@@ -78,10 +90,13 @@ class TrainConfig:
     aux_weight: float = 0.3
     warmup_epochs: float = 0.3
     grad_clip: float | None = None
+    augment: bool = False
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    channels_last: bool = True
+    channels_last: bool | None = None
+    fused: bool = True
+    compile: bool = False
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -158,6 +173,7 @@ class TrainResult:
     stopped_early: bool  # True when `on_epoch` asked to stop
     seconds: float
     device: str
+    channels_last: bool = False  # the memory format the run used (measured when the config left it open)
 
     @property
     def epochs_run(self) -> int:
@@ -207,12 +223,8 @@ def train(
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     use_amp = on_cuda and cfg.amp
-    channels_last = on_cuda and cfg.channels_last
 
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-
     train_x, train_y = (_to_device(t, device) for t in dataset.train)
     val_x, val_y = (_to_device(t, device) for t in dataset.val)
     n_train = int(train_y.shape[0])
@@ -220,6 +232,15 @@ def train(
         raise HebbnasError(f"dataset {dataset.name} has an empty train split")
     drop_last = n_train > cfg.batch_size
     steps_per_epoch = n_train // cfg.batch_size if drop_last else 1
+
+    channels_last = cfg.channels_last
+    if channels_last is None:
+        sample = train_x[: min(cfg.batch_size, n_train)].contiguous()
+        channels_last = prefers_channels_last(model, sample, lambda m, x: _step_loss(m, x, cfg, use_amp))
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    forward = _forward_with_aux if cfg.aux_weight else _forward_only
+    if cfg.compile:
+        forward = _compiled(model, forward)
 
     optimizer = _make_optimizer(model, cfg)
     scheduler = _make_scheduler(optimizer, cfg, steps_per_epoch)
@@ -237,6 +258,7 @@ def train(
         epoch_seed = _epoch_seed(cfg.seed, epoch)
         torch.manual_seed(epoch_seed)  # dropout masks (all devices)
         shuffle_gen = torch.Generator().manual_seed(epoch_seed)
+        augment_gen = torch.Generator().manual_seed(epoch_seed + 1)
 
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -246,10 +268,12 @@ def train(
             batches(train_x, train_y, cfg.batch_size, shuffle=True, generator=shuffle_gen, drop_last=drop_last),
             enabled=progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
         )):
+            if cfg.augment:
+                xb = augment(xb, augment_gen)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, aux = _forward_with_aux(model, xb) if cfg.aux_weight else (model(xb), [])
+                logits, aux = forward(model, xb)
             if step == 0 and epoch == first:
                 _check_classes(logits, dataset)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
@@ -270,7 +294,7 @@ def train(
             if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
                 _check_finite(float(loss_sum), epoch)
 
-        val_acc = evaluate(model, val_x, val_y, cfg.eval_batch_size, device, amp=cfg.amp, channels_last=channels_last)
+        val_acc = evaluate(model, val_x, val_y, cfg.eval_batch_size, device, amp=cfg.amp)
         result = EpochResult(
             epoch=epoch,
             train_loss=float(loss_sum) / max(seen, 1),
@@ -291,7 +315,7 @@ def train(
         best = max(history, key=lambda r: r.val_accuracy)
         best_val, best_epoch = best.val_accuracy, best.epoch
     else:  # nothing left to run (resumed at or past the last epoch): report the model as it is
-        last_val = evaluate(model, val_x, val_y, cfg.eval_batch_size, device, amp=cfg.amp, channels_last=channels_last)
+        last_val = evaluate(model, val_x, val_y, cfg.eval_batch_size, device, amp=cfg.amp)
         best_val, best_epoch = last_val, -1
     return TrainResult(
         history=tuple(history),
@@ -301,10 +325,11 @@ def train(
         stopped_early=stopped,
         seconds=time.perf_counter() - t_run,
         device=str(device),
+        channels_last=bool(channels_last),
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -313,14 +338,14 @@ def evaluate(
     device: str | torch.device = "auto",
     *,
     amp: bool = True,
-    channels_last: bool = True,
     progress: bool = False,
     desc: str = "evaluating",
 ) -> float:
     """Top-1 accuracy of `model(x)` in eval mode (also for the test split); restores the model's mode.
 
-    The model is moved to `device`; on CUDA the inputs are bf16-autocast when `amp` and channels_last
-    when `channels_last` (match how the model was trained for speed; results do not depend on it).
+    The model is moved to `device`; the inputs follow the model's memory format (`train` leaves a model
+    in the one it measured faster), and on CUDA they are bf16-autocast when `amp`. Results do not
+    depend on either beyond rounding.
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     n = int(y.shape[0])
@@ -330,12 +355,13 @@ def evaluate(
     was_training = model.training
     model.to(dev)
     model.eval()
+    channels_last = is_channels_last(model)
     x, y = _to_device(x, dev), y.to(dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
     try:
         for xb, yb in bar(batches(x, y, batch_size), enabled=progress, total=-(-n // batch_size), desc=desc,
                           unit="batch"):
-            if on_cuda and channels_last:
+            if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_cuda and amp):
                 logits = model(xb)
@@ -355,6 +381,27 @@ def _forward_with_aux(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, 
         return model(x), []
     logits, aux = fwa(x)
     return logits, list(aux)
+
+
+def _forward_only(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Main logits only (aux weight 0: the aux heads are not run at all)."""
+    return model(x), []
+
+
+Forward = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def _compiled(model: nn.Module, forward: Forward) -> Forward:
+    """`forward` through `torch.compile` (one graph per network; the training batch shape is fixed)."""
+    compiled = torch.compile(lambda x: forward(model, x), dynamic=False)
+    return lambda _model, x: compiled(x)
+
+
+def _step_loss(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, use_amp: bool) -> torch.Tensor:
+    """A training step's forward as a scalar, for measuring the memory format (labels do not matter)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits, aux = (_forward_with_aux if cfg.aux_weight else _forward_only)(model, x)
+    return logits.float().sum() + sum(a.float().sum() for a in aux)
 
 
 def _check_classes(logits: torch.Tensor, dataset: Dataset) -> None:
@@ -393,9 +440,11 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    fused = cfg.fused or None  # None (not False): torch's own default implementation
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               fused=fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
 
 
 def _make_scheduler(

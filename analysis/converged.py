@@ -1,0 +1,443 @@
+"""The converged protocol (issue 22): does the zoo's verdict hold when the networks are trained to convergence?
+
+The 2-epoch zoo (analysis/zoo.py) ranks how fast a network starts to learn: there the paper's widths
+reach 0.78 test accuracy. This protocol trains twelve of the zoo's candidates long enough that the
+paper's widths reach at least 0.89, with everything else as in the zoo: the same candidates (the same
+fitted topologies: the hebbian ones are derived from the zoo's cached probe), the same budget (3e8 MACs
+at 3x224x224), the same width proxy (1/4 width at 128 px), the same paired seeds and data subsets, one
+fixed recipe (the zoo's AdamW with its cosine schedule, plus random crop and horizontal flip), and the
+same unit cache, training and statistics code (imported from zoo.py, not copied). Only the length of
+training and the augmentation change. Validation accuracy on the whole validation split is recorded
+after every epoch of every unit (the learning curves), so the read-out can also say after how many
+epochs the ranking stops moving (the fidelity curve).
+
+Candidates: paper; the hebbian policies split + partial, split and default (the zoo's best, middle and
+shipped default); eight random candidates spanning the zoo's range by their 13-seed means (the two
+best, the four around the median, the two worst). Paper and the three policies get `focal_seeds`, the
+randoms `seeds`.
+
+    python analysis/converged.py --pilot --epochs 10 --train-images 20000    # the recipe, on paper alone
+    python analysis/converged.py --jobs 2                                    # the run (hours; cached, resumable)
+    python analysis/converged.py --report-only                               # converged.md from converged.csv
+    python analysis/converged.py --smoke --out /tmp/c                        # seconds (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis import zoo  # noqa: E402  (after the path: the script runs from anywhere)
+
+RESULTS = ROOT / "analysis" / "results"
+RANDOMS = ("random-22", "random-15", "random-07", "random-10", "random-21", "random-18", "random-19", "random-13")
+"""The zoo's two best, four around the median and two worst random candidates by 13-seed mean test
+accuracy (analysis/results/zoo.csv, seeds 0-12), in that order; fixed in converged-planning.md."""
+POLICIES = ("split-partial", "split", "default")
+FOCAL = ("paper",) + tuple(f"hebbian-{p}" for p in POLICIES)
+EPOCHS = 10
+TRAIN_IMAGES = 20000
+
+
+def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds: int = 3,
+             compile_: bool = False) -> zoo.Protocol:
+    """The zoo's protocol with the converged recipe: longer training, crop + flip, the learning curve.
+
+    channels_last is fixed (True: measured faster for this network on the 2-core machine), not measured
+    per unit, so every unit of the comparison trains the same way."""
+    base = zoo.cpu_protocol()
+    return dataclasses.replace(
+        base, main=zoo.Proxy("converged", base.main.width, base.main.resolution, epochs, train_images),
+        seeds=(0,), focal_seeds=tuple(range(1, focal_seeds)), grow=(), augment=True, channels_last=True,
+        fused=True, compile=compile_, curve=True,
+        policies=tuple(x for x in base.policies if x[0] in POLICIES))
+
+
+def smoke_protocol() -> zoo.Protocol:
+    p = zoo.smoke_protocol()
+    return dataclasses.replace(p, main=dataclasses.replace(p.main, name="converged", epochs=3), seeds=(0,),
+                               focal_seeds=(1,), augment=True, channels_last=True, fused=True, curve=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# candidates and units
+
+
+def candidates(p: zoo.Protocol, zoo_p: zoo.Protocol, zoo_cache: Path, randoms: Sequence[str]) -> list[zoo.Candidate]:
+    """paper, the hebbian policies (derived from the zoo's own probe: the same topologies), the randoms."""
+    static = {c.name: c for c in zoo.static_candidates(zoo_p)}
+    probed, probe, _ = zoo.probe_seed(zoo_p, zoo_cache)
+    hebbian = {c.name: c for c in zoo.hebbian_candidates(p, probed, probe)}
+    missing = [n for n in randoms if n not in static]
+    if missing:
+        raise SystemExit(f"converged: unknown random candidate(s): {', '.join(missing)}")
+    return [static["paper"], *(hebbian[f"hebbian-{n}"] for n, _ in p.policies), *(static[n] for n in randoms)]
+
+
+def plan_units(p: zoo.Protocol, cands: list[zoo.Candidate]) -> list[zoo.Unit]:
+    """Seed by seed: every candidate on `seeds`, then paper and the policies on each focal seed in turn."""
+    units = [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.seeds for c in cands]
+    return units + [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds for c in cands
+                    if c.kind != "random"]
+
+
+def run(p: zoo.Protocol, cands: list[zoo.Candidate], out: Path, cache: Path, command: str, jobs: int, threads: int,
+        csv_name: str = "converged.csv", log: Any = print) -> list[dict[str, Any]]:
+    """Train (or read) every planned unit, `jobs` at a time; rewrite the CSV as units finish."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    units = plan_units(p, cands)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    t0 = time.time()
+
+    def flush() -> None:
+        ordered = [rows[(u.cand.name, u.seed)] for u in units if (u.cand.name, u.seed) in rows]
+        df = pd.DataFrame(ordered)
+        for col in ("val_curve", "train_curve", "epoch_s"):
+            if col in df.columns:
+                df[col] = df[col].map(json.dumps)
+        tmp = out / f".{csv_name}.tmp"
+        df.to_csv(tmp, index=False)
+        tmp.replace(out / csv_name)
+
+    log(f"converged: {len(units)} units ({p.main.label()}), {jobs} job(s) x {threads} thread(s), cache {cache}")
+    with zoo.executor(jobs) as ex:
+        pending = {ex.submit(zoo.cached_unit, p, cache, u.proxy, u.cand.topology, u.seed, threads): u for u in units}
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in finished:
+                u = pending.pop(f)
+                rec = f.result()
+                rows[(u.cand.name, u.seed)] = zoo.unit_row(u.cand, rec, "main", p.main.label())
+                if rec.get("trained_now"):
+                    log(f"  {u.cand.name:24s} seed {u.seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
+                        f"train {rec['final_train_acc']:.4f} ({rec['unit_s']:.0f} s) [{len(rows)} done, "
+                        f"{len(pending)} left]")
+            flush()
+    log(f"converged: {len(rows)} units in {(time.time() - t0) / 60:.1f} min")
+    return [rows[(u.cand.name, u.seed)] for u in units]
+
+
+def write_meta(out: Path, p: zoo.Protocol, command: str, started: str, wall: float, jobs: int, threads: int,
+               units: int, name: str = "converged-meta.json") -> None:
+    """The protocol, the code commit and one entry per session (a resumed run keeps the earlier ones)."""
+    import torch
+
+    path = out / name
+    old = json.loads(path.read_text()) if path.exists() else {}
+    sessions = old.get("sessions", []) if old.get("protocol") == json.loads(json.dumps(p.to_dict())) else []
+    sessions.append({"command": command, "started": started, "wall_s": round(wall, 1), "jobs": jobs,
+                     "threads": threads, "units": units, "commit": _commit()})
+    meta = {"protocol": p.to_dict(), "torch": torch.__version__, "sessions": sessions}
+    path.write_text(json.dumps(meta, indent=1))
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (pure; unit-tested)
+
+
+def fidelity_curve(curves: Any, final: Any) -> list[float]:
+    """Spearman between the candidates' ranking by mean validation accuracy after each epoch and their
+    final ranking (mean test accuracy). `curves` is (candidates, epochs), `final` (candidates,)."""
+    c = np.asarray(curves, dtype=float)
+    return [zoo.spearman(c[:, e], final) for e in range(c.shape[1])]
+
+
+def first_epoch_above(values: Sequence[float], level: float = 0.8) -> int | None:
+    """The first epoch (1-based) whose value exceeds `level` and stays above it for every later epoch."""
+    ok = [v > level for v in values]
+    for e in range(len(ok)):
+        if all(ok[e:]):
+            return e + 1
+    return None
+
+
+def verdict(zoo_d: float, lo: float, hi: float) -> str:
+    """What became of a zoo difference `zoo_d` (significant there) at convergence: converged difference
+    interval [lo, hi]. holds: same sign, interval excludes 0 and contains or exceeds the zoo's size;
+    shrinks: same sign, excludes 0, smaller than the zoo's; vanishes: interval contains 0; flips:
+    excludes 0 on the other side."""
+    if lo <= 0 <= hi:
+        return "vanishes (interval contains 0)"
+    if (lo > 0) != (zoo_d > 0):
+        return "flips"
+    return "holds" if abs(hi if zoo_d > 0 else lo) >= abs(zoo_d) else "shrinks"
+
+
+# ---------------------------------------------------------------------------------------------
+# read-out
+
+
+def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "converged") -> Path:
+    """converged.md and its plots from converged.csv (and the zoo's zoo.csv for the comparison)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
+    meta = json.loads((out / f"{name}-meta.json").read_text()) if (out / f"{name}-meta.json").exists() else {}
+    prot = meta.get("protocol", {})
+    acc, _ = zoo.paired_accuracy(df)
+    kinds = df.groupby("candidate")["kind"].first()
+    order = [c for c in dict.fromkeys(df["candidate"])]
+    acc = acc.loc[order]
+    randoms = [c for c in order if kinds[c] == "random"]
+    focal = [c for c in order if kinds[c] != "random"]
+    lines = [f"# {'The converged protocol' if name == 'converged' else name}: the zoo's candidates trained to convergence", ""]
+    for s in meta.get("sessions", []):
+        lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, {s['units']} units, "
+                     f"{s['jobs']} job(s) x {s['threads']} thread(s), code at {s['commit']}")
+    if prot:
+        m = prot["main"]
+        lines += [f"- torch {meta.get('torch', '?')}; dataset {prot['dataset']}; budget {prot['budget']:.3g} MACs at "
+                  f"{'x'.join(map(str, prot['deploy_input']))}; width proxy x{m['width']:g} at {m['resolution']} px; "
+                  f"{m['epochs']} epochs on {m['train_images']} training images; {prot['val_images']} validation and "
+                  f"{'all 10,000' if prot['test_images'] is None else prot['test_images']} test images",
+                  f"- one recipe: AdamW lr {prot['lr']:g}, weight decay {prot['weight_decay']:g}, batch "
+                  f"{prot['batch_size']}, warmup {prot['warmup_epochs']:g} epoch then cosine to 0, aux heads 0.3, "
+                  f"augmentation {'random crop (pad 1/8) + horizontal flip' if prot.get('augment') else 'none'}, "
+                  f"channels_last {prot.get('channels_last')}, fused AdamW {prot.get('fused')}, compile "
+                  f"{prot.get('compile')}; paired seeds (seed s: same subset, validation carve, order, init)"]
+    plan = out / f"{name}-planning.md"
+    if plan.exists():
+        lines += ["", plan.read_text().strip()]
+    lines += ["", "## Accuracy at convergence", "",
+              "| candidate | kind | seeds | test acc (mean) | sd | final train acc | zoo test acc (13 seeds) |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    zoo_means = _zoo_means(zoo_dir)
+    train_final = df.groupby("candidate")["final_train_acc"].mean()
+    for c in order:
+        a = acc.loc[c].dropna()
+        lines.append(f"| {c} | {kinds[c]} | {a.size} | {a.mean():.4f} | "
+                     f"{a.std(ddof=1) if a.size > 1 else float('nan'):.4f} | {train_final[c]:.4f} | "
+                     f"{zoo_means.get(c, float('nan')):.4f} |")
+    paper = acc.loc["paper"].dropna() if "paper" in acc.index else None
+    if paper is not None:
+        lines += ["", f"Paper's widths: mean test accuracy **{paper.mean():.4f}** over {paper.size} seed(s) "
+                  f"(the protocol asks for at least 0.89)."]
+
+    # each policy vs paper, paired t; vs the random median, additive fit with bootstrap
+    rng = np.random.default_rng(0)
+    zoo_vs_paper = _zoo_paper_diffs(zoo_dir)
+    lines += ["", "## Each hebbian policy against paper and the random candidates", "",
+              "| policy | vs paper, paired t [95%] (seeds) | zoo vs paper | what became of it | percentile among the "
+              "randoms | vs random median [95%] |", "| --- | --- | --- | --- | ---: | --- |"]
+    heb = [c for c in focal if kinds[c] == "hebbian"]
+    arms = [[order.index(c)] for c in heb + (["paper"] if "paper" in order else [])]
+    rows_r = [order.index(c) for c in randoms]
+    to_median = zoo.diff_to_median_additive(acc.values, arms, rows_r, n_boot=n_boot, rng=rng) if len(randoms) >= 2 \
+        else [(math.nan,) * 3] * len(arms)
+    rmeans = acc.loc[randoms].mean(axis=1).values if randoms else np.array([])
+    for i, c in enumerate(heb + ["paper"]):
+        if c not in acc.index:
+            continue
+        pct = zoo.percentile_within(float(acc.loc[c].mean()), rmeans) if rmeans.size else math.nan
+        med = to_median[i]
+        vs_median = zoo._ci(*med) if not math.isnan(med[0]) else "-"
+        if c == "paper":
+            lines.append(f"| paper | - | - | - | {pct:.0f} | {vs_median} |")
+            continue
+        d, seeds = zoo.pair_diff(acc, c, "paper")
+        if d.size >= 2:
+            t = zoo.t_interval(d)
+            zd = zoo_vs_paper.get(c)
+            lines.append(f"| {c} | {zoo._ci(*t)} ({d.size}) | {'-' if zd is None else f'{100 * zd:+.2f} pt'} | "
+                         f"{'-' if zd is None else verdict(zd, t[1], t[2])} | {pct:.0f} | {vs_median} |")
+        else:
+            lines.append(f"| {c} | needs 2 paired seeds (has {d.size}) | - | - | {pct:.0f} | {vs_median} |")
+    lines += ["", "Vs paper: mean of the seed-wise differences with the t interval from their own scatter. Vs the "
+              "random median: candidate effects from an additive candidate + seed fit over every unit, minus the "
+              "median random effect; bootstrap over random candidates and, within each group of seeds with the "
+              "same candidates, over seeds (zoo.py's `diff_to_median_additive`). The randoms have one seed each, "
+              "so their own noise is inside the spread of the population, not removed from it."]
+
+    # zoo -> converged
+    lines += ["", "## Does the zoo rank like convergence?", ""]
+    means = acc.mean(axis=1)
+    common = [c for c in order if c in zoo_means]
+    if len(common) >= 4:
+        r_all = zoo.spearman_boot([zoo_means[c] for c in common], [means[c] for c in common], n_boot=n_boot, rng=rng)
+        rr = [c for c in common if kinds[c] == "random"]
+        r_rand = zoo.spearman_boot([zoo_means[c] for c in rr], [means[c] for c in rr], n_boot=n_boot, rng=rng) \
+            if len(rr) >= 4 else (math.nan,) * 3
+        lines += [f"Spearman between the zoo's 13-seed mean test accuracy and the converged mean: all {len(common)} "
+                  f"candidates **{r_all[0]:+.2f}** [{r_all[1]:+.2f}, {r_all[2]:+.2f}]; the {len(rr)} randoms alone "
+                  f"**{r_rand[0]:+.2f}** [{r_rand[1]:+.2f}, {r_rand[2]:+.2f}] (bootstrap over candidates, 95%)."]
+
+    # fidelity curve
+    curves = df.assign(vc=df["val_curve"].map(json.loads)).groupby("candidate")["vc"].apply(
+        lambda s: np.mean(np.vstack(s.tolist()), axis=0)).loc[order]
+    cmat = np.vstack(curves.values)
+    fid = fidelity_curve(cmat, means.loc[order].values)
+    e80 = first_epoch_above(fid, 0.8)
+    lines += ["", "## The fidelity curve: how early does the ranking settle?", "",
+              "Spearman between the candidates' ranking by mean validation accuracy after epoch e (of the same "
+              "cosine run, so early epochs also ran at a higher learning rate than a run of e epochs would end "
+              "with) and the final ranking by mean test accuracy:", "",
+              "| epoch | " + " | ".join(str(e + 1) for e in range(len(fid))) + " |",
+              "| --- | " + " | ".join("---:" for _ in fid) + " |",
+              "| Spearman | " + " | ".join(f"{v:+.2f}" for v in fid) + " |", "",
+              f"First epoch from which it stays above 0.8: **{e80 if e80 is not None else 'none'}** of {len(fid)}."]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    for c, row in zip(order, cmat):
+        ax[0].plot(range(1, row.size + 1), row, color={"paper": "k", "hebbian": "tab:red"}.get(kinds[c], "tab:gray"),
+                   lw=1.8 if kinds[c] != "random" else 0.8, label=c if kinds[c] != "random" else None)
+    ax[0].set(xlabel="epoch", ylabel="validation accuracy (mean over seeds)", title="learning curves")
+    ax[0].legend(fontsize=7)
+    ax[1].plot(range(1, len(fid) + 1), fid, marker="o")
+    ax[1].axhline(0.8, ls="--", color="gray")
+    ax[1].set(xlabel="epoch", ylabel="Spearman with the final ranking", title="fidelity curve", ylim=(-1, 1))
+    fig.tight_layout()
+    fig.savefig(out / f"{name}_fidelity.png", dpi=110)
+    plt.close(fig)
+    lines += ["", f"![learning curves and fidelity curve]({name}_fidelity.png)"]
+
+    # the stem confound
+    lines += ["", "## The stem confound", ""]
+    pm = df.groupby("candidate")["proxy_macs"].first()
+    if len(randoms) >= 4:
+        r = zoo.spearman_boot(pm.loc[randoms].values, means.loc[randoms].values, n_boot=n_boot, rng=rng)
+        lines.append(f"Fitting gave most random candidates wider stems, so their trained 1/4-width copies carry more "
+                     f"MACs ({pm.loc[randoms].min() / 1e6:.2f}e6 to {pm.loc[randoms].max() / 1e6:.2f}e6) than paper and "
+                     f"the hebbian policies ({pm.loc[focal].min() / 1e6:.2f}e6 to {pm.loc[focal].max() / 1e6:.2f}e6). "
+                     f"Among the randoms here, Spearman(proxy MACs, converged accuracy) = {r[0]:+.2f} "
+                     f"[{r[1]:+.2f}, {r[2]:+.2f}]." + _zoo_stem_line(zoo_dir))
+    text = "\n".join(lines) + "\n"
+    path = out / f"{name}.md"
+    path.write_text(text)
+    return path
+
+
+def _zoo_main(zoo_dir: Path) -> Any:
+    import pandas as pd
+
+    f = zoo_dir / "zoo.csv"
+    if not f.exists():
+        return None
+    z = pd.read_csv(f, keep_default_na=False)
+    return z[z["phase"] == "main"] if "phase" in z.columns else z
+
+
+def _zoo_means(zoo_dir: Path) -> dict[str, float]:
+    """Each zoo candidate's mean test accuracy over the seeds every candidate has (13 in the committed zoo)."""
+    z = _zoo_main(zoo_dir)
+    if z is None:
+        return {}
+    acc, seeds = zoo.paired_accuracy(z)
+    return acc[seeds].mean(axis=1).to_dict()
+
+
+def _zoo_paper_diffs(zoo_dir: Path) -> dict[str, float]:
+    """Each zoo policy's mean paired difference to paper, over the seeds both have."""
+    z = _zoo_main(zoo_dir)
+    if z is None:
+        return {}
+    acc = z.pivot_table(index="candidate", columns="seed", values="test_acc")
+    return {c: float(zoo.pair_diff(acc, c, "paper")[0].mean()) for c in acc.index
+            if c.startswith("hebbian-") and "paper" in acc.index}
+
+
+def _zoo_stem_line(zoo_dir: Path) -> str:
+    z = _zoo_main(zoo_dir)
+    if z is None:
+        return ""
+    acc, seeds = zoo.paired_accuracy(z)
+    mean = acc[seeds].mean(axis=1)
+    rnd = z[z["kind"] == "random"].groupby("candidate")["proxy_macs"].first()
+    r = zoo.spearman(rnd.values, mean.loc[rnd.index].values)
+    base = rnd.min()
+    narrow, wide = mean.loc[rnd.index[rnd == base]], mean.loc[rnd.index[rnd > base]]
+    return (f" In the zoo's 24 randoms (13 seeds each), Spearman(proxy MACs, accuracy) = {r:+.2f}; the "
+            f"{narrow.size} with paper's stem average {narrow.mean():.4f}, the {wide.size} with wider stems "
+            f"{wide.mean():.4f}.")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="seconds-long schema check (digits, tiny everything)")
+    ap.add_argument("--pilot", action="store_true", help="train the paper candidate alone (choosing the recipe)")
+    ap.add_argument("--report-only", action="store_true", help="rebuild converged.md from converged.csv in --out")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--train-images", type=int, default=TRAIN_IMAGES)
+    ap.add_argument("--focal-seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 for paper and the policies")
+    ap.add_argument("--seeds", default="0", metavar="S,...", help="with --pilot: the paper's seeds")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (opt-in)")
+    ap.add_argument("--jobs", type=int, default=1, help="units trained in parallel, one process each")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
+    ap.add_argument("--cache", type=Path, default=None, help="unit cache (default <out>/converged-cache)")
+    ap.add_argument("--zoo", type=Path, default=RESULTS, help="the zoo's results folder (its probe and zoo.csv)")
+    args = ap.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1 or args.epochs < 1 or args.train_images < 1 or args.focal_seeds < 1:
+        ap.error("--jobs, --threads, --epochs, --train-images and --focal-seeds must be at least 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = args.out or RESULTS
+    name = "converged-pilot" if args.pilot else "converged"
+    if args.report_only:
+        print(report(out, args.zoo, name=name).read_text())
+        return 0
+    command = "python analysis/converged.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+    def log(msg: str) -> None:
+        print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    if args.smoke:
+        zoo_p, p, randoms, zoo_cache = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01"), out / "zoo-cache"
+    else:
+        zoo_p = zoo.cpu_protocol()
+        p = protocol(args.epochs, args.train_images, args.focal_seeds, args.compile)
+        randoms, zoo_cache = RANDOMS, args.zoo / "zoo-cache"
+    cache = args.cache or (out / "converged-cache")
+    cands = candidates(p, zoo_p, zoo_cache, randoms)
+    if args.pilot:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        p = dataclasses.replace(p, seeds=seeds, focal_seeds=())
+        cands = cands[:1]
+    started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), time.time()
+    rows = run(p, cands, out, cache, command, args.jobs, args.threads, csv_name=f"{name}.csv", log=log)
+    write_meta(out, p, command, started, time.time() - t0, args.jobs, args.threads, len(rows), name=f"{name}-meta.json")
+    if args.pilot:
+        for r in rows:
+            log(f"pilot {r['candidate']} seed {r['seed']}: test {r['test_acc']:.4f}, train curve "
+                f"{r['train_curve']}, val curve {r['val_curve']}")
+        return 0
+    print(report(out, args.zoo, n_boot=200 if args.smoke else 4000).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
