@@ -55,17 +55,19 @@ EPOCHS = 10
 TRAIN_IMAGES = 20000
 
 
-def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds: int = 3,
+def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds: int = 5, random_seeds: int = 2,
              compile_: bool = False) -> zoo.Protocol:
     """The zoo's protocol with the converged recipe: longer training, crop + flip, the learning curve.
 
+    Seed 0 for every candidate; paper and the policies then get seeds 1 .. focal_seeds - 1, and the
+    randoms seeds 1 .. random_seeds - 1 after them (`grow`, in the zoo's sense: the late seeds).
     channels_last is fixed (True: measured faster for this network on the 2-core machine), not measured
     per unit, so every unit of the comparison trains the same way."""
     base = zoo.cpu_protocol()
     return dataclasses.replace(
         base, main=zoo.Proxy("converged", base.main.width, base.main.resolution, epochs, train_images),
-        seeds=(0,), focal_seeds=tuple(range(1, focal_seeds)), grow=(), augment=True, channels_last=True,
-        fused=True, compile=compile_, curve=True,
+        seeds=(0,), focal_seeds=tuple(range(1, focal_seeds)), grow=(("random", random_seeds),), augment=True,
+        channels_last=True, fused=True, compile=compile_, curve=True,
         policies=tuple(x for x in base.policies if x[0] in POLICIES))
 
 
@@ -91,10 +93,13 @@ def candidates(p: zoo.Protocol, zoo_p: zoo.Protocol, zoo_cache: Path, randoms: S
 
 
 def plan_units(p: zoo.Protocol, cands: list[zoo.Candidate]) -> list[zoo.Unit]:
-    """Seed by seed: every candidate on `seeds`, then paper and the policies on each focal seed in turn."""
+    """Seed by seed: every candidate on `seeds`, then paper and the policies on each focal seed in turn,
+    then the randoms on their further seeds (`grow`: ("random", n) gives them seeds below n)."""
     units = [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.seeds for c in cands]
-    return units + [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds for c in cands
-                    if c.kind != "random"]
+    units += [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds for c in cands if c.kind != "random"]
+    n_random = dict(p.grow).get("random", 0)
+    return units + [zoo.Unit("main", p.main.name, p.main, c, s) for s in range(n_random) for c in cands
+                    if c.kind == "random" and s not in p.seeds]
 
 
 def run(p: zoo.Protocol, cands: list[zoo.Candidate], out: Path, cache: Path, command: str, jobs: int, threads: int,
@@ -391,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="rebuild converged.md from converged.csv in --out")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--train-images", type=int, default=TRAIN_IMAGES)
-    ap.add_argument("--focal-seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 for paper and the policies")
+    ap.add_argument("--focal-seeds", type=int, default=5, metavar="N", help="seeds 0..N-1 for paper and the policies")
+    ap.add_argument("--random-seeds", type=int, default=2, metavar="N",
+                    help="seeds 0..N-1 for the randoms (those after seed 0 train after every focal seed)")
     ap.add_argument("--seeds", default="0", metavar="S,...", help="with --pilot: the paper's seeds")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (opt-in)")
     ap.add_argument("--jobs", type=int, default=1, help="units trained in parallel, one process each")
@@ -419,13 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         zoo_p, p, randoms, zoo_cache = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01"), out / "zoo-cache"
     else:
         zoo_p = zoo.cpu_protocol()
-        p = protocol(args.epochs, args.train_images, args.focal_seeds, args.compile)
+        p = protocol(args.epochs, args.train_images, args.focal_seeds, args.random_seeds, args.compile)
         randoms, zoo_cache = RANDOMS, args.zoo / "zoo-cache"
     cache = args.cache or (out / "converged-cache")
     cands = candidates(p, zoo_p, zoo_cache, randoms)
     if args.pilot:
         seeds = tuple(int(s) for s in args.seeds.split(","))
-        p = dataclasses.replace(p, seeds=seeds, focal_seeds=())
+        p = dataclasses.replace(p, seeds=seeds, focal_seeds=(), grow=())
         cands = cands[:1]
     started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), time.time()
     rows = run(p, cands, out, cache, command, args.jobs, args.threads, csv_name=f"{name}.csv", log=log)
