@@ -1239,6 +1239,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds 0..N-1 for single focal candidates (paper, hebbian-<policy>), trained seed by seed "
                          "after everything else; grows a cached zoo")
     ap.add_argument("--fidelity", type=int, default=None, help="override the number of fidelity candidates")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the training forward (opt-in; another recipe, so its own cache folder)")
     args = ap.parse_args(argv)
     import torch
 
@@ -1269,6 +1271,8 @@ def main(argv: list[str] | None = None) -> int:
         p = dataclasses.replace(p, focal_seeds=tuple(range(len(p.seeds), len(p.seeds) + args.focal_seeds)))
     if args.fidelity is not None:
         p = dataclasses.replace(p, fidelity_candidates=args.fidelity)
+    if args.compile:
+        p = dataclasses.replace(p, compile=True)
     if args.grow:
         try:
             p = dataclasses.replace(p, grow=parse_grow(args.grow, p))

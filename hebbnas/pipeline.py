@@ -56,8 +56,9 @@ def proxy_network(topology: Topology, width: float) -> Topology:
 
 def recipe(space: Space, settings: SearchSettings) -> dict[str, Any]:
     """The training recipe every network of a search shares (TrainConfig fields but epochs and seed):
-    the space's `fixed:` options and the central value of every `train:` knob."""
-    return {**{n: d.default() for n, d in space.train.items()}, **settings.fixed}
+    the space's `fixed:` options, the central value of every `train:` knob, and `--compile`."""
+    return {**{n: d.default() for n, d in space.train.items()}, **settings.fixed,
+            **({"compile": True} if settings.compile else {})}
 
 
 def probe_batches(x: torch.Tensor, batch_size: int = PROBE_BATCH) -> Iterator[torch.Tensor]:

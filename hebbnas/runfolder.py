@@ -46,6 +46,7 @@ BEST_DIR = "best"
 EXPORT_DIR = "export"
 BEST_MODEL = f"{BEST_DIR}/model.pt"
 BEST_METRICS = f"{BEST_DIR}/metrics.json"
+TIMINGS = "timings.json"  # where the search's wall time went, per phase
 BEST_TOPOLOGY = f"{BEST_DIR}/topology.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 """Export format: ``{"topology", "state_dict" (inference), "metrics"}`` (also ``trials/<id>/checkpoint.pt``)."""
@@ -511,6 +512,11 @@ class RunFolder:
         os.replace(tmp, self.path / BEST_MODEL)
         self._write_text(BEST_METRICS, json.dumps(metrics, indent=2))  # last: marks the run complete
 
+    def write_timings(self, timings: Mapping[str, float], wall: float) -> None:
+        """timings.json: wall seconds per phase of this session of the search, and the whole."""
+        self._write_text(TIMINGS, json.dumps({"wall": round(wall, 1), **{k: round(v, 1) for k, v in timings.items()}},
+                                             indent=2))
+
     def print_final(self) -> None:
         p = self.path / BEST_METRICS
         metrics = json.loads(p.read_text()) if p.is_file() else {}
@@ -525,6 +531,10 @@ class RunFolder:
                 f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} at {'x'.join(map(str, metrics['input']))} "
                 f"<= budget {format_budget(metrics['budget'])}, params {metrics['params']:,}")
             self.message(f"run folder: {self.path}  (best/model.pt, best/metrics.json, trials.csv)")
+            t = self.path / TIMINGS
+            if t.is_file():
+                w = json.loads(t.read_text())
+                self.message(f"wall time {w.pop('wall'):.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in w.items()))
             width = float(metrics.get("proxy_width", 1.0))
             if width < 1:
                 self.message(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from hebbnas.errors import HebbnasError
+
+STARTED = time.perf_counter()
+"""About when the command started (its parser is built right after), for the search's wall-time breakdown."""
 
 
 def add_data_options(p: argparse.ArgumentParser, default: str | None = None) -> None:

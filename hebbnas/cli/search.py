@@ -6,15 +6,17 @@ import argparse
 import datetime
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hebbnas.cli.common import add_data_options, add_out_option
+from hebbnas.cli.common import STARTED, add_data_options, add_out_option
 from hebbnas.errors import HebbnasError
 
 SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", "rounds", "strategy", "seed",
-                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width", "prescreen")
+                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width", "prescreen",
+                  "compile")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -47,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default naswot, the best on the zoo) and trains the best-scoring one (default 0: off)")
     s.add_argument("--resume", default=None, metavar="RUN", help="continue the killed or interrupted search in RUN")
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
+    s.add_argument("--compile", action="store_true", default=None, help="torch.compile every training forward "
+                   "(the seed's and each trial's): minutes of compiling per network, so it pays only for long trials")
     s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
                    "RAY_ADDRESS works too. Default: start Ray on this machine")
     s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial = its torch threads (default from the space: 1)")
@@ -75,6 +79,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "budget": args.budget, "strategy": args.strategy, "dataset": args.dataset, "data_dir": args.data_dir,
         "trials": args.trials, "max_epochs": args.epochs, "rounds": args.rounds, "seed": args.seed,
         "width": args.width, "prescreen": args.prescreen, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
+        "compile": args.compile,
     }
 
 
@@ -174,6 +179,7 @@ def _run(plan: Any, folder: Any) -> int:
 
     plan.journal = str(folder.path / OPTUNA_JOURNAL)  # optuna-dashboard RUN/optuna.journal shows it live
     plan.progress = wanted()  # the test evaluation's bar; the seed and trials run as Ray tasks, in Ray's log
+    plan.timings["start (imports, data, Ray)"] = time.perf_counter() - STARTED
     try:
         outcome = run_search(plan, folder)
     except (SearchInterrupted, KeyboardInterrupt) as e:
@@ -181,7 +187,9 @@ def _run(plan: Any, folder: Any) -> int:
         print(f"hebbnas search: interrupted{why}; resume with: hebbnas search --resume {folder.path}",
               file=sys.stderr, flush=True)
         return 130
-    folder.finish(outcome, plan)
+    with plan.timed("best and reports"):
+        folder.finish(outcome, plan)
+    folder.write_timings(plan.timings, time.perf_counter() - STARTED)
     folder.print_final()
     return 0
 

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu or cuda")
     s.add_argument("--seed", type=int, default=0, help="seeds the data split, initialisation and order (default 0)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    s.add_argument("--compile", action="store_true", help="torch.compile the training forward: minutes of compiling "
+                   "once, faster epochs after (pays off for long runs; see docs/benchmarks.md)")
     add_out_option(s, "folder to save model.pt, topology.json and metrics.json in (then: hebbnas export DIR)")
     s.set_defaults(func=cmd_train)
 
@@ -54,7 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         channels=t.in_channels, seed=args.seed, train_subset=args.train_subset, progress=progress)
     t = t.with_classes(data.num_classes)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
-                                    ("optimizer", args.optimizer), ("seed", args.seed), ("device", args.device))
+                                    ("optimizer", args.optimizer), ("seed", args.seed), ("device", args.device),
+                                    ("compile", args.compile or None))
                  if v is not None}
     cfg = TrainConfig(**overrides)
     model = build(t)
@@ -69,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
 
     result = train(model, data, cfg, on_epoch=on_epoch, progress=progress)
-    test_acc = evaluate(model, *data.test, batch_size=cfg.batch_size, device=result.device, progress=progress,
+    test_acc = evaluate(model, *data.test, batch_size=cfg.eval_batch_size, device=result.device, progress=progress,
                         desc="test")
     print(f"val acc {result.val_accuracy:.4f}  test acc {test_acc:.4f}  wall {time.perf_counter() - t0:.1f}s")
     if out is not None:
@@ -78,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                    "mean": list(data.mean), "std": list(data.std), "epochs": result.epochs_run,
                    "train": cfg.to_dict(), "topology_hash": t.hash()}
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in inference_state_dict(model).items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in inference_state_dict(model).items()}
         torch.save({"topology": t.to_dict(), "state_dict": state, "metrics": metrics}, out / "model.pt")
         (out / "topology.json").write_text(t.to_json())
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

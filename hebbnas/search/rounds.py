@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,9 +97,19 @@ class SearchPlan:
     seed_cpus: float = 0.0  # the seed network runs alone before the trials: it may take all their CPUs
     journal: str | None = None  # Optuna JournalStorage file (RUN/optuna.journal); one study per round; None: in memory
     progress: bool = False  # a bar for the driver's own long steps (the test evaluation); the CLI decides
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, summed over rounds
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the block to `timings[phase]` (where a search's minutes go)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t0
 
 
 def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
@@ -258,15 +269,18 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
             if strategy.probes_seed:
                 probe = sink.load_probe(k)
                 if probe is None:
-                    probe = _probe_round(plan, k, seed, seed_state, sink)
-            outcome = run_round(plan, k, seed, probe, sink)
+                    with plan.timed("seed and probe"):
+                        probe = _probe_round(plan, k, seed, seed_state, sink)
+            with plan.timed("trials"):
+                outcome = run_round(plan, k, seed, probe, sink)
             if outcome.best is None or outcome.best_checkpoint is None:
                 sink.round_finished(outcome)
                 raise HebbnasError(f"round {k}: every trial failed; see trials.csv (status, error)")
             seed = Topology.from_json(outcome.best["topology"])  # full width; the weights are its proxy's
             seed_state = outcome.best_checkpoint["state_dict"]
             if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network
-                probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
+                with plan.timed("seed and probe"):
+                    probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
                 outcome = dataclasses.replace(
                     outcome, probe=probe, probed=proxy_network(seed, s.width),
                     report_knobs={n: d.default() for n, d in plan.space.derive.items()})
@@ -275,7 +289,8 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
     assert best is not None  # every round has a best (checked above)
     ckpt = next(o.best_checkpoint for o in outcomes if o.best is not None and o.best["trial_id"] == best["trial_id"])
-    test_acc = evaluate_checkpoint(ckpt, data, progress=plan.progress)
+    with plan.timed("test evaluation"):
+        test_acc = evaluate_checkpoint(ckpt, data, progress=plan.progress)
     return SearchOutcome(tuple(outcomes), best, ckpt, test_acc, time.perf_counter() - t0)
 
 

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 2,
     "prescreen": 0,
     "prescreen_score": "naswot",  # the best untrained score on the zoo (analysis/results/scores.md)
+    "compile": False,
 }
 SMOKE: dict[str, Any] = {
     "trials": 3,
@@ -87,6 +88,7 @@ class SearchSettings:
     width: float = 1.0  # the width proxy: trials and the seed train topology.narrowed(width)
     prescreen: int = 0  # > 1: each trial scores this many candidates without training and trains the best
     prescreen_score: str = "naswot"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
+    compile: bool = False  # torch.compile every training forward (seed and trials): opt-in, pays only for long runs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,6 +151,7 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         width=_width(merged),
         prescreen=_int(merged, "prescreen", minimum=0),
         prescreen_score=str(merged["prescreen_score"]),
+        compile=bool(merged["compile"]),
         fixed=dict(space.fixed),
     )
     validate_settings(settings, space)

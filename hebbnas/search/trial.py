@@ -179,7 +179,7 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         }
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
             export = {"topology": net.to_dict(),
-                      "state_dict": {k: v.detach().cpu() for k, v in inference_state_dict(model).items()},
+                      "state_dict": {k: v.detach().cpu().contiguous() for k, v in inference_state_dict(model).items()},
                       "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
                                   "macs": macs, "params": params}}
             torch.save(export, Path(d) / CHECKPOINT_FILE)
