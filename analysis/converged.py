@@ -74,7 +74,8 @@ def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds
 def smoke_protocol() -> zoo.Protocol:
     p = zoo.smoke_protocol()
     return dataclasses.replace(p, main=dataclasses.replace(p.main, name="converged", epochs=3), seeds=(0,),
-                               focal_seeds=(1,), augment=True, channels_last=True, fused=True, curve=True)
+                               focal_seeds=(1, 2), grow=(("random", 2),), augment=True, channels_last=True,
+                               fused=True, curve=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
     ap.add_argument("--cache", type=Path, default=None, help="unit cache (default <out>/converged-cache)")
-    ap.add_argument("--zoo", type=Path, default=RESULTS, help="the zoo's results folder (its probe and zoo.csv)")
+    ap.add_argument("--zoo", type=Path, default=None,
+                    help="the zoo's results folder: its probe (zoo-cache/) and zoo.csv (default analysis/results; "
+                    "with --smoke, --out)")
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.threads < 1 or args.epochs < 1 or args.train_images < 1 or args.focal_seeds < 1:
         ap.error("--jobs, --threads, --epochs, --train-images and --focal-seeds must be at least 1")
@@ -413,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     out = args.out or RESULTS
+    zoo_dir = args.zoo or (out if args.smoke else RESULTS)
     name = "converged-pilot" if args.pilot else "converged"
     if args.report_only:
-        print(report(out, args.zoo, name=name).read_text())
+        print(report(out, zoo_dir, name=name).read_text())
         return 0
     command = "python analysis/converged.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
@@ -423,11 +427,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
     if args.smoke:
-        zoo_p, p, randoms, zoo_cache = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01"), out / "zoo-cache"
+        zoo_p, p, randoms = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01", "random-02")
     else:
         zoo_p = zoo.cpu_protocol()
         p = protocol(args.epochs, args.train_images, args.focal_seeds, args.random_seeds, args.compile)
-        randoms, zoo_cache = RANDOMS, args.zoo / "zoo-cache"
+        randoms = RANDOMS
+    zoo_cache = zoo_dir / "zoo-cache"
     cache = args.cache or (out / "converged-cache")
     cands = candidates(p, zoo_p, zoo_cache, randoms)
     if args.pilot:
@@ -442,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"pilot {r['candidate']} seed {r['seed']}: test {r['test_acc']:.4f}, train curve "
                 f"{r['train_curve']}, val curve {r['val_curve']}")
         return 0
-    print(report(out, args.zoo, n_boot=200 if args.smoke else 4000).read_text())
+    print(report(out, zoo_dir, n_boot=200 if args.smoke else 4000).read_text())
     return 0
 
 
