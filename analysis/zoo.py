@@ -273,8 +273,10 @@ def recipe_tag(p: Protocol) -> str:
     return "-" + hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str, Any]:
-    """Train the narrowed copy of `topology` on `proxy` with `seed`; validation and test accuracy once."""
+def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Path | None = None) -> dict[str, Any]:
+    """Train the narrowed copy of `topology` on `proxy` with `seed`; validation and test accuracy once.
+    With `probe_to`, the trained copy is then probed (every Inception input, on the first
+    `probe_images` training images at `probe_resolution`) and the probe saved there (.npz)."""
     import torch
 
     from hebbnas.data import Split
@@ -296,6 +298,15 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int) -> dict[str,
     val_acc = result.val_accuracy if p.curve else evaluate(model, data.val.x, data.val.y, 256, dev)
     test_acc = evaluate(model, data.test.x, data.test.y, 256, dev)
     t2 = time.perf_counter()
+    if probe_to is not None:
+        from hebbnas.pipeline import probe_network
+        from hebbnas.probe import save_probe
+
+        x = data.train.x[: p.probe_images]
+        if x.shape[-1] != p.probe_resolution:
+            x = torch.nn.functional.interpolate(x, size=(p.probe_resolution,) * 2, mode="bilinear",
+                                                align_corners=False)
+        save_probe(probe_network(small, model, x.contiguous()), probe_to)
     curve = {"val_curve": [round(r.val_accuracy, 6) for r in result.history],
              "train_curve": [round(r.train_accuracy, 6) for r in result.history],
              "epoch_s": [round(r.seconds, 2) for r in result.history]} if p.curve else {}
@@ -320,18 +331,28 @@ def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int, recipe: str =
     return cache / tag / f"{topology.hash()}-s{seed}.json"
 
 
-def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0) -> dict[str, Any]:
+def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0,
+                probe: bool = False) -> dict[str, Any]:
     """The unit's record: read from the cache, or trained and written atomically (a killed run loses
-    only the units in flight). Runs in a worker process when the zoo trains units in parallel."""
+    only the units in flight). Runs in a worker process when the zoo trains units in parallel.
+
+    With `probe`, the record's `probe_path` names the trained copy's probe (`<unit>.probe.npz`); a cached
+    unit without one is trained again (training is deterministic: the same record, now with a probe)."""
     path = unit_path(cache, proxy, topology, seed, recipe_tag(p))
-    if path.exists():
-        return json.loads(path.read_text())
+    probe_path = path.with_suffix(".probe.npz")
+    if path.exists() and (not probe or probe_path.exists()):
+        rec = json.loads(path.read_text())
+        return {**rec, "probe_path": str(probe_path)} if probe else rec
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    rec = train_unit(p, proxy, topology, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_probe = probe_path.with_suffix(f".{os.getpid()}.tmp.npz") if probe else None
+    rec = train_unit(p, proxy, topology, seed, probe_to=tmp_probe)
+    if tmp_probe is not None:
+        tmp_probe.replace(probe_path)
     rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
     rec["unit_s"] = round(time.perf_counter() - t0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +360,7 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
     tmp.write_text(json.dumps(rec, indent=1))
     tmp.replace(path)
     rec["trained_now"] = True
-    return rec
+    return {**rec, "probe_path": str(probe_path)} if probe else rec
 
 
 def unit_row(cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:
