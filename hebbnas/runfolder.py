@@ -62,7 +62,7 @@ TRIAL_ERROR = "trial_error"
 LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
                 "macs", "params", "topology_hash")
 TAIL_COLUMNS = ("node_id", "error", "topology")
-KNOB_PREFIXES = ("derive", "width", "train")
+KNOB_PREFIXES = ("derive", "width", "move", "slim", "train")
 
 
 class TrialStatus(str, enum.Enum):

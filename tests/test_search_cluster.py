@@ -234,6 +234,30 @@ def test_baselines_share_the_run_folder_layout(hebbian_run: Path, ray_head: tupl
     assert layouts["random"] == layouts["paper"] == layouts["hebbian"]
 
 
+def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], tmp_path: Path) -> None:
+    address, _ = ray_head
+    # reallocate: round 1 trains the start once; round 2 tries two different moves of it
+    run = tmp_path / "reallocate"
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "reallocate", "--rounds", "2", "--trials", "3",
+                  "--address", address, "--out", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = _check_run(run, BUDGET, "reallocate", 3)
+    first, moves = df[df["round"] == 1], df[df["round"] == 2]
+    assert len(first) == 1 and sorted(moves["move.option"]) == [0, 1]
+    assert moves["topology_hash"].nunique() == 2 and first["topology_hash"].iloc[0] not in set(moves["topology_hash"])
+    # slim samples its energy; tpe trains the paper's widths first (every multiplier 1), then a derivation
+    for strategy, knob in (("slim", "slim.energy"), ("tpe", "width.inception3a.b1")):
+        run = tmp_path / strategy
+        res = _search("--budget", str(BUDGET), "--smoke", "--strategy", strategy, "--trials", "2",
+                      "--address", address, "--out", str(run))
+        assert res.returncode == 0, res.stderr[-3000:]
+        df = _check_run(run, BUDGET, strategy, 2)
+        assert knob in df.columns and (run / "probe" / "round-1.npz").is_file()
+        if strategy == "tpe":
+            widths = df[[c for c in df.columns if c.startswith("width.")]]
+            assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
+
+
 def test_gpu_request_on_a_cpu_cluster_is_refused(ray_head: tuple[str, Path], tmp_path: Path) -> None:
     address, _ = ray_head
     run = tmp_path / "gpu"

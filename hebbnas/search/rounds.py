@@ -26,6 +26,7 @@ from hebbnas.runfolder import (
     EPOCH_ATTR,
     METRIC,
     TrialStatus,
+    best_key,
     best_row,
     finished_status,
     fmt_macs,
@@ -117,6 +118,7 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
                      width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s),
                      proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
+                     start_topology=seed_topology(s, space, data.num_classes),
                      prescreen=s.prescreen, prescreen_score=s.prescreen_score,
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
@@ -141,7 +143,10 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
     s = plan.settings
     searcher = make_searcher(Sampler.for_space(plan.space, s.strategy), max_epochs=s.max_epochs,
                              seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials,
-                             journal=plan.journal, study_name=f"round-{spec.round}")
+                             journal=plan.journal, study_name=f"round-{spec.round}",
+                             points=get_strategy(s.strategy).initial_points(
+                                 plan.space, spec.round, n_trials, seed=spec.seed_topology, probe=probe,
+                                 probed=spec.probed_topology))
     asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.max_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     callback = tune_callback_class()(spec.round, s.strategy, s.max_epochs)
@@ -262,10 +267,11 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     data = plan.dataset
     seed = seed_topology(s, plan.space, data.num_classes)
     seed_state: dict[str, Any] | None = None
+    incumbent: tuple[dict[str, Any], Topology, Any, ProbeResult] | None = None  # keeps_incumbent: best so far
     outcomes: list[RoundOutcome] = []
     with active_sink(sink):
         for k in range(1, s.rounds + 1):
-            probe = None
+            probe = incumbent[3] if incumbent is not None else None  # moves of the incumbent (reallocate)
             if strategy.probes_seed:
                 probe = sink.load_probe(k)
                 if probe is None:
@@ -284,6 +290,10 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
                 outcome = dataclasses.replace(
                     outcome, probe=probe, probed=proxy_network(seed, s.width),
                     report_knobs={n: d.default() for n, d in plan.space.derive.items()})
+            if strategy.keeps_incumbent:  # a round's best replaces the incumbent only if it is better
+                if incumbent is None or best_key(outcome.best) > best_key(incumbent[0]):
+                    incumbent = (outcome.best, seed, seed_state, probe)
+                _, seed, seed_state, _ = incumbent
             sink.round_finished(outcome)
             outcomes.append(outcome)
     best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)

@@ -154,11 +154,13 @@ def _optuna_search_class() -> type:
 
 
 def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int,
-                  journal: str | None = None, study_name: str | None = None) -> Any:
+                  journal: str | None = None, study_name: str | None = None,
+                  points: list[dict[str, Any]] | None = None) -> Any:
     """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials).
 
     With `journal` (a file path) the study lives in an Optuna JournalStorage file, named `study_name`
-    (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory.
+    (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory. `points` are
+    (partial) configurations Optuna runs first (`enqueue_trial`); the rest of each is sampled.
     """
     import optuna
 
@@ -167,6 +169,8 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
     extra: dict[str, Any] = {}
     if journal is not None:
         extra = {"storage": journal_storage(journal), "study_name": study_name or "hebbnas", "journal": str(journal)}
+    if points:
+        extra["points_to_evaluate"] = points
     return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs, **extra)
 
 

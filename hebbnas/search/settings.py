@@ -105,8 +105,14 @@ class SearchSettings:
             raise HebbnasError(f"incomplete search settings: {e}") from None
 
     def trials_in_round(self, k: int) -> int:
-        """`trials` is the total; rounds share it evenly (earlier rounds get the remainder)."""
-        base, extra = divmod(self.trials, self.rounds)
+        """`trials` is the total; rounds share it evenly (earlier rounds get the remainder). A strategy
+        that keeps an incumbent trains its start once in round 1 and shares the rest over the others."""
+        trials, rounds = self.trials, self.rounds
+        if rounds > 1 and get_strategy(self.strategy).keeps_incumbent:
+            if k == 1:
+                return 1
+            trials, rounds, k = trials - 1, rounds - 1, k - 1
+        base, extra = divmod(trials, rounds)
         return base + (1 if k <= extra else 0)
 
 

@@ -57,6 +57,7 @@ class RoundSpec:
     num_classes: int
     proxy_width: float = 1.0  # < 1: trials train topology.narrowed(proxy_width)
     probed_topology: Topology | None = None  # the network the round's probe was taken on (hebbian)
+    start_topology: Topology | None = None  # round 1's seed: the space's base fitted to the budget
     prescreen: int = 0  # > 1: score this many candidates without training, train the best
     prescreen_score: str = "naswot"
     sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
@@ -66,8 +67,8 @@ def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[s
     """The trial's topology: the strategy's choice from the seed, then fitted to the budget."""
     from hebbnas.derive import fit
 
-    base = spec.probed_topology if probe is not None and spec.probed_topology is not None else spec.seed_topology
-    t = get_strategy(spec.strategy).topology(base, probe, config)
+    t = get_strategy(spec.strategy).topology(spec.seed_topology, probe, config, probed=spec.probed_topology,
+                                             start=spec.start_topology)
     t = t.with_classes(spec.num_classes)
     return fit(t, spec.budget, spec.deploy_input, multiple=spec.width_multiple, name=name)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hebbnas.space import Distribution, Space
     from hebbnas.topology import Topology
 
-BUILTIN: tuple[str, ...] = ("hebbian", "random", "paper")
+BUILTIN: tuple[str, ...] = ("hebbian", "random", "paper", "reallocate", "slim", "tpe")
 """The shipped strategies, in the order the CLI lists them (the first is the default)."""
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -31,11 +31,15 @@ class Strategy:
         name: the value of ``--strategy`` and of the ``strategy`` column of trials.csv.
         probes_seed: the round's seed network is probed before the trials, which derive from it.
         multi_round: ``--rounds > 1`` makes sense (the best network of a round seeds the next).
+        keeps_incumbent: the next round's seed is the best network so far (the run folder's rule), not
+            the round's best, and the trials of rounds after the first get its probe (a round whose
+            moves all lose changes nothing); round 1 trains the seed itself, once.
     """
 
     name: ClassVar[str] = ""
     probes_seed: ClassVar[bool] = False
     multi_round: ClassVar[bool] = False
+    keeps_incumbent: ClassVar[bool] = False
 
     def validate(self, space: Space) -> None:
         """Raise HebbnasError when the space lacks what this strategy samples (before any folder exists)."""
@@ -44,9 +48,19 @@ class Strategy:
         """Knobs to sample, keyed by their namespaced Optuna name (``derive.<knob>``, ``width.<key>``)."""
         return {}
 
-    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any]) -> Topology:
-        """The trial's topology before the budget fit, from the round's seed and the sampled config."""
+    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
+                 probed: Topology | None = None, start: Topology | None = None) -> Topology:
+        """The trial's topology before the budget fit, from the round's seed and the sampled config.
+
+        `probed` is the network `probe` was taken on (the seed's width-proxy copy), `start` round 1's
+        seed (the space's base fitted to the budget)."""
         return seed
+
+    def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
+                       probe: ProbeResult | None = None, probed: Topology | None = None) -> list[dict[str, Any]]:
+        """Configurations Optuna runs first in a round (`enqueue_trial`), before it samples; `seed`,
+        `probe` and `probed` as for `topology`."""
+        return []
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:

@@ -32,9 +32,11 @@ class Hebbian(Strategy):
     def distributions(self, space: Space) -> dict[str, Distribution]:
         return {f"derive.{n}": d for n, d in space.derive.items()}
 
-    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any]) -> Topology:
+    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
+                 probed: Topology | None = None, start: Topology | None = None) -> Topology:
+        """The derivation of the probed network (its widths are the probe's channels); the fit scales it."""
         from hebbnas.derive import derive_topology
 
         if probe is None:
             raise HebbnasError("strategy hebbian needs the round's probe")
-        return derive_topology(seed, probe, **knobs(config, "derive"))
+        return derive_topology(probed or seed, probe, **knobs(config, "derive"))

@@ -30,7 +30,8 @@ class Random(Strategy):
     def distributions(self, space: Space) -> dict[str, Distribution]:
         return {f"width.{k}": d for k, d in width_distributions(space).items()}
 
-    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any]) -> Topology:
+    def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
+                 probed: Topology | None = None, start: Topology | None = None) -> Topology:
         return scaled_topology(seed, knobs(config, "width"))
 
 

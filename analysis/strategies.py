@@ -1,0 +1,325 @@
+"""Strategies at equal trained units (issue 23): does a probe-guided strategy beat random search and the
+paper's widths when every strategy trains the same number of networks?
+
+Everything trains in the zoo's protocol (analysis/zoo.py: 2 epochs on 5,000 Fashion-MNIST images, 1/4
+width at 128 px, the committed recipe) at the zoo's budget (3e8 MACs at 3x224x224), so a unit here is a
+unit of the zoo and identical networks share cached units. Repeat r of a strategy trains all its units on
+the zoo's seed r (data subset, validation carve, order, init): strategies are paired by seed. A run of k
+units selects its network by validation accuracy and is scored by that network's test accuracy.
+
+    random      random search: the expected best-of-k (by validation, scored on test) of the zoo's 24
+                random candidates on seed r, by resampling k of them without replacement (no training)
+    paper       the paper's widths fitted to the budget: the zoo's unit on seed r (one unit)
+    hebbian     the one-shot derivation: the zoo's probe seed (one unit) and its policies in the zoo's
+                order, best by validation (the zoo has 8 policies: k = 8 only)
+    reallocate  hebbnas.strategies.reallocate: the paper's widths, then probe-proposed moves of the
+                incumbent, kept only when validation accuracy rises (each unit probed after training)
+    slim        hebbnas.strategies.slim: the paper's widths trained and probed (the first unit), then
+                Optuna's TPE over the energy of the global threshold
+    tpe         hebbnas.strategies.tpe: Optuna's TPE over the random width space, enqueued with the
+                paper's widths and the derivations (split + partial, split) of the zoo's probe (one unit)
+
+    python analysis/strategies.py --jobs 2                 # the comparison (hours; cached, resumable)
+    python analysis/strategies.py --report-only            # strategies.md from strategies.csv
+    python analysis/strategies.py --smoke --out /tmp/s     # seconds (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis import zoo  # noqa: E402
+
+RESULTS = ROOT / "analysis" / "results"
+TRAINED = ("reallocate", "slim", "tpe")
+"""The strategies whose runs train new units; random, paper and hebbian are read from the zoo."""
+K_SHOWN = (8, 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# one run of a strategy: units in order, each (topology, record)
+
+
+Unit = Callable[[Any, bool], dict[str, Any]]
+"""unit(topology, probe) -> the zoo unit's record on the run's seed (`probe_path` when probe)."""
+
+
+def run_reallocate(p: zoo.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
+    """The paper's widths, then moves of the incumbent; a move stays only if its validation accuracy is
+    higher (the run folder's rule: ties keep the incumbent). Option j of a step is tried after j - 1
+    failed; a step with no move left ends the run early."""
+    from hebbnas.derive import fit
+    from hebbnas.probe import load_probe
+    from hebbnas.redundancy import branch_redundancy
+    from hebbnas.strategies.reallocate import OPTIONS, propose
+
+    start = zoo.static_candidates(p)[0].topology  # paper, fitted
+    inc, inc_rec = start, unit(start, True)
+    rows = [_row(1, inc, inc_rec, accepted=True, move="start")]
+    option = 0
+    while len(rows) < k and option < OPTIONS:
+        red = branch_redundancy(inc.narrowed(p.main.width), load_probe(inc_rec["probe_path"]))
+        moved = propose(inc, start, red, option=option)
+        if moved is None:
+            option += 1
+            continue
+        cand = fit(moved, p.budget, p.deploy_input, multiple=p.multiple, name=f"reallocate-{len(rows)}")
+        rec = unit(cand, True)
+        better = rec["val_acc"] > inc_rec["val_acc"]
+        rows.append(_row(len(rows) + 1, cand, rec, accepted=better, move=f"option {option}"))
+        inc, inc_rec, option = (cand, rec, 0) if better else (inc, inc_rec, option + 1)
+    return rows
+
+
+def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, probe: Any, probed: Any
+               ) -> list[dict[str, Any]]:
+    """Optuna's TPE (seeded like a search's round) over a strategy's own knobs, one unit per trial, after
+    the strategy's enqueued points (`initial_points`), as a search round would run them."""
+    import optuna
+
+    from hebbnas.derive import fit
+    from hebbnas.space import load_space
+    from hebbnas.strategies import get_strategy
+    from hebbnas.topology import get_topology
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space("googlenet")
+    strat = get_strategy(strategy)
+    dists = strat.distributions(space)
+    base = get_topology("googlenet").with_classes(10)
+    start = zoo.static_candidates(p)[0].topology
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=max(2, min(10, k // 2))))
+    for pt in strat.initial_points(space, 1, k, seed=base, probe=probe, probed=probed):
+        study.enqueue_trial(pt)
+    rows: list[dict[str, Any]] = []
+    while len(rows) < k:
+        trial = study.ask()
+        for name, d in dists.items():
+            d.suggest(trial, name)
+        cfg = dict(trial.params)
+        raw = strat.topology(base if strategy == "tpe" else start, probe, cfg, probed=probed, start=start)
+        t = fit(raw, p.budget, p.deploy_input, multiple=p.multiple, name=f"{strategy}-{len(rows)}")
+        rec = unit(t, False)
+        rows.append(_row(len(rows) + 1, t, rec, accepted=True, move=json.dumps(cfg, sort_keys=True)))
+        study.tell(trial, rec["val_acc"])
+    return rows
+
+
+def _row(i: int, t: Any, rec: dict[str, Any], accepted: bool, move: str) -> dict[str, Any]:
+    return {"unit": i, "topology_hash": t.hash(), "val_acc": rec["val_acc"], "test_acc": rec["test_acc"],
+            "params": t.params(), "macs": t.macs((3, 224, 224)), "accepted": accepted, "move": move,
+            "widths": json.dumps(t.widths()), "unit_s": rec.get("unit_s")}
+
+
+def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, seed: int, k: int,
+                 threads: int = 1) -> list[dict[str, Any]]:
+    """One repeat of a trained strategy on `seed` (in a worker process when the runs go in parallel)."""
+    import torch
+
+    from hebbnas.probe import load_probe
+
+    torch.set_num_threads(threads)
+
+    def unit(t: Any, probe: bool) -> dict[str, Any]:
+        return zoo.cached_unit(p, cache if probe else _cache_for(t, seed, p, cache, zoo_cache), p.main, t, seed,
+                               threads, probe=probe)
+
+    if strategy == "reallocate":
+        rows = run_reallocate(p, unit, k)
+    elif strategy == "slim":
+        start = zoo.static_candidates(p)[0].topology
+        rec = unit(start, True)
+        rows = [_row(1, start, rec, accepted=True, move="start (probed)")]
+        rows += run_optuna(p, unit, k - 1, seed, "slim", load_probe(rec["probe_path"]), start.narrowed(p.main.width))
+        for i, r in enumerate(rows, 1):
+            r["unit"] = i
+    elif strategy == "tpe":
+        probed, probe, _ = zoo.probe_seed(p, zoo_cache)  # the zoo's probe seed: its unit counts
+        rows = [{"unit": 1, "topology_hash": probed.hash(), "val_acc": math.nan, "test_acc": math.nan,
+                 "params": probed.params(), "macs": math.nan, "accepted": False, "move": "probe seed",
+                 "widths": "", "unit_s": None}]
+        rows += run_optuna(p, unit, k - 1, seed, "tpe", probe, probed)
+        for i, r in enumerate(rows, 1):
+            r["unit"] = i
+    else:
+        raise ValueError(strategy)
+    return [{"strategy": strategy, "seed": seed, **r} for r in rows]
+
+
+def _cache_for(t: Any, seed: int, p: zoo.Protocol, cache: Path, zoo_cache: Path) -> Path:
+    """The zoo's cache when it already holds this unit (paper, the hebbian policies), else ours."""
+    return zoo_cache if zoo.unit_path(zoo_cache, p.main, t, seed, zoo.recipe_tag(p)).exists() else cache
+
+
+# ---------------------------------------------------------------------------------------------
+# selection and statistics (pure; unit-tested)
+
+
+def selected(rows: Sequence[dict[str, Any]], k: int) -> dict[str, Any] | None:
+    """The unit a run of k units returns: the best validation accuracy among its first k (ties: the earlier)."""
+    pool = [r for r in rows if r["unit"] <= k and not math.isnan(float(r["val_acc"]))]
+    return max(pool, key=lambda r: (r["val_acc"], -r["unit"])) if pool else None
+
+
+def best_of_k(val: np.ndarray, test: np.ndarray, k: int, draws: int = 20000,
+              rng: np.random.Generator | None = None) -> float:
+    """Expected test accuracy of the validation-best of k candidates drawn without replacement."""
+    rng = rng or np.random.default_rng(0)
+    n = val.size
+    if k >= n:
+        return float(test[int(np.argmax(val))])
+    picks = np.argsort(rng.random((draws, n)), axis=1)[:, :k]
+    best = picks[np.arange(draws), np.argmax(val[picks], axis=1)]
+    return float(test[best].mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# read-out
+
+
+def table(df: Any, zoo_main: Any, kinds: Any, seeds: Sequence[int], ks: Sequence[int] = K_SHOWN) -> Any:
+    """Per strategy, k and seed: the selected network's test accuracy (one row each)."""
+    import pandas as pd
+
+    out = []
+    acc_test = zoo_main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    acc_val = zoo_main.pivot_table(index="candidate", columns="seed", values="val_acc")
+    order = list(dict.fromkeys(zoo_main["candidate"]))  # the zoo's own order (policies as it lists them)
+    randoms = [c for c in order if kinds[c] == "random"]
+    policies = [c for c in order if kinds[c] == "hebbian"]
+    for s in seeds:
+        for k in ks:
+            out.append({"strategy": "random", "k": k, "seed": s, "test_acc": best_of_k(
+                acc_val.loc[randoms, s].values, acc_test.loc[randoms, s].values, k)})
+            out.append({"strategy": "paper", "k": k, "seed": s, "test_acc": float(acc_test.loc["paper", s])})
+            if k - 1 <= len(policies) and acc_val.loc[policies, s].notna().all():
+                pool = policies[:k - 1]  # the probe seed is the first unit
+                best = max(pool, key=lambda c: acc_val.loc[c, s])
+                out.append({"strategy": "hebbian", "k": k, "seed": s, "test_acc": float(acc_test.loc[best, s])})
+            for strat in TRAINED:
+                rows = df[(df["strategy"] == strat) & (df["seed"] == s)].to_dict("records")
+                sel = selected(rows, k) if rows and max(r["unit"] for r in rows) >= k else None
+                if sel is not None:
+                    out.append({"strategy": strat, "k": k, "seed": s, "test_acc": float(sel["test_acc"]),
+                                "unit": int(sel["unit"]), "topology_hash": sel["topology_hash"]})
+    return pd.DataFrame(out)
+
+
+def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> Path:
+    import pandas as pd
+
+    df = pd.read_csv(out / "strategies.csv", keep_default_na=True)
+    meta = json.loads((out / "strategies-meta.json").read_text()) if (out / "strategies-meta.json").exists() else {}
+    z = pd.read_csv(zoo_dir / "zoo.csv", keep_default_na=False)
+    z = z[z["phase"] == "main"]
+    kinds = z.groupby("candidate")["kind"].first()
+    seeds = sorted(int(s) for s in df["seed"].unique())
+    t = table(df, z, kinds, seeds, ks)
+    lines = ["# Strategies at equal trained units", ""]
+    for s in meta.get("sessions", []):
+        lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, code at {s['commit']}")
+    lines += [f"- protocol: the zoo's (2 epochs on 5,000 Fashion-MNIST images, 1/4 width at 128 px, committed "
+              f"recipe), budget 3e8 MACs; repeats on the zoo's seeds {seeds} (paired); a run of k units selects by "
+              "validation accuracy and is scored on test", ""]
+    plan = out / "strategies-planning.md"
+    if plan.exists():
+        lines += [plan.read_text().strip(), ""]
+    for k in ks:
+        sub = t[t["k"] == k]
+        piv = sub.pivot_table(index="strategy", columns="seed", values="test_acc")
+        lines += [f"## k = {k} trained units", "",
+                  "| strategy | repeats | mean test acc [95% t] | vs paper, paired [95%] | vs random search, paired [95%] |",
+                  "| --- | ---: | --- | --- | --- |"]
+        for strat in ("paper", "random", "hebbian", *TRAINED):
+            if strat not in piv.index:
+                lines.append(f"| {strat} | 0 | - | - | - |")
+                continue
+            a = piv.loc[strat].dropna()
+            m = _interval(a.values)
+            cells = []
+            for ref in ("paper", "random"):
+                common = [s for s in a.index if ref in piv.index and not math.isnan(piv.loc[ref, s])]
+                cells.append("-" if strat == ref or len(common) < 2 else
+                             zoo._ci(*zoo.t_interval(a.loc[common].values - piv.loc[ref, common].values)))
+            lines.append(f"| {strat} | {a.size} | {m} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    (out / "strategies.md").write_text(text)
+    t.to_csv(out / "strategies-selected.csv", index=False)
+    return out / "strategies.md"
+
+
+def _interval(a: np.ndarray) -> str:
+    if a.size < 2:
+        return f"{a.mean():.4f}" if a.size else "-"
+    m, lo, hi = zoo.t_interval(a)
+    return f"{m:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--repeats", type=int, default=5, help="seeds 0..R-1, one run of each strategy per seed")
+    ap.add_argument("--units", type=int, default=None, help="units per run (default the largest --k)")
+    ap.add_argument("--k", default=None, help=f"read-out budgets, comma-separated (default {','.join(map(str, K_SHOWN))}; "
+                    "with --smoke 2,3)")
+    ap.add_argument("--strategies", default=",".join(TRAINED))
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--zoo", type=Path, default=None, help="the zoo's results folder (default analysis/results)")
+    args = ap.parse_args(argv)
+    out = args.out or RESULTS
+    zoo_dir = args.zoo or (out if args.smoke else RESULTS)
+    ks = tuple(int(k) for k in (args.k or ("2,3" if args.smoke else ",".join(map(str, K_SHOWN)))).split(","))
+    units = args.units or max(ks)
+    if args.report_only:
+        print(report(out, zoo_dir, ks).read_text())
+        return 0
+    strategies = [s for s in args.strategies.split(",") if s]
+    bad = [s for s in strategies if s not in TRAINED]
+    if bad:
+        ap.error(f"--strategies: unknown {', '.join(bad)} (trained here: {', '.join(TRAINED)})")
+    p = zoo.smoke_protocol() if args.smoke else zoo.cpu_protocol()
+    cache, zoo_cache = out / "strategies-cache", zoo_dir / "zoo-cache"
+    command = "python analysis/strategies.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), time.time()
+    runs = [(s, r) for r in range(args.repeats) for s in strategies]
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    with zoo.executor(args.jobs) as ex:
+        futs = {ex.submit(run_strategy, p, cache, zoo_cache, s, r, units): (s, r) for s, r in runs}
+        for f, (s, r) in futs.items():
+            rows += f.result()
+            pd.DataFrame(rows).to_csv(out / "strategies.csv", index=False)
+            print(f"[{dt.datetime.now():%H:%M:%S}] {s} seed {r}: {len(rows)} rows", flush=True)
+    from analysis.converged import write_meta
+
+    write_meta(out, p, command, started, time.time() - t0, args.jobs, 1, len(rows), name="strategies-meta.json")
+    print(report(out, zoo_dir, ks).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The probe-guided strategies' pure core: branch redundancy, reallocate's moves, slim's shares, tpe's
+enqueued points, and how a keeps-incumbent strategy shares its trials over rounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hebbnas.derive import fit
+from hebbnas.probe import ModuleStats, ProbeResult
+from hebbnas.redundancy import branch_redundancy, kept_fraction
+from hebbnas.search.settings import resolve_settings
+from hebbnas.space import load_space
+from hebbnas.strategies import get_strategy, names
+from hebbnas.strategies.reallocate import FLOOR, branch_macs, propose
+from hebbnas.strategies.slim import slimmed
+from hebbnas.strategies.tpe import multipliers
+from hebbnas.strategies.random import width_distributions
+from hebbnas.topology import Topology, get_topology
+
+DEPLOY = (3, 224, 224)
+REDUNDANT = {("inception3a", "b2"), ("inception4b", "b1")}  # their units all repeat one signal
+
+
+def _stats(corr: np.ndarray) -> ModuleStats:
+    c = corr.shape[0]
+    return ModuleStats(n=1000, n_images=10, map_size=(4, 4), mean=np.zeros(c), var=np.ones(c), corr=corr,
+                       dead=np.zeros(c, dtype=bool), corr_ring={1: None, 2: None}, ring_pairs={1: 0, 2: 0})
+
+
+def _probe(t: Topology) -> ProbeResult:
+    """Every Inception input white (independent channels) but the REDUNDANT branches' slices (all 1)."""
+    out = {t.module_names[0]: _stats(np.eye(t.in_channels_of()[t.module_names[0]]))}
+    for m, nxt in zip(t.modules, t.module_names[1:]):
+        corr, start = np.eye(m.out_channels), 0
+        for b in ("b1", "b2", "b3", "b4"):
+            w = getattr(m, b)
+            if (m.name, b) in REDUNDANT:
+                corr[start:start + w, start:start + w] = 1.0
+            start += w
+        out[nxt] = _stats(corr)
+    return ProbeResult(out, t.hash())
+
+
+@pytest.fixture(scope="module")
+def paper() -> Topology:
+    return fit(get_topology("googlenet").with_classes(10), 3e8, DEPLOY, multiple=8)
+
+
+def test_redundancy_is_one_minus_effective_rank_over_width(paper: Topology) -> None:
+    small = paper.narrowed(0.25)
+    red = branch_redundancy(small, _probe(small))
+    assert len(red) == 4 * (len(small.modules) - 1)  # the last module's output is not probed
+    for b, v in red.items():
+        w = getattr(small.module(b[0]), b[1])
+        assert v == pytest.approx(1 - 1 / w if b in REDUNDANT else 0.0, abs=1e-9)
+    with pytest.raises(Exception, match="probe and topology differ"):
+        branch_redundancy(paper, _probe(small))
+
+
+def test_kept_fraction_counts_the_directions_that_hold_the_energy() -> None:
+    assert kept_fraction(np.eye(10), 0.5) == pytest.approx(0.5)  # white: energy e needs e of the units
+    assert kept_fraction(np.ones((8, 8)), 0.99) == pytest.approx(1 / 8)  # one signal repeated: one unit
+    assert kept_fraction(np.zeros((4, 4)), 0.9) == pytest.approx(1 / 4)  # dead: the minimum
+
+
+def test_reallocate_moves_macs_from_redundant_to_independent_branches(paper: Topology) -> None:
+    small = paper.narrowed(0.25)
+    red = branch_redundancy(small, _probe(small))
+    before = branch_macs(paper, DEPLOY)
+    moved = propose(paper, paper, red, option=0, share=0.1, k=2)
+    assert moved is not None
+    after = branch_macs(moved, DEPLOY)
+    for b in REDUNDANT:  # the donors shrank, never below the floor
+        assert after[b] < before[b]
+        for f in {"b1": ("b1",), "b2": ("b2_red", "b2")}[b[1]]:
+            assert getattr(moved.module(b[0]), f) >= FLOOR * getattr(paper.module(b[0]), f) - 1
+    ranked = sorted(red, key=lambda b: (red[b], b))
+    for b in ranked[:2]:  # the two least redundant grew
+        assert after[b] > before[b]
+    taken = sum(before[b] - after[b] for b in REDUNDANT)
+    given = sum(after[b] - before[b] for b in ranked[:2])
+    assert given == pytest.approx(taken, rel=0.05)  # MACs moved, not created (up to rounding)
+    total = sum(before.values())
+    assert taken <= 0.1 * total * 1.01
+    # another option moves between other branches; a fitted move stays within the budget
+    other = propose(paper, paper, red, option=1)
+    assert other is not None and other != moved
+    assert fit(moved, 3e8, DEPLOY, multiple=8).macs(DEPLOY) <= 3e8
+
+
+def test_reallocate_respects_the_floor_and_refuses_empty_moves(paper: Topology) -> None:
+    small = paper.narrowed(0.25)
+    red = branch_redundancy(small, _probe(small))
+    t = paper
+    for _ in range(12):  # keep taking from the same donors: they stop at half their starting width
+        nxt = propose(t, paper, red, option=0, share=0.3)
+        if nxt is None:
+            break
+        t = nxt
+    for b in REDUNDANT:
+        for f in {"b1": ("b1",), "b2": ("b2_red", "b2")}[b[1]]:
+            assert getattr(t.module(b[0]), f) >= FLOOR * getattr(paper.module(b[0]), f) - 1
+    assert propose(paper, paper, red, option=len(red)) is None  # no branches left for this option
+
+
+def test_slim_keeps_each_branch_share_of_independent_units(paper: Topology) -> None:
+    small = paper.narrowed(0.25)
+    s = slimmed(paper, small, _probe(small), energy=0.99)
+    for m, m0 in zip(s.modules[:-1], paper.modules[:-1]):
+        for b in ("b1", "b2", "b3", "b4"):
+            w, w0 = getattr(m, b), getattr(m0, b)
+            if (m.name, b) in REDUNDANT:
+                assert w < w0 / 2  # one signal: about one unit of the probed copy's width
+            else:
+                assert w == w0  # white: 99% of the energy needs (nearly) every unit
+
+
+def test_tpe_enqueues_the_paper_first_then_derivations_as_clipped_multipliers(paper: Topology) -> None:
+    space = load_space("googlenet")
+    dists = width_distributions(space)
+    pts = get_strategy("tpe").initial_points(space, 1, 5)
+    assert pts == [{f"width.{k}": 1.0 for k in dists}]  # without a probe: the paper's widths only
+    assert multipliers(paper, paper, dists) == {f"width.{k}": pytest.approx(1.0) for k in dists}
+    doubled = paper.with_widths({m.name: tuple(2 * w for w in m.widths) for m in paper.modules})
+    assert multipliers(paper, doubled, dists) == {f"width.{k}": pytest.approx(1.0) for k in dists}  # scale-free
+    skewed = paper.with_widths({"inception3a": (paper.module("inception3a").b1 * 100, *paper.module("inception3a").widths[1:])})
+    m = multipliers(paper, skewed, dists)
+    assert m["width.inception3a.b1"] == dists["inception3a.b1"].high  # clipped to the space
+
+
+def test_keeps_incumbent_strategy_trains_its_start_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = load_space("googlenet")
+    s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate", "trials": 8, "rounds": 4})
+    assert [s.trials_in_round(k) for k in range(1, 5)] == [1, 3, 2, 2]
+    assert {"reallocate", "slim", "tpe"} <= set(names())
+    assert get_strategy("reallocate").initial_points(space, 2, 3) == [
+        {"move.option": j, "move.share": 0.1} for j in range(3)]
