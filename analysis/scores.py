@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from analysis.stats import partial_spearman_boot  # noqa: E402
+
 RESULTS = ROOT / "analysis" / "results"
 SCORE_IMAGES = 64
 TRAIN_STEPS = 30
@@ -158,8 +160,9 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     for variant in scores["variant"].unique():
         sv = scores[scores["variant"] == variant].set_index("candidate")
         common = [c for c in sv.index if c in acc.index]
-        lines += [f"## {variant}", "", "| score | candidates | Spearman [95%] | Kendall [95%] | random only: Spearman [95%] | s / candidate |",
-                  "| --- | ---: | --- | --- | --- | ---: |"]
+        lines += [f"## {variant}", "", "| score | candidates | Spearman [95%] | Kendall [95%] | random only: Spearman [95%] "
+                  "| partial Spearman given params [95%] | random only: partial given params [95%] | s / candidate |",
+                  "| --- | ---: | --- | --- | --- | --- | --- | ---: |"]
         for name in SCORES:
             x = sv.loc[common, name].to_numpy(float)
             y = acc.loc[common].to_numpy(float)
@@ -169,8 +172,15 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
             rr = (zoo.spearman_boot(sv.loc[rnd, name].to_numpy(float), acc.loc[rnd].to_numpy(float), n_boot=n_boot,
                                     rng=rng) if len(rnd) >= 4 else (math.nan, math.nan, math.nan))
             cost = float(sv.loc[common, f"{name}_s"].mean())
-            rows_out.append({"variant": variant, "score": name, "spearman": rs, "kendall": kt, "random": rr})
-            lines.append(f"| {name} | {len(common)} | {_iv(rs)} | {_iv(kt)} | {_iv(rr)} | {cost:.3f} |")
+            par = sv.loc[common, "params"].to_numpy(float)
+            ps = (math.nan,) * 3 if name in ("params", "macs") else partial_spearman_boot(x, y, par, n_boot, rng)
+            pr = ((math.nan,) * 3 if name in ("params", "macs") or len(rnd) < 5 else partial_spearman_boot(
+                sv.loc[rnd, name].to_numpy(float), acc.loc[rnd].to_numpy(float), sv.loc[rnd, "params"].to_numpy(float),
+                n_boot, rng))
+            rows_out.append({"variant": variant, "score": name, "spearman": rs, "kendall": kt, "random": rr,
+                             "partial": ps, "random_partial": pr})
+            lines.append(f"| {name} | {len(common)} | {_iv(rs)} | {_iv(kt)} | {_iv(rr)} | {_iv(ps)} | {_iv(pr)} | "
+                         f"{cost:.3f} |")
         kinds = sorted(set(sv.loc[common, "kind"]) - {"random"})
         for kind in kinds:
             sub = [c for c in common if sv.loc[c, "kind"] == kind]
@@ -191,7 +201,7 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
                   "No training-free score beats it."),
               f"Best untrained score here: **{best['score']}** (Spearman {_iv(best['spearman'])}). Every candidate is fitted "
               "to 90-100% of one MAC budget, so a MAC correlation says where the fit landed, not which shape is better.", "",
-              _within_random_line(un), ""]
+              _within_random_line(un), "", _partial_line(un), ""]
     # prescreen simulation
     default = best["score"]
     sv = scores[scores["variant"] == "untrained"].set_index("candidate")
@@ -235,6 +245,20 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
          "prescreen": {label: {f"k{k}": float(cur[:, k - 1].mean()) for k in K_SHOWN if k <= k_max}
                        for label, cur in curves.items()}}, indent=1, default=float))
     return md
+
+
+def _partial_line(rows: list[dict[str, Any]]) -> str:
+    """What each score adds beyond the parameter count, among the random allocations (one budget)."""
+    scored = [r for r in rows if r["score"] not in ("params", "macs") and not math.isnan(r["random_partial"][0])]
+    if not scored:
+        return "Too few random candidates for partial correlations."
+    above = [r for r in scored if r["random_partial"][1] > 0]
+    best = max(scored, key=lambda r: r["random_partial"][0])
+    return ("What a score adds beyond the parameter count (partial Spearman given params, random candidates "
+            f"only): best {best['score']} {_iv(best['random_partial'])}; "
+            + ("interval above zero: " + ", ".join(r["score"] for r in above) if above else
+               "no score's interval is above zero") + ". The width-debiased forms (hebb_erank_w, hebb_erank_k, "
+            "naswot_k) look at a fixed share or number of channels, so they cannot count units.")
 
 
 def _within_random_line(rows: list[dict[str, Any]]) -> str:

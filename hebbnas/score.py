@@ -15,6 +15,16 @@ engine. Higher is predicted better for every score.
   K = c c^T + (1 - c)(1 - c)^T, score log|det K|; the codes are taken after every conv's ReLU.
 - ``params``, ``macs``: the baselines every score must beat (within one budget MACs say nothing).
 
+Width-debiased variants (issue 23: hebb_erank and naswot grow with width, so among random allocations
+at one budget they mostly count units, which the parameter count already does):
+
+- ``hebb_erank_w``: per Inception input, log of the effective rank over the channel count (the share of
+  independent directions), summed over modules.
+- ``hebb_erank_k``: per Inception input, the mean log effective rank of `SAMPLE_CHANNELS` channels
+  drawn at random (`SAMPLE_DRAWS` seeded draws), summed over modules: MeCo's corrected form of
+  sampling a fixed number of channels per layer.
+- ``naswot_k``: NASWOT on `SAMPLE_UNITS` ReLU units drawn per conv layer (seeded) instead of all.
+
 Pure: values in, values out; the caller decides what the images are and where the numbers go.
 """
 
@@ -33,8 +43,14 @@ from hebbnas.errors import HebbnasError
 from hebbnas.probe import ProbeResult, probe_model
 from hebbnas.topology import DEFAULT_INPUT, Topology
 
-SCORES: tuple[str, ...] = ("hebb_erank", "meco", "naswot", "params", "macs")
+SCORES: tuple[str, ...] = ("hebb_erank", "hebb_erank_w", "hebb_erank_k", "meco", "naswot", "naswot_k", "params",
+                           "macs")
 """Every score `score_candidate` can compute; higher is predicted better."""
+SAMPLE_CHANNELS = 8
+"""Channels per module the sampled effective rank looks at (fewer than any module of a 1/4-width proxy has)."""
+SAMPLE_DRAWS = 16
+SAMPLE_UNITS = 256
+"""ReLU units per conv layer the width-debiased NASWOT codes use."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,24 @@ def hebb_erank(probe: ProbeResult) -> float:
     return float(sum(math.log(effective_rank(m.corr)) for m in probe.modules.values()))
 
 
+def hebb_erank_width(probe: ProbeResult) -> float:
+    """Sum over modules of log(effective rank / channels): the share of independent directions."""
+    return float(sum(math.log(effective_rank(m.corr) / m.channels) for m in probe.modules.values()))
+
+
+def hebb_erank_sampled(probe: ProbeResult, k: int = SAMPLE_CHANNELS, draws: int = SAMPLE_DRAWS,
+                       seed: int = 0) -> float:
+    """Sum over modules of the mean log effective rank of `k` channels drawn at random (`draws` times):
+    the same number of channels for every width."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for m in probe.modules.values():
+        kk = min(k, m.channels)
+        total += float(np.mean([math.log(effective_rank(m.corr[np.ix_(idx, idx)]))
+                                for idx in (rng.choice(m.channels, kk, replace=False) for _ in range(draws))]))
+    return total
+
+
 def min_eigenvalue_sum(probe: ProbeResult) -> float:
     """MeCo's aggregate: the sum over modules of the smallest correlation eigenvalue (dead channels
     excluded, since a zero row is a constant feature, not a correlation)."""
@@ -75,15 +109,20 @@ def min_eigenvalue_sum(probe: ProbeResult) -> float:
     return total
 
 
-def naswot(model: nn.Module, x: torch.Tensor) -> float:
-    """log|det K| of the ReLU-code kernel over the images of `x` (N, C, H, W)."""
+def naswot(model: nn.Module, x: torch.Tensor, units: int | None = None, seed: int = 0) -> float:
+    """log|det K| of the ReLU-code kernel over the images of `x` (N, C, H, W); with `units`, only that
+    many units drawn at random per conv layer (seeded) enter the codes, whatever the layer's width."""
     from hebbnas.model import BasicConv2d
 
     n = x.shape[0]
     k = torch.zeros(n, n, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
 
     def hook(_module: nn.Module, _args: tuple, out: torch.Tensor) -> None:
-        c = (out.detach() > 0).reshape(n, -1).to(torch.float64)  # (N, units) binary codes
+        c = (out.detach() > 0).reshape(n, -1)  # (N, units) binary codes
+        if units is not None and c.shape[1] > units:
+            c = c[:, torch.randperm(c.shape[1], generator=gen)[:units].to(c.device)]
+        c = c.to(torch.float64).cpu()
         k.add_(c @ c.T).add_((1 - c) @ (1 - c).T)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, BasicConv2d)]
@@ -147,12 +186,25 @@ def score_model(model: nn.Module, topology: Topology, x: torch.Tensor, *,
         values[name] = fn()
         seconds[name] = time.perf_counter() - t + calibration
 
+    probe: list[ProbeResult] = []  # one probe serves the three effective-rank scores
+
+    def probed() -> ProbeResult:
+        if not probe:
+            probe.append(probe_model(model, batches, names, device=dev, rings=False))
+        return probe[0]
+
     if "hebb_erank" in which:
-        timed("hebb_erank", lambda: hebb_erank(probe_model(model, batches, names, device=dev, rings=False)))
+        timed("hebb_erank", lambda: hebb_erank(probed()))
+    if "hebb_erank_w" in which:
+        timed("hebb_erank_w", lambda: hebb_erank_width(probed()))
+    if "hebb_erank_k" in which:
+        timed("hebb_erank_k", lambda: hebb_erank_sampled(probed()))
     if "meco" in which:
         timed("meco", lambda: min_eigenvalue_sum(probe_model(model, [x[:1]], names, device=dev, rings=False)))
     if "naswot" in which:
         timed("naswot", lambda: naswot(model, x[:64]))
+    if "naswot_k" in which:
+        timed("naswot_k", lambda: naswot(model, x[:64], units=SAMPLE_UNITS))
     if "params" in which:
         timed("params", lambda: float(topology.params()))
     if "macs" in which:

@@ -8,7 +8,16 @@ import torch
 
 from hebbnas.errors import HebbnasError
 from hebbnas.probe import ModuleStats, ProbeResult
-from hebbnas.score import SCORES, effective_rank, hebb_erank, min_eigenvalue_sum, naswot, score_candidate
+from hebbnas.score import (
+    SCORES,
+    effective_rank,
+    hebb_erank,
+    hebb_erank_sampled,
+    hebb_erank_width,
+    min_eigenvalue_sum,
+    naswot,
+    score_candidate,
+)
 from hebbnas.topology import StemSpec, Topology, get_topology
 
 
@@ -37,6 +46,31 @@ def test_hebb_erank_and_meco_aggregate_over_modules() -> None:
     probe = ProbeResult({"a": _stats(np.eye(4)), "b": _stats(np.kron(np.eye(2), np.ones((2, 2))))})
     assert hebb_erank(probe) == pytest.approx(np.log(4) + np.log(2))
     assert min_eigenvalue_sum(probe) == pytest.approx(1.0 + 0.0, abs=1e-12)
+
+
+def test_width_debiased_eranks_do_not_count_channels() -> None:
+    narrow = ProbeResult({"a": _stats(np.eye(16))})
+    wide = ProbeResult({"a": _stats(np.eye(64))})
+    assert hebb_erank(wide) > hebb_erank(narrow)  # the plain score grows with width ...
+    assert hebb_erank_width(wide) == pytest.approx(hebb_erank_width(narrow)) == pytest.approx(0.0)  # ... these do not
+    assert hebb_erank_sampled(wide) == pytest.approx(hebb_erank_sampled(narrow)) == pytest.approx(np.log(8))
+    pairs = ProbeResult({"a": _stats(np.kron(np.eye(32), np.ones((2, 2))))})  # 64 channels, 32 directions
+    assert hebb_erank_width(pairs) == pytest.approx(np.log(0.5))
+    assert hebb_erank_sampled(pairs) < hebb_erank_sampled(wide)  # some sampled channels repeat each other
+
+
+def test_naswot_on_a_fixed_number_of_units_per_layer(one_thread: None) -> None:
+    from hebbnas.model import build
+
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    scores = []
+    for w in (8, 32):
+        torch.manual_seed(0)
+        model = build(_tiny(w), aux=False)
+        scores.append((naswot(model, x), naswot(model, x, units=64), naswot(model, x, units=64)))
+    (n8, k8, k8b), (n32, k32, _) = scores
+    assert k8 == k8b  # seeded
+    assert n32 - n8 > abs(k32 - k8)  # all units: the wider net scores higher; a fixed number: far closer
 
 
 def test_naswot_separates_distinct_from_identical_inputs(one_thread: None) -> None:
