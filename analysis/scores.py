@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import math
 import shlex
@@ -35,22 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis.stats import partial_spearman_boot  # noqa: E402
+from analysis import zoo as zoo_module  # noqa: E402
+from analysis.stats import kendall_boot, partial_spearman_boot, spearman, spearman_boot  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
 SCORE_IMAGES = 64
 TRAIN_STEPS = 30
 K_SHOWN = (4, 8, 16)
-
-
-def _zoo() -> Any:
-    """analysis/zoo.py as a module (its protocol, data loader and statistics helpers)."""
-    spec = importlib.util.spec_from_file_location("hebbnas_zoo", ROOT / "analysis" / "zoo.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["hebbnas_zoo"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def candidate_topology(c: dict[str, Any], num_classes: int) -> Any:
@@ -61,21 +51,6 @@ def candidate_topology(c: dict[str, Any], num_classes: int) -> Any:
 
     t = get_topology("googlenet").with_widths({k: tuple(v) for k, v in c["widths"].items()}, name=c["candidate"])
     return dataclasses.replace(t, stem=StemSpec(**c["stem"])).with_classes(num_classes)
-
-
-def kendall(x: Any, y: Any) -> float:
-    from scipy.stats import kendalltau
-
-    r = kendalltau(x, y).statistic
-    return float("nan") if r is None else float(r)
-
-
-def kendall_boot(x: Any, y: Any, n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    boots = [kendall(x[i], y[i]) for i in (rng.integers(0, x.size, x.size) for _ in range(n_boot))]
-    boots = [b for b in boots if not math.isnan(b)]
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan)
-    return kendall(x, y), float(lo), float(hi)
 
 
 def compute_scores(zoo: Any, prot: Any, cands: list[dict[str, Any]], smoke: bool, log: Any = print) -> list[dict]:
@@ -166,10 +141,10 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
         for name in SCORES:
             x = sv.loc[common, name].to_numpy(float)
             y = acc.loc[common].to_numpy(float)
-            rs = zoo.spearman_boot(x, y, n_boot=n_boot, rng=rng)
-            kt = kendall_boot(x, y, n_boot=max(200, n_boot // 4), rng=rng)
+            rs = spearman_boot(x, y, n_boot=n_boot, rng=rng)
+            kt = kendall_boot(x, y, max(200, n_boot // 4), rng)
             rnd = [c for c in common if sv.loc[c, "kind"] == "random"]
-            rr = (zoo.spearman_boot(sv.loc[rnd, name].to_numpy(float), acc.loc[rnd].to_numpy(float), n_boot=n_boot,
+            rr = (spearman_boot(sv.loc[rnd, name].to_numpy(float), acc.loc[rnd].to_numpy(float), n_boot=n_boot,
                                     rng=rng) if len(rnd) >= 4 else (math.nan, math.nan, math.nan))
             cost = float(sv.loc[common, f"{name}_s"].mean())
             par = sv.loc[common, "params"].to_numpy(float)
@@ -186,7 +161,7 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
             sub = [c for c in common if sv.loc[c, "kind"] == kind]
             if len(sub) >= 4:
                 lines.append(f"\nWithin {kind} ({len(sub)} candidates): " + ", ".join(
-                    f"{n} {zoo.spearman(sv.loc[sub, n], acc.loc[sub]):+.2f}" for n in SCORES))
+                    f"{n} {spearman(sv.loc[sub, n], acc.loc[sub]):+.2f}" for n in SCORES))
         lines.append("")
     # the verdict: which scores beat the parameter count
     un = [r for r in rows_out if r["variant"] == "untrained"]
@@ -292,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    zoo = _zoo()
+    zoo = zoo_module
     prot = zoo.smoke_protocol() if args.smoke else zoo.cpu_protocol()
     if (args.zoo / "zoo-protocol.json").is_file():
         pass  # the protocol is the module's; zoo.md records it

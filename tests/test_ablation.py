@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -12,19 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis import ablation
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ablation():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("ablation", ROOT / "analysis" / "ablation.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_efficiency_follows_start_order_and_keeps_digit_ids(tmp_path: Path) -> None:
-    ab = _ablation()
+    ab = ablation
     # ids that pandas would read as numbers; start order differs from id order; one trial has no checkpoint
     rows = [("1e345678", 30.0, 0.70, True), ("12345678", 10.0, 0.60, True), ("abcdef01", 20.0, 0.90, False),
             ("00000009", 40.0, 0.80, True)]

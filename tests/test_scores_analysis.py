@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,19 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import scores
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _scores_module():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("hebbnas_scores", ROOT / "analysis" / "scores.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["hebbnas_scores"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_prescreen_simulation_rewards_an_informative_score() -> None:
-    s = _scores_module()
+    s = scores
     rng = np.random.default_rng(0)
     acc = np.linspace(0.5, 0.9, 20)
     plain = s.simulate_prescreen(acc, None, 8, 1, 400, rng)
