@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
     s.add_argument("--prescreen", type=int, default=None, metavar="N",
                    help="each trial scores N candidates without training (the space's search.prescreen_score, "
-                   "default naswot, the best on the zoo) and trains the best-scoring one (default 0: off)")
+                   "default naswot_k, the best on the zoo) and trains the best-scoring one (default 0: off)")
     s.add_argument("--resume", default=None, metavar="RUN", help="continue the killed or interrupted search in RUN")
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
     s.add_argument("--compile", action="store_true", default=None, help="torch.compile every training forward "

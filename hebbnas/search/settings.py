@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "gpus_per_trial": 0.0,
     "concurrency": 2,
     "prescreen": 0,
-    "prescreen_score": "naswot",  # the best untrained score on the zoo (analysis/results/scores.md)
+    "prescreen_score": "naswot_k",  # the best untrained score on the zoo, also among randoms (analysis/results/scores.md)
     "compile": False,
 }
 SMOKE: dict[str, Any] = {
@@ -87,7 +87,7 @@ class SearchSettings:
     fixed: dict[str, Any] = field(default_factory=dict)
     width: float = 1.0  # the width proxy: trials and the seed train topology.narrowed(width)
     prescreen: int = 0  # > 1: each trial scores this many candidates without training and trains the best
-    prescreen_score: str = "naswot"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
+    prescreen_score: str = "naswot_k"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
     compile: bool = False  # torch.compile every training forward (seed and trials): opt-in, pays only for long runs
 
     def to_dict(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class RoundSpec:
     probed_topology: Topology | None = None  # the network the round's probe was taken on (hebbian)
     start_topology: Topology | None = None  # round 1's seed: the space's base fitted to the budget
     prescreen: int = 0  # > 1: score this many candidates without training, train the best
-    prescreen_score: str = "naswot"
+    prescreen_score: str = "naswot_k"
     sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
 
 
