@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from hebbnas.runfolder import read_trials
+from hebbnas.trials import read_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ("hebbian", "random", "paper")

@@ -179,7 +179,7 @@ def _refuse_proxy(src: Source, run: Path) -> None:
 
 
 def _usable(row: Mapping[str, Any]) -> bool:
-    from hebbnas.runfolder import TrialStatus
+    from hebbnas.trials import TrialStatus
 
     try:
         return TrialStatus.parse(row.get("status")).usable

@@ -721,7 +721,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input:
     hebbian: the round's probe, clustered with the best trial's derivation knobs, beside the widths the
     best trial trained. random/paper: no probe; the best topology's widths beside the paper's.
     """
-    from hebbnas.runfolder import format_budget
+    from hebbnas.trials import format_budget
     from hebbnas.strategies import knobs
     from hebbnas.topology import show_table
 

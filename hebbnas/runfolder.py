@@ -10,29 +10,34 @@
     RUN/best/                       topology.json, model.pt, metrics.json (written last: marks the run complete)
     RUN/export/                     what `hebbnas export RUN` writes by default
 
-It also owns the trial status vocabulary (`TrialStatus`), the trials.csv schema, and the one rule that
-picks the best trial (`best_row`), used by the search, export, resume and the analysis scripts.
+The trial vocabulary (statuses, trials.csv's columns, the best-trial rule) lives in `hebbnas.trials`;
+what a person sees while a search runs is the CLI's (`hebbnas.cli.console`). This module only writes
+and reads files; where something goes wrong on the way, it hands one line to `warn`.
 """
 
 from __future__ import annotations
 
 import datetime
-import enum
 import json
-import math
 import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hebbnas.errors import HebbnasError
-from hebbnas.topology import WIDTH_FIELDS, Topology
-
-if TYPE_CHECKING:
-    import pandas as pd
+from hebbnas.topology import Topology
+from hebbnas.trials import (
+    CHECKPOINT_FILE,
+    KNOB_PREFIXES,
+    LEAD_COLUMNS,
+    TAIL_COLUMNS,
+    TRAIN_STATE_FILE,
+    TrialStatus,
+    read_trials,
+)
 
 CONFIG = "config.yaml"
 TRIALS_CSV = "trials.csv"
@@ -48,188 +53,6 @@ BEST_MODEL = f"{BEST_DIR}/model.pt"
 BEST_METRICS = f"{BEST_DIR}/metrics.json"
 TIMINGS = "timings.json"  # where the search's wall time went, per phase
 BEST_TOPOLOGY = f"{BEST_DIR}/topology.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-"""Export format: ``{"topology", "state_dict" (inference), "metrics"}`` (also ``trials/<id>/checkpoint.pt``)."""
-TRAIN_STATE_FILE = "train_state.pt"
-"""What a trial needs to resume: model (aux heads included), optimizer, scheduler, epoch, best val acc."""
-METRIC = "val_acc"
-"""Validation accuracy after the trial's last epoch: what ASHA, Optuna and `best_row` rank by."""
-EPOCH_ATTR = "epoch"
-PRESCREEN_CONFIG = "prescreen_config"
-"""Result key of a prescreened trial: the knobs of the candidate it picked and trained (JSON)."""
-TRIAL_ERROR = "trial_error"
-"""Result key of a trial that failed in its own right (model error, NaN loss): final, never retried."""
-LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
-                "macs", "params", "topology_hash")
-TAIL_COLUMNS = ("node_id", "error", "topology")
-KNOB_PREFIXES = ("derive", "width", "move", "slim", "train")
-
-
-class TrialStatus(str, enum.Enum):
-    """A trial's status in trials.csv (lower case), whatever Tune or Optuna call it."""
-
-    COMPLETED = "completed"      # every epoch (Tune TERMINATED, Optuna COMPLETE)
-    STOPPED = "stopped"          # stopped early by ASHA (Tune TERMINATED, Optuna PRUNED)
-    ERROR = "error"              # raised, diverged, or its infrastructure retries ran out (Optuna FAIL)
-    PENDING = "pending"
-    RUNNING = "running"
-    PAUSED = "paused"
-    INTERRUPTED = "interrupted"  # the search was stopped while it ran
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def finished(self) -> bool:
-        """It will not run again (a resume leaves it alone)."""
-        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.ERROR)
-
-    @property
-    def usable(self) -> bool:
-        """Its last checkpoint is a trained network that may be chosen as the best."""
-        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
-
-    @classmethod
-    def parse(cls, text: Any) -> TrialStatus:
-        """Our names, Tune's (TERMINATED, ERROR, ...) and Optuna's (COMPLETE, PRUNED, FAIL), any case."""
-        if isinstance(text, TrialStatus):
-            return text
-        t = str(text).strip().lower()
-        alias = {"terminated": "completed", "complete": "completed", "pruned": "stopped", "fail": "error",
-                 "failed": "error"}
-        try:
-            return cls(alias.get(t, t))
-        except ValueError:
-            raise HebbnasError(f"unknown trial status {text!r}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# trials.csv rows and the best trial
-
-
-def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any] | None, status: str,
-              *, round_: int, strategy: str, error: str = "") -> dict[str, Any]:
-    """One row of trials.csv: id, round, strategy, status, knobs, the six widths of every module, costs."""
-    result = result or {}
-    row: dict[str, Any] = {
-        "trial_id": trial_id, "round": round_, "strategy": strategy, "status": str(TrialStatus.parse(status)),
-        "epochs": int(result.get(EPOCH_ATTR, 0) or 0),
-        "val_acc": None if result.get(TRIAL_ERROR) else result.get(METRIC), "best_val_acc": result.get("best_val_acc"),
-        "macs": result.get("macs"), "params": result.get("params"), "topology_hash": result.get("topology_hash", ""),
-        "started": _started(result),
-    }
-    row.update({k: v for k, v in sorted(config.items())})
-    if result.get(PRESCREEN_CONFIG):  # the knobs of the candidate that trained, not only Optuna's suggestion
-        row.update(json.loads(str(result[PRESCREEN_CONFIG])))
-        row.update({k: result.get(k) for k in ("prescreen_pick", "prescreen_score", "prescreen_scores")})
-    topo = result.get("topology")
-    if topo:
-        t = Topology.from_json(topo)
-        for m in t.modules:
-            for f, w in zip(WIDTH_FIELDS, m.widths):
-                row[f"{m.name}.{f}"] = w
-        row.update({"stem.conv1": t.stem.conv1, "stem.conv2": t.stem.conv2, "stem.conv3": t.stem.conv3})
-    row["node_id"] = result.get("node_id", "")
-    row["error"] = error or str(result.get(TRIAL_ERROR) or "")
-    row["topology"] = topo or ""
-    return row
-
-
-def read_trials(path: Path) -> pd.DataFrame:
-    """trials.csv as written by `trial_row`; ids stay text, since an id like 12345678 or 1e345678 is not a number."""
-    import pandas as pd
-
-    return pd.read_csv(path, dtype={"trial_id": str})
-
-
-def _started(result: Mapping[str, Any]) -> float | None:
-    """When the trial started (unix seconds), from Tune's own result fields; orders trials for analysis."""
-    ts, total = result.get("timestamp"), result.get("time_total_s")
-    if ts is None or total is None:
-        return None
-    return round(float(ts) - float(total), 3)
-
-
-def finished_status(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> TrialStatus:
-    """COMPLETED (all epochs), STOPPED (ASHA) or ERROR, for a trial Tune finished."""
-    if error or (result or {}).get(TRIAL_ERROR):
-        return TrialStatus.ERROR
-    epochs = int((result or {}).get(EPOCH_ATTR, 0) or 0)
-    return TrialStatus.COMPLETED if epochs >= max_epochs else TrialStatus.STOPPED
-
-
-def _number(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
-def best_key(row: Mapping[str, Any]) -> tuple[float, float, int, float]:
-    """Last-epoch validation accuracy (what the checkpoint holds), then best-epoch accuracy, more epochs,
-    fewer MACs."""
-    return (_number(row.get(METRIC)) or 0.0, _number(row.get("best_val_acc")) or 0.0,
-            int(_number(row.get("epochs")) or 0), -(_number(row.get("macs")) or 0.0))
-
-
-def best_row(rows: Iterable[Mapping[str, Any]], has_checkpoint: Callable[[str], bool]) -> dict[str, Any] | None:
-    """The best trial: usable (completed or stopped), with a validation accuracy and a checkpoint.
-
-    The one rule used by the search (per round and across rounds), export, resume and the analysis.
-    Ties go to the earlier row.
-    """
-    best, key = None, None
-    for r in rows:
-        try:
-            usable = TrialStatus.parse(r.get("status")).usable
-        except HebbnasError:
-            usable = False
-        if not usable or _number(r.get(METRIC)) is None or not has_checkpoint(str(r.get("trial_id"))):
-            continue
-        k = best_key(r)
-        if key is None or k > key:
-            best, key = dict(r), k
-    return best
-
-
-def summary_table(rows: Sequence[Mapping[str, Any]], best_id: str | None = None, limit: int = 12) -> str:
-    """The final table: trials sorted by validation accuracy (errors last)."""
-    def key(r: Mapping[str, Any]) -> tuple[float, float]:
-        v = r.get("val_acc")
-        return (-1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v), -float(r.get("macs") or 0))
-
-    ordered = sorted(rows, key=key, reverse=True)
-    head = f"{'':2}{'trial':<10} {'round':>5} {'MACs':>10} {'params':>10} {'epochs':>6} {'val acc':>8} {'status':<10} {'optuna':<8}"
-    out = [head, "-" * len(head)]
-    for r in ordered[:limit]:
-        mark = "* " if best_id and r.get("trial_id") == best_id else "  "
-        macs = fmt_macs(r.get("macs"))
-        params = f"{float(r['params']) / 1e6:.2f}M" if r.get("params") not in (None, "") else "-"
-        acc = f"{float(r['val_acc']):.4f}" if r.get("val_acc") not in (None, "") else "-"
-        out.append(f"{mark}{str(r.get('trial_id')):<10} {r.get('round', ''):>5} {macs:>10} {params:>10} "
-                   f"{r.get('epochs', 0):>6} {acc:>8} {str(r.get('status')):<10} {str(r.get('optuna_state') or ''):<8}")
-    if len(ordered) > limit:
-        out.append(f"  ... {len(ordered) - limit} more in trials.csv")
-    return "\n".join(out)
-
-
-def fmt_macs(v: Any) -> str:
-    """1499997728 -> '1.500e9' (four significant digits); '-' when unknown."""
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    if not math.isfinite(x) or x <= 0:
-        return "-"
-    e = int(math.floor(math.log10(x)))
-    return f"{x / 10**e:.3f}e{e}"
-
-
-def format_budget(b: float) -> str:
-    """1.5e9 -> '1.5e9' (for run names)."""
-    mant, exp = f"{b:.3g}e0".split("e")[:2] if "e" not in f"{b:.3g}" else f"{b:.3g}".split("e")
-    return f"{mant}e{int(exp)}"
 
 
 def versions() -> dict[str, str]:
@@ -250,14 +73,17 @@ def versions() -> dict[str, str]:
 
 
 class RunFolder:
-    """Writes one run folder and prints the progress table; implements `hebbnas.search.SearchSink`."""
+    """One run folder: writes what a search produces, reads it back for resume, report and export.
 
-    def __init__(self, path: Path, settings: Any, out: Any = None) -> None:
+    `warn` receives one line when something optional (a report, an informative copy) could not be
+    written; the run goes on. What to print while a search runs is the caller's (`hebbnas.cli.console`).
+    """
+
+    def __init__(self, path: Path, settings: Any, warn: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self.settings = settings
-        self.out = out or sys.stdout
+        self.warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self.rows: dict[str, dict[str, Any]] = {}
-        self._macs: dict[str, float] = {}
         self.reports: dict[int, Any] = {}  # round -> outcome whose report waits until best/ exists
         csv = self.path / TRIALS_CSV
         if csv.is_file():
@@ -357,55 +183,31 @@ class RunFolder:
     def is_complete(self) -> bool:
         return (self.path / BEST_METRICS).is_file()
 
-    # -- SearchSink ------------------------------------------------------------------------------
-    def message(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    def round_started(self, k: int, rounds: int, n_trials: int, seed: Any, resumed: bool) -> None:
-        s = self.settings
-        what = "resuming" if resumed else "starting"
-        self.message(f"round {k}/{rounds}: {what} {n_trials} trial(s), strategy {s.strategy}, up to {s.max_epochs} "
-                     f"epoch(s) each, budget {format_budget(s.budget)} MACs")
-        self.message(f"  {'trial':<10} {'round':>5} {'MACs':>10} {'epoch':>7} {'val acc':>8}  status")
-
+    # -- what a search produces -----------------------------------------------------------------------
     def load_probe(self, k: int) -> Any:
         from hebbnas.probe import load_probe
 
         p = self.path / PROBE_DIR / f"round-{k}.npz"
         return load_probe(p) if p.is_file() else None
 
-    def probe_ready(self, k: int, probe: Any, seed: Any, info: Mapping[str, Any]) -> None:
+    def save_probe(self, k: int, probe: Any, seed: Topology) -> str:
+        """probe/round-K.npz and the probed network beside it; returns the path relative to the run."""
         from hebbnas.probe import save_probe
 
         (self.path / PROBE_DIR).mkdir(exist_ok=True)
         save_probe(probe, self.path / PROBE_DIR / f"round-{k}.npz")
         self._write_text(f"{PROBE_DIR}/round-{k}.topology.json", seed.to_json())
-        bits = [f"{k_}: {v:.4g}" if isinstance(v, float) else f"{k_}: {v}" for k_, v in info.items()]
-        self.message(f"round {k}: probe saved to probe/round-{k}.npz ({', '.join(bits)})")
+        return f"{PROBE_DIR}/round-{k}.npz"
 
-    def trial_result(self, k: int, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        if int(result.get("epoch") or 0) >= self.settings.max_epochs:
-            return  # the trial's final line follows from trial_finished
-        macs = result.get("macs")
-        acc = result.get("val_acc")
-        epochs = f"{result.get('epoch', '?')}/{self.settings.max_epochs}"
-        acc_s = "-" if acc is None else f"{acc:.4f}"
-        self.message(f"  {trial_id:<10} {k:>5} {fmt_macs(macs):>10} {epochs:>7} {acc_s:>8}  running")
-
-    def trial_finished(self, k: int, row: Mapping[str, Any]) -> None:
+    def record_trial(self, row: Mapping[str, Any]) -> bool:
+        """Put a finished trial's row into trials.csv; False when it was already there with the same
+        status and epochs (a restored round reports its finished trials again)."""
         tid = str(row["trial_id"])
         known = self.rows.get(tid)
-        if known and known.get("status") == row.get("status") and known.get("epochs") == row.get("epochs"):
-            self.rows[tid] = {**known, **{k_: v for k_, v in row.items() if v not in (None, "")}}
-            self._write_trials()
-            return
-        self.rows[tid] = dict(row)
+        new = not (known and known.get("status") == row.get("status") and known.get("epochs") == row.get("epochs"))
+        self.rows[tid] = dict(row) if new else {**known, **{k: v for k, v in row.items() if v not in (None, "")}}
         self._write_trials()
-        acc = row.get("val_acc")
-        extra = f"  {row['error']}" if row.get("error") else ""
-        epochs = f"{row.get('epochs', 0)}/{self.settings.max_epochs}"
-        acc_s = "-" if acc in (None, "") else f"{float(acc):.4f}"
-        self.message(f"  {tid:<10} {k:>5} {fmt_macs(row.get('macs')):>10} {epochs:>7} {acc_s:>8}  {row['status']}{extra}")
+        return new
 
     def trial_checkpoint(self, trial_id: str, checkpoint: Any) -> None:
         """Keep trials/<id>/checkpoint.pt pointing at the trial's latest checkpoint (hard link or copy)."""
@@ -430,7 +232,7 @@ class RunFolder:
                     shutil.copyfileobj(fin, fout)
             os.replace(tmp, dst)
         except OSError as e:  # an informative copy: never stop the search for it
-            self.message(f"  warning: cannot keep trials/{trial_id}/{CHECKPOINT_FILE}: {e}")
+            self.warn(f"  warning: cannot keep trials/{trial_id}/{CHECKPOINT_FILE}: {e}")
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -440,10 +242,6 @@ class RunFolder:
         self._write_trials()
         self._drop_resume_state(outcome)
         self.reports[outcome.round] = outcome  # written after best/: a report must never cost the run
-        b = outcome.best
-        if b is not None:
-            self.message(f"round {outcome.round}: best trial {b['trial_id']} val acc {float(b['val_acc']):.4f}, "
-                         f"{fmt_macs(b['macs'])} MACs")
 
     def _drop_resume_state(self, outcome: Any) -> None:
         """Finished trials never resume: drop their optimizer state (most of a checkpoint's size).
@@ -473,7 +271,7 @@ class RunFolder:
                                    plan.space.deploy_input)
             except Exception as e:  # noqa: BLE001 - best/ is written; the report is an extra
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                self.message(f"  warning: round {k} report not written: {type(e).__name__}: {first}")
+                self.warn(f"  warning: round {k} report not written: {type(e).__name__}: {first}")
 
     def write_best(self, outcome: Any, plan: Any) -> None:
         import torch
@@ -517,31 +315,15 @@ class RunFolder:
         self._write_text(TIMINGS, json.dumps({"wall": round(wall, 1), **{k: round(v, 1) for k, v in timings.items()}},
                                              indent=2))
 
-    def print_final(self) -> None:
+    def metrics(self) -> dict[str, Any]:
+        """best/metrics.json ({} before the run is complete)."""
         p = self.path / BEST_METRICS
-        metrics = json.loads(p.read_text()) if p.is_file() else {}
-        rows = list(self.rows.values())
-        self.message("")
-        self.message(f"search finished: {len(rows)} trial(s), "
-                     + ", ".join(f"{n} {s}" for s, n in _count(r.get('status') for r in rows).items()))
-        self.message(summary_table(rows, metrics.get("trial_id")))
-        if metrics:
-            self.message(
-                f"best: trial {metrics['trial_id']} (round {metrics['round']}), val acc {metrics['val_acc']:.4f}, "
-                f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} at {'x'.join(map(str, metrics['input']))} "
-                f"<= budget {format_budget(metrics['budget'])}, params {metrics['params']:,}")
-            self.message(f"run folder: {self.path}  (best/model.pt, best/metrics.json, trials.csv)")
-            t = self.path / TIMINGS
-            if t.is_file():
-                w = json.loads(t.read_text())
-                self.message(f"wall time {w.pop('wall'):.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in w.items()))
-            width = float(metrics.get("proxy_width", 1.0))
-            if width < 1:
-                self.message(
-                    f"note: trials trained {width:g}-width copies (the width proxy): best/topology.json is the full-width "
-                    f"topology, and best/model.pt holds its proxy's weights, not the deployed model. Train it with: "
-                    f"hebbnas train {self.path / BEST_TOPOLOGY} --dataset {metrics.get('dataset')} --out DIR; "
-                    f"then: hebbnas export DIR")
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    def timings(self) -> dict[str, float]:
+        """timings.json ({} when this session did not finish)."""
+        p = self.path / TIMINGS
+        return json.loads(p.read_text()) if p.is_file() else {}
 
     # -- files ---------------------------------------------------------------------------------------
     def _write_trials(self) -> None:
@@ -596,13 +378,6 @@ def read_run_rows(run: Path) -> list[dict[str, Any]]:
         return []
     df = read_trials(csv)
     return [{k: _nan_to_none(v) for k, v in r.items()} for r in df.to_dict("records")]
-
-
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for i in items:
-        out[str(i)] = out.get(str(i), 0) + 1
-    return out
 
 
 def _nan_to_none(v: Any) -> Any:

@@ -19,12 +19,8 @@ import pytest
 
 from hebbnas.cli import build_parser, main
 from hebbnas.errors import HebbnasError
-from hebbnas.runfolder import (
-    RunFolder,
-    TrialStatus,
-    best_row,
-    trial_row,
-)
+from hebbnas.runfolder import RunFolder
+from hebbnas.trials import TrialStatus, best_row, trial_row
 from hebbnas.topology import get_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +53,7 @@ def test_best_row_ranks_by_last_epoch_accuracy() -> None:
 
 
 def test_trial_error_rows_are_final_errors() -> None:
-    from hebbnas.runfolder import TRIAL_ERROR, finished_status
+    from hebbnas.trials import TRIAL_ERROR, finished_status
 
     result = {"val_acc": float("nan"), "epoch": 0, TRIAL_ERROR: "training diverged: loss is nan"}
     assert finished_status(result, error=False, max_epochs=3) is TrialStatus.ERROR
@@ -132,12 +128,12 @@ def test_report_failure_never_costs_best(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(report, "write_round_report", broken)
     lines: list[str] = []
-    folder = RunFolder(tmp_path / "run", _settings(), out=SimpleNamespace(write=lines.append, flush=lambda: None))
+    folder = RunFolder(tmp_path / "run", _settings(), warn=lines.append)
     (tmp_path / "run").mkdir()
     folder.round_finished(outcome.rounds[0])
     folder.finish(outcome, plan)
     assert folder.is_complete() and (tmp_path / "run" / "best" / "model.pt").is_file()
-    warning = [ln for ln in "".join(lines).splitlines() if "report not written" in ln]
+    warning = [ln for ln in lines if "report not written" in ln]
     assert warning == ["  warning: round 1 report not written: RuntimeError: matplotlib exploded"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from hebbnas.cli import main
 from hebbnas.errors import HebbnasError
 from hebbnas.pipeline import seed_topology
-from hebbnas.runfolder import finished_status, fmt_macs, format_budget, trial_row
+from hebbnas.trials import finished_status, fmt_macs, format_budget, trial_row
 from hebbnas.search import SMOKE, SearchSettings, resolve_settings
 from hebbnas.search.searcher import Sampler, make_searcher, optuna_outcome
 from hebbnas.search.trial import RoundSpec, trial_topology

@@ -458,7 +458,7 @@ def test_infrastructure_failures_retry_and_model_failures_are_final(tmp_path: Pa
     import ray
     from ray import tune
 
-    from hebbnas.runfolder import TRIAL_ERROR, TrialStatus, finished_status
+    from hebbnas.trials import TRIAL_ERROR, TrialStatus, finished_status
     from hebbnas.search.trial import INFRA_RETRIES, failure_config
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -50,7 +50,8 @@ def test_two_rounds_with_a_width_proxy_and_prescreen(tmp_path: Path) -> None:
     assert "round 2: probing round 1's best network" in r.stdout and sorted(df["round"]) == [1, 2]
     for k in (1, 2):
         assert (run / "probe" / f"round-{k}.npz").is_file() and (run / "report" / f"round-{k}" / "report.md").is_file()
-    from hebbnas.runfolder import best_row, read_run_rows
+    from hebbnas.runfolder import read_run_rows
+    from hebbnas.trials import best_row
 
     per_round = [best_row([r for r in read_run_rows(run) if r["round"] == k], lambda t: True) for k in (1, 2)]
     top = best_row(per_round, lambda t: True)  # the one rule, across rounds (ties: the earlier round)

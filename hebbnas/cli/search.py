@@ -86,8 +86,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _fresh(args: argparse.Namespace) -> int:
     from hebbnas.pipeline import load_data, seed_topology
     from hebbnas.progress_bar import wanted
-    from hebbnas.runfolder import RunFolder, format_budget
+    from hebbnas.runfolder import RunFolder
     from hebbnas.search import resolve_settings
+    from hebbnas.trials import format_budget
     from hebbnas.search.ray_cluster import check_resources, shutdown_ray
     from hebbnas.space import load_space
 
@@ -140,8 +141,10 @@ def _plan(settings: Any, space: Any, storage: str, data: Any, probe_data: Any, i
 def _resume(args: argparse.Namespace) -> int:
     from hebbnas.pipeline import load_data
     from hebbnas.progress_bar import wanted
-    from hebbnas.runfolder import RunFolder, format_budget
+    from hebbnas.cli.console import Console
+    from hebbnas.runfolder import RunFolder
     from hebbnas.search import SearchSettings
+    from hebbnas.trials import format_budget
     from hebbnas.search.ray_cluster import check_resources, shutdown_ray
     from hebbnas.space import parse_space
 
@@ -158,7 +161,7 @@ def _resume(args: argparse.Namespace) -> int:
     folder = RunFolder(run, settings)
     if folder.is_complete():
         print(f"{run} is complete (best/metrics.json exists); nothing to resume")
-        folder.print_final()
+        Console(folder).print_final()
         return 0
     storage = folder.storage(cfg)
     data, probe_data = load_data(settings, space, progress=wanted())
@@ -173,6 +176,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _run(plan: Any, folder: Any) -> int:
+    """Run the search into `folder`, printing through the console; the summary at the end."""
+    from hebbnas.cli.console import Console
     from hebbnas.progress_bar import wanted
     from hebbnas.runfolder import OPTUNA_JOURNAL
     from hebbnas.search import SearchInterrupted, run_search
@@ -180,8 +185,9 @@ def _run(plan: Any, folder: Any) -> int:
     plan.journal = str(folder.path / OPTUNA_JOURNAL)  # optuna-dashboard RUN/optuna.journal shows it live
     plan.progress = wanted()  # the test evaluation's bar; the seed and trials run as Ray tasks, in Ray's log
     plan.timings["start (imports, data, Ray)"] = time.perf_counter() - STARTED
+    console = Console(folder)
     try:
-        outcome = run_search(plan, folder)
+        outcome = run_search(plan, console)
     except (SearchInterrupted, KeyboardInterrupt) as e:
         why = f" ({e})" if str(e) else ""
         print(f"hebbnas search: interrupted{why}; resume with: hebbnas search --resume {folder.path}",
@@ -190,7 +196,7 @@ def _run(plan: Any, folder: Any) -> int:
     with plan.timed("best and reports"):
         folder.finish(outcome, plan)
     folder.write_timings(plan.timings, time.perf_counter() - STARTED)
-    folder.print_final()
+    console.print_final()
     return 0
 
 

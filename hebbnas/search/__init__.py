@@ -10,7 +10,8 @@ One file per concern, each readable top to bottom:
     ray_cluster.py  connect (or start Ray locally, auth on), resources, reachability
     rounds.py       rounds of Tune experiments, the seed probe, the best trial, the test evaluation
 
-Strategies live in `hebbnas.strategies`, the run folder in `hebbnas.runfolder`, the seed -> train ->
+Strategies live in `hebbnas.strategies`, the run folder in `hebbnas.runfolder` (its trial vocabulary in
+`hebbnas.trials`), the seed -> train ->
 probe path in `hebbnas.pipeline`.
 """
 

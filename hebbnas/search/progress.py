@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hebbnas.errors import error_line
-from hebbnas.runfolder import TRIAL_ERROR, finished_status, trial_row
+from hebbnas.trials import TRIAL_ERROR, finished_status, trial_row
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class SearchSink(Protocol):
-    """Receives everything a search produces; `hebbnas.runfolder.RunFolder` writes and prints it."""
+    """Receives everything a search produces; the CLI's `Console` prints it and its run folder writes it."""
 
     def message(self, text: str) -> None: ...
     def round_started(self, k: int, rounds: int, n_trials: int, seed: Topology, resumed: bool) -> None: ...

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
-from hebbnas.runfolder import (
+from hebbnas.trials import (
     CHECKPOINT_FILE,
     EPOCH_ATTR,
     METRIC,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError
-from hebbnas.runfolder import EPOCH_ATTR, METRIC, TRIAL_ERROR
+from hebbnas.trials import EPOCH_ATTR, METRIC, TRIAL_ERROR
 
 if TYPE_CHECKING:
     from hebbnas.space import Distribution, Space

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
-from hebbnas.runfolder import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, PRESCREEN_CONFIG, TRAIN_STATE_FILE, TRIAL_ERROR
+from hebbnas.trials import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, PRESCREEN_CONFIG, TRAIN_STATE_FILE, TRIAL_ERROR
 from hebbnas.strategies import get_strategy, knobs
 from hebbnas.topology import Topology
 

@@ -12,7 +12,7 @@ redundant; the result is fitted to the budget again. Move option j uses the j-th
 from either end of the ranking, so a rejected move is followed by a different one, not the same again.
 
 In a search each round trains moves of the incumbent (round 1: the start itself); the next round's
-seed is the best network so far by the run folder's one rule (`hebbnas.runfolder.best_row`: ties keep
+seed is the best network so far by the run folder's one rule (`hebbnas.trials.best_row`: ties keep
 the earlier network), so a move that does not raise validation accuracy is dropped.
 """
 

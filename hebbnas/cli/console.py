@@ -1,0 +1,126 @@
+"""What `hebbnas search` prints while it runs and when it ends: the search's sink on a terminal.
+
+`Console` implements `hebbnas.search.progress.SearchSink`: it hands every product to the run folder
+(`hebbnas.runfolder.RunFolder`, which only writes files) and prints one line per event, a compact table
+of trials (trial, round, MACs, epoch, validation accuracy, status) and the final summary.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from hebbnas.runfolder import BEST_TOPOLOGY, RunFolder
+from hebbnas.topology import Topology
+from hebbnas.trials import fmt_macs, format_budget
+
+
+class Console:
+    """The search's sink: the run folder writes, this prints."""
+
+    def __init__(self, folder: RunFolder, out: IO[str] | None = None) -> None:
+        self.folder = folder
+        self.out = out or sys.stdout
+        folder.warn = self.message
+
+    @property
+    def path(self) -> Any:
+        return self.folder.path
+
+    def message(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def round_started(self, k: int, rounds: int, n_trials: int, seed: Topology, resumed: bool) -> None:
+        s = self.folder.settings
+        what = "resuming" if resumed else "starting"
+        self.message(f"round {k}/{rounds}: {what} {n_trials} trial(s), strategy {s.strategy}, up to {s.max_epochs} "
+                     f"epoch(s) each, budget {format_budget(s.budget)} MACs")
+        self.message(f"  {'trial':<10} {'round':>5} {'MACs':>10} {'epoch':>7} {'val acc':>8}  status")
+
+    def load_probe(self, k: int) -> Any:
+        return self.folder.load_probe(k)
+
+    def probe_ready(self, k: int, probe: Any, seed: Topology, info: Mapping[str, Any]) -> None:
+        where = self.folder.save_probe(k, probe, seed)
+        bits = [f"{k_}: {v:.4g}" if isinstance(v, float) else f"{k_}: {v}" for k_, v in info.items()]
+        self.message(f"round {k}: probe saved to {where} ({', '.join(bits)})")
+
+    def trial_result(self, k: int, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        max_epochs = self.folder.settings.max_epochs
+        if int(result.get("epoch") or 0) >= max_epochs:
+            return  # the trial's final line follows from trial_finished
+        acc = result.get("val_acc")
+        acc_s = "-" if acc is None else f"{acc:.4f}"
+        self.message(f"  {trial_id:<10} {k:>5} {fmt_macs(result.get('macs')):>10} "
+                     f"{str(result.get('epoch', '?')) + '/' + str(max_epochs):>7} {acc_s:>8}  running")
+
+    def trial_finished(self, k: int, row: Mapping[str, Any]) -> None:
+        if not self.folder.record_trial(row):
+            return
+        acc = row.get("val_acc")
+        extra = f"  {row['error']}" if row.get("error") else ""
+        epochs = f"{row.get('epochs', 0)}/{self.folder.settings.max_epochs}"
+        acc_s = "-" if acc in (None, "") else f"{float(acc):.4f}"
+        self.message(f"  {str(row['trial_id']):<10} {k:>5} {fmt_macs(row.get('macs')):>10} {epochs:>7} {acc_s:>8}  "
+                     f"{row['status']}{extra}")
+
+    def trial_checkpoint(self, trial_id: str, checkpoint: Any) -> None:
+        self.folder.trial_checkpoint(trial_id, checkpoint)
+
+    def round_finished(self, outcome: Any) -> None:
+        self.folder.round_finished(outcome)
+        b = outcome.best
+        if b is not None:
+            self.message(f"round {outcome.round}: best trial {b['trial_id']} val acc {float(b['val_acc']):.4f}, "
+                         f"{fmt_macs(b['macs'])} MACs")
+
+    def print_final(self) -> None:
+        """The summary: trial counts by status, the table, the best trial, the wall-time breakdown."""
+        metrics = self.folder.metrics()
+        rows = list(self.folder.rows.values())
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+        self.message("")
+        self.message(f"search finished: {len(rows)} trial(s), " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        self.message(summary_table(rows, metrics.get("trial_id")))
+        if not metrics:
+            return
+        path = self.folder.path
+        self.message(
+            f"best: trial {metrics['trial_id']} (round {metrics['round']}), val acc {metrics['val_acc']:.4f}, "
+            f"test acc {metrics['test_acc']:.4f}, MACs {metrics['macs']:,} at {'x'.join(map(str, metrics['input']))} "
+            f"<= budget {format_budget(metrics['budget'])}, params {metrics['params']:,}")
+        self.message(f"run folder: {path}  (best/model.pt, best/metrics.json, trials.csv)")
+        w = self.folder.timings()
+        if w:
+            self.message(f"wall time {w.pop('wall'):.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in w.items()))
+        width = float(metrics.get("proxy_width", 1.0))
+        if width < 1:
+            self.message(
+                f"note: trials trained {width:g}-width copies (the width proxy): best/topology.json is the full-width "
+                f"topology, and best/model.pt holds its proxy's weights, not the deployed model. Train it with: "
+                f"hebbnas train {path / BEST_TOPOLOGY} --dataset {metrics.get('dataset')} --out DIR; "
+                f"then: hebbnas export DIR")
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], best_id: str | None = None, limit: int = 12) -> str:
+    """The final table: trials sorted by validation accuracy (errors last)."""
+    def key(r: Mapping[str, Any]) -> tuple[float, float]:
+        v = r.get("val_acc")
+        return (-1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v), -float(r.get("macs") or 0))
+
+    ordered = sorted(rows, key=key, reverse=True)
+    head = f"{'':2}{'trial':<10} {'round':>5} {'MACs':>10} {'params':>10} {'epochs':>6} {'val acc':>8} {'status':<10} {'optuna':<8}"
+    out = [head, "-" * len(head)]
+    for r in ordered[:limit]:
+        mark = "* " if best_id and r.get("trial_id") == best_id else "  "
+        params = f"{float(r['params']) / 1e6:.2f}M" if r.get("params") not in (None, "") else "-"
+        acc = f"{float(r['val_acc']):.4f}" if r.get("val_acc") not in (None, "") else "-"
+        out.append(f"{mark}{str(r.get('trial_id')):<10} {r.get('round', ''):>5} {fmt_macs(r.get('macs')):>10} {params:>10} "
+                   f"{r.get('epochs', 0):>6} {acc:>8} {str(r.get('status')):<10} {str(r.get('optuna_state') or ''):<8}")
+    if len(ordered) > limit:
+        out.append(f"  ... {len(ordered) - limit} more in trials.csv")
+    return "\n".join(out)
