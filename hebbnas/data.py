@@ -14,10 +14,10 @@ Known datasets (`DATASETS`):
   (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-...``).
 - ``cifar10``: the python-pickle directory (``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
   optional ``batches.meta``). Pickles can run code when loaded: only point this at files you trust.
-- ``folder``: your own images (`hebbnas.folder`): one subfolder of PNG/JPEG images per class, or
+- ``folder``: your own images (`hebbnas.imagefolder`): one subfolder of PNG/JPEG images per class, or
   ``train/``, ``val/``, ``test/`` each holding those class subfolders (used as given; without ``val/``
   validation is carved from ``train/``). Without splits, a fixed stratified 20% is test, as for digits.
-  Decoded with Pillow, resized to the resolution, cached as tensors (see `hebbnas.folder.cache_dir`).
+  Decoded with Pillow, resized to the resolution, cached as tensors (see `hebbnas.imagefolder.cache_dir`).
 
 Validation is always carved from the official train split (stratified, seeded); test is the official
 test split. Grayscale images are replicated to `channels` as an expanded (zero-copy) view: index or
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from hebbnas.errors import HebbnasError
+from hebbnas.splits import stratified_order
 
 DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "folder")
 
@@ -183,7 +184,7 @@ def load_dataset(
     classes = CLASSES.get(key)
     given_val: tuple[np.ndarray, np.ndarray] | None = None
     if key == "folder":
-        from hebbnas.folder import load_folder
+        from hebbnas.imagefolder import load_folder
 
         if data_dir is None:
             raise HebbnasError("--dataset folder needs --data-dir DIR (one subfolder of images per class)")
@@ -196,7 +197,7 @@ def load_dataset(
         raw_train_x, raw_train_y, test_x, test_y, num_classes = _load_raw(key, data_dir)
 
     # Validation carve and optional subset, both from one seeded stratified ordering of the pool.
-    order = _stratified_order(raw_train_y, seed)
+    order = stratified_order(raw_train_y, seed)
     pool = len(order)
     if given_val is not None:  # val/ given: the pool is all training data, the subset is taken from it
         n_val, n_train = 0, pool if train_subset is None else int(train_subset)
@@ -327,7 +328,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
     bunch = load_digits()
     images = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> uint8 like the others
     labels = bunch.target.astype(np.int64)
-    order = _stratified_order(labels, _DIGITS_TEST_SEED)
+    order = stratified_order(labels, _DIGITS_TEST_SEED)
     n_test = round(_DIGITS_TEST_FRACTION * len(labels))
     test_idx, pool_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
     return images[pool_idx], labels[pool_idx], images[test_idx], labels[test_idx], 10
@@ -443,26 +444,6 @@ def _load_cifar10_dir(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded permutation of indices in which every prefix (and window) is close to stratified.
-
-    Each class's members are shuffled, then all members are interleaved by their fractional rank
-    within their class, so taking the first k indices takes ~k * p_c of each class c.
-    """
-    labels = np.asarray(labels)
-    n = len(labels)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    key = np.empty(n, dtype=np.float64)
-    shuffled = labels[perm]
-    for c in np.unique(labels):
-        pos = np.flatnonzero(shuffled == c)  # positions in perm, in shuffled order
-        key[pos] = (np.arange(len(pos)) + rng.random()) / len(pos)  # random phase per class
-    return perm[np.argsort(key, kind="stable")]
 
 
 def _to_float_images(images: np.ndarray, resolution: int, channels: int) -> torch.Tensor:

@@ -140,16 +140,17 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
     The accuracy reported is the one of the exported weights (the checkpoint's last epoch).
     """
     from hebbnas import runfolder as rf
+    from hebbnas.trials import METRIC, best_row
 
     try:
         rows = rf.read_run_rows(run)
     except Exception as e:  # noqa: BLE001  # pandas raises many types for a bad CSV; all mean "unreadable"
         raise HebbnasError(f"cannot read {run / rf.TRIALS_CSV}: {_one_line(e)}") from None
-    if rows and any(c not in rows[0] for c in ("trial_id", "status", rf.METRIC)):
-        missing = [c for c in ("trial_id", "status", rf.METRIC) if c not in rows[0]]
+    if rows and any(c not in rows[0] for c in ("trial_id", "status", METRIC)):
+        missing = [c for c in ("trial_id", "status", METRIC) if c not in rows[0]]
         raise HebbnasError(f"{run / rf.TRIALS_CSV} lacks column(s) {', '.join(missing)}")
     usable = [r for r in rows if _usable(r)]
-    best = rf.best_row(rows, has_checkpoint=lambda tid: rf.trial_checkpoint_path(run, tid).is_file())
+    best = best_row(rows, has_checkpoint=lambda tid: rf.trial_checkpoint_path(run, tid).is_file())
     if best is None:
         if usable:
             raise HebbnasError(f"no completed trial of {run} has a checkpoint (trials/<trial_id>/checkpoint.pt); "
@@ -160,10 +161,10 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
     src = _source_from_checkpoint(ckpt, run=run, metrics_json=None)
     _refuse_proxy(src, run)
     metrics = dict(src.metrics)
-    metrics.setdefault(rf.METRIC, float(best[rf.METRIC]))
+    metrics.setdefault(METRIC, float(best[METRIC]))
     metrics["trial_id"] = tid
     note = (f"{run} has no best/ (search interrupted?): exporting trial {tid}, val acc "
-            f"{float(metrics[rf.METRIC]):.4f} (its last epoch, the weights exported) of {len(usable)} completed trial(s)")
+            f"{float(metrics[METRIC]):.4f} (its last epoch, the weights exported) of {len(usable)} completed trial(s)")
     return Source(src.topology, src.state_dict, metrics, ckpt, run, tid, note, config)
 
 

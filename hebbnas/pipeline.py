@@ -48,12 +48,6 @@ def seed_topology(settings: SearchSettings, space: Space, num_classes: int) -> T
                multiple=space.width_multiple, name=f"{space.base.name}-fit")
 
 
-def proxy_network(topology: Topology, width: float) -> Topology:
-    """What actually trains for a candidate: the topology itself, or its uniformly narrowed copy (the width
-    proxy). The budget always counts the full-width topology."""
-    return topology if width >= 1 else topology.narrowed(width)
-
-
 def recipe(space: Space, settings: SearchSettings) -> dict[str, Any]:
     """The training recipe every network of a search shares (TrainConfig fields but epochs and seed):
     the space's `fixed:` options, the central value of every `train:` knob, and `--compile`."""

@@ -257,21 +257,14 @@ class RunFolder:
                     p.unlink(missing_ok=True)
 
     # -- best/ and the summary ---------------------------------------------------------------------
-    def finish(self, outcome: Any, plan: Any) -> None:
-        """best/ first (it marks the run complete), then each round's report; a report that fails is
-        one line, and the run stays complete."""
-        self.write_best(outcome, plan)
+    def pending_reports(self) -> list[tuple[Path, Any]]:
+        """(report folder, round outcome) of every finished round whose report is not written yet."""
+        out = []
         for k, round_outcome in sorted(self.reports.items()):
-            if (self.path / REPORT_DIR / f"round-{k}" / "report.md").is_file():
-                continue
-            try:
-                from hebbnas.report import write_round_report
-
-                write_round_report(self.path / REPORT_DIR / f"round-{k}", round_outcome, self.settings,
-                                   plan.space.deploy_input)
-            except Exception as e:  # noqa: BLE001 - best/ is written; the report is an extra
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                self.warn(f"  warning: round {k} report not written: {type(e).__name__}: {first}")
+            where = self.path / REPORT_DIR / f"round-{k}"
+            if not (where / "report.md").is_file():
+                out.append((where, round_outcome))
+        return out
 
     def write_best(self, outcome: Any, plan: Any) -> None:
         import torch

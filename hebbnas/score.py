@@ -220,7 +220,7 @@ def score_candidate(topology: Topology, x: torch.Tensor, *, width: float = 1.0, 
     Seeded: the same candidate and images give the same scores.
     """
     from hebbnas.model import build
-    from hebbnas.pipeline import proxy_network
+    from hebbnas.topology import proxy_network
 
     net = proxy_network(topology, width)
     torch.manual_seed(seed)

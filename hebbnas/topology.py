@@ -497,3 +497,9 @@ def show_table(t: Topology, input_shape: tuple[int, int, int]) -> str:
     rows.append(f"MACs {t.macs(input_shape):.4g} at {'x'.join(map(str, input_shape))}, params {t.params():,} "
                 f"(inference graph; aux heads add {t.params(aux=True) - t.params():,} params in training)")
     return "\n".join(rows)
+
+
+def proxy_network(topology: Topology, width: float) -> Topology:
+    """What actually trains for a candidate: the topology itself, or its uniformly narrowed copy (the width
+    proxy). The budget always counts the full-width topology."""
+    return topology if width >= 1 else topology.narrowed(width)

@@ -119,6 +119,7 @@ def _settings() -> Any:
 def test_report_failure_never_costs_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defect: an error while writing a round's report aborted the search before best/ was written."""
     from hebbnas import report
+    from hebbnas.cli.search import finish
 
     t = get_topology("googlenet").with_widths({m.name: (8, 4, 8, 4, 8, 8) for m in get_topology("googlenet").modules})
     outcome, plan = _outcome(t.with_classes(10), (3, 224, 224))
@@ -131,10 +132,10 @@ def test_report_failure_never_costs_best(tmp_path: Path, monkeypatch: pytest.Mon
     folder = RunFolder(tmp_path / "run", _settings(), warn=lines.append)
     (tmp_path / "run").mkdir()
     folder.round_finished(outcome.rounds[0])
-    folder.finish(outcome, plan)
+    finish(folder, outcome, plan)
     assert folder.is_complete() and (tmp_path / "run" / "best" / "model.pt").is_file()
     warning = [ln for ln in lines if "report not written" in ln]
-    assert warning == ["  warning: round 1 report not written: RuntimeError: matplotlib exploded"]
+    assert warning == ["  warning: round-1 report not written: RuntimeError: matplotlib exploded"]
 
 
 def test_round_report_counts_macs_at_the_space_deploy_shape(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from hebbnas.errors import HebbnasError
-from hebbnas.pipeline import proxy_network
+from hebbnas.topology import proxy_network
 from hebbnas.search import resolve_settings
 from hebbnas.space import load_space
 from hebbnas.topology import Topology, get_topology

@@ -1,6 +1,6 @@
 """What `hebbnas search` prints while it runs and when it ends: the search's sink on a terminal.
 
-`Console` implements `hebbnas.search.progress.SearchSink`: it hands every product to the run folder
+`Console` implements `hebbnas.search.sink.SearchSink`: it hands every product to the run folder
 (`hebbnas.runfolder.RunFolder`, which only writes files) and prints one line per event, a compact table
 of trials (trial, round, MACs, epoch, validation accuracy, status) and the final summary.
 """

@@ -61,7 +61,8 @@ def _check_out(out: Path) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from hebbnas.derive import Policy, derive, fit
-    from hebbnas.pipeline import load_data, proxy_network, recipe, seed_and_probe, seed_topology
+    from hebbnas.pipeline import load_data, recipe, seed_and_probe, seed_topology
+    from hebbnas.topology import proxy_network
     from hebbnas.probe import save_probe
     from hebbnas.progress_bar import wanted
     from hebbnas.report import read_report, write_report

@@ -194,10 +194,24 @@ def _run(plan: Any, folder: Any) -> int:
               file=sys.stderr, flush=True)
         return 130
     with plan.timed("best and reports"):
-        folder.finish(outcome, plan)
+        finish(folder, outcome, plan)
     folder.write_timings(plan.timings, time.perf_counter() - STARTED)
     console.print_final()
     return 0
+
+
+def finish(folder: Any, outcome: Any, plan: Any) -> None:
+    """best/ first (it marks the run complete), then each round's report; a report that fails is one
+    line, and the run stays complete."""
+    from hebbnas.report import write_round_report
+
+    folder.write_best(outcome, plan)
+    for where, round_outcome in folder.pending_reports():
+        try:
+            write_round_report(where, round_outcome, folder.settings, plan.space.deploy_input)
+        except Exception as e:  # noqa: BLE001 - best/ is written; the report is an extra
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            folder.warn(f"  warning: {where.name} report not written: {type(e).__name__}: {first}")
 
 
 def _storage(arg: str | None, run: Path) -> str:

@@ -5,7 +5,8 @@ One file per concern, each readable top to bottom:
     settings.py     defaults < space < --smoke < command line, validated before anything starts
     searcher.py     the define-by-run space (sampling only) and the Optuna searcher that says PRUNED/FAIL
     trial.py        one trial: topology -> budget check -> train; failures final or retried
-    progress.py     the SearchSink protocol and the Tune callback that feeds it
+    sink.py         the SearchSink protocol and the Tune callback that feeds it
+    outcome.py      what a round and a search hand back (values)
     state.py        Tune's experiment state: restore a round, repair what a kill cut off
     ray_cluster.py  connect (or start Ray locally, auth on), resources, reachability
     rounds.py       rounds of Tune experiments, the seed probe, the best trial, the test evaluation
@@ -17,10 +18,8 @@ probe path in `hebbnas.pipeline`.
 
 from __future__ import annotations
 
+from hebbnas.search.outcome import RoundOutcome, SearchInterrupted, SearchOutcome
 from hebbnas.search.rounds import (
-    RoundOutcome,
-    SearchInterrupted,
-    SearchOutcome,
     SearchPlan,
     evaluate_checkpoint,
     run_round,

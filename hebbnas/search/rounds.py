@@ -32,57 +32,20 @@ from hebbnas.trials import (
     fmt_macs,
     trial_row,
 )
-from hebbnas.search.progress import SearchSink, active_sink, current_session, tune_callback_class
+from hebbnas.search.outcome import RoundOutcome, SearchInterrupted, SearchOutcome
+from hebbnas.search.sink import SearchSink, active_sink, current_session, tune_callback_class
 from hebbnas.search.searcher import Sampler, journal_at, make_searcher, read_optuna_states
-from hebbnas.pipeline import proxy_network, recipe, seed_topology
+from hebbnas.pipeline import recipe, seed_topology
 from hebbnas.search.settings import SearchSettings
 from hebbnas.search.state import restore_tuner
 from hebbnas.search.trial import RoundSpec, failure_config, run_trial, trial_dirname
 from hebbnas.space import Space
 from hebbnas.strategies import get_strategy
-from hebbnas.topology import Topology
+from hebbnas.topology import Topology, proxy_network
 
 if TYPE_CHECKING:
     from hebbnas.data import Dataset
     from hebbnas.probe import ProbeResult
-
-
-@dataclass(frozen=True)
-class RoundOutcome:
-    """A finished round: its rows (trials.csv), the best trial and what it seeds next.
-
-    `probe` was taken on `probed`: the round's seed (hebbian: what the trials derived from) or, for the
-    baselines, the round's best network (so every strategy leaves the same probe + cluster report).
-    `report_knobs` are the derivation knobs its cluster-to-branch report uses.
-    """
-
-    round: int
-    rows: tuple[dict[str, Any], ...]
-    best: dict[str, Any] | None
-    best_checkpoint: dict[str, Any] | None  # the export dict of the best trial (topology, state_dict, metrics)
-    probe: ProbeResult | None
-    probed: Topology
-    experiment_path: str
-    report_knobs: dict[str, Any] = field(default_factory=dict)
-
-
-class SearchInterrupted(Exception):
-    """The search stopped before its trials finished (Ctrl-C); the run folder can be resumed."""
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    """All rounds, the overall best trial and its held-out test accuracy."""
-
-    rounds: tuple[RoundOutcome, ...]
-    best: dict[str, Any]
-    best_checkpoint: dict[str, Any]
-    test_acc: float
-    seconds: float
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for o in self.rounds for r in o.rows]
 
 
 @dataclass

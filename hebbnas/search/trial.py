@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hebbnas.errors import HebbnasError, error_line
 from hebbnas.trials import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, PRESCREEN_CONFIG, TRAIN_STATE_FILE, TRIAL_ERROR
 from hebbnas.strategies import get_strategy, knobs
-from hebbnas.topology import Topology
+from hebbnas.topology import Topology, proxy_network
 
 if TYPE_CHECKING:
     from hebbnas.data import Dataset
@@ -132,7 +132,6 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     from ray import tune
 
     from hebbnas.model import build, inference_state_dict
-    from hebbnas.pipeline import proxy_network
     from hebbnas.train import train
 
     torch.set_num_threads(spec.threads)

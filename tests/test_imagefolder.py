@@ -14,7 +14,7 @@ from PIL import Image
 from hebbnas.cli import main
 from hebbnas.data import DATASETS, load_dataset
 from hebbnas.errors import HebbnasError
-from hebbnas.folder import cache_dir, load_folder
+from hebbnas.imagefolder import cache_dir, load_folder
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_decoded_images_are_cached_per_contents_and_resolution(tmp_path: Path, o
     d = make_folder(tmp_path / "imgs")
     first = load_folder(d, 20)
     assert cache_dir() == own_cache and len(list(own_cache.glob("*.pt"))) == 1
-    import hebbnas.folder as folder
+    import hebbnas.imagefolder as folder
 
     calls: list[Path] = []
     real = folder._decode

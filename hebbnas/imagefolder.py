@@ -23,6 +23,7 @@ import numpy as np
 
 from hebbnas.errors import HebbnasError
 from hebbnas.progress_bar import bar
+from hebbnas.splits import stratified_order
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "val", "test")
@@ -130,13 +131,11 @@ def load_folder(directory: str | os.PathLike[str], resolution: int, *, progress:
 
     if "all" in decoded:
         x, y = stack(decoded["all"][0]), decoded["all"][1]
-        from hebbnas.data import _stratified_order
-
         too_few = [c for c in range(len(classes)) if int((y == c).sum()) < 3]
         if too_few:
             raise HebbnasError(f"class {classes[too_few[0]]!r} of {root} has {int((y == too_few[0]).sum())} image(s); "
                                "a stratified train/val/test split needs at least 3 per class")
-        order = _stratified_order(y, _TEST_SEED)
+        order = stratified_order(y, _TEST_SEED)
         n_test = max(len(classes), round(_TEST_FRACTION * len(y)))
         test_idx, pool_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
         missing = sorted(set(range(len(classes))) - set(y[test_idx].tolist()))

@@ -1,0 +1,51 @@
+"""What a search hands back: a finished round, the whole search, or the news that it was interrupted.
+
+Values only; the rounds produce them (`hebbnas.search.rounds`), the sink and the run folder consume them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hebbnas.probe import ProbeResult
+    from hebbnas.topology import Topology
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """A finished round: its rows (trials.csv), the best trial and what it seeds next.
+
+    `probe` was taken on `probed`: the round's seed (hebbian: what the trials derived from) or, for the
+    baselines, the round's best network (so every strategy leaves the same probe + cluster report).
+    `report_knobs` are the derivation knobs its cluster-to-branch report uses.
+    """
+
+    round: int
+    rows: tuple[dict[str, Any], ...]
+    best: dict[str, Any] | None
+    best_checkpoint: dict[str, Any] | None  # the export dict of the best trial (topology, state_dict, metrics)
+    probe: ProbeResult | None
+    probed: Topology
+    experiment_path: str
+    report_knobs: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchInterrupted(Exception):
+    """The search stopped before its trials finished (Ctrl-C); the run folder can be resumed."""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """All rounds, the overall best trial and its held-out test accuracy."""
+
+    rounds: tuple[RoundOutcome, ...]
+    best: dict[str, Any]
+    best_checkpoint: dict[str, Any]
+    test_acc: float
+    seconds: float
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [r for o in self.rounds for r in o.rows]
