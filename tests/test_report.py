@@ -12,18 +12,10 @@ import pytest
 
 from hebbnas import HebbnasError, get_topology
 from hebbnas.derive import BRANCH_OF_SCALE, ClusterInfo, Derivation, ModuleDerivation, Policy, fit
-from hebbnas.report import (
-    cluster_order,
-    cluster_table,
-    compact_members,
-    module_table,
-    read_report,
-    reduction_savings,
-    render_markdown,
-    report_dict,
-    sci,
-    write_report,
-)
+from hebbnas.report.files import read_report, report_dict, write_report
+from hebbnas.report.markdown import render_markdown, sci
+from hebbnas.report.plots import cluster_order
+from hebbnas.report.tables import cluster_table, compact_members, module_table, reduction_savings
 from hebbnas.topology import PAPER_COLUMNS, PAPER_WIDTHS, Topology
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,61 @@
+"""A search round's report: the cluster-to-branch report of the round's probe, in the round's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hebbnas.report.files import write_report
+from hebbnas.topology import Topology
+
+if TYPE_CHECKING:
+    from hebbnas.derive import Policy
+
+def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input: tuple[int, int, int]) -> None:
+    """The cluster-to-branch report of one round (the boundary where hebbnas.report is wired in).
+
+    hebbian: the round's probe, clustered with the best trial's derivation knobs, beside the widths the
+    best trial trained. random/paper: no probe; the best topology's widths beside the paper's.
+    """
+    from hebbnas.trials import format_budget
+    from hebbnas.strategies import knobs
+    from hebbnas.topology import show_table
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best = outcome.best
+    if best is None or not best.get("topology"):
+        return
+    fitted = Topology.from_json(best["topology"])
+    derive_knobs = dict(outcome.report_knobs) or knobs(best, "derive")
+    deploy = tuple(deploy_input)
+    if outcome.probe is not None and derive_knobs:
+        _hebbian_report(out_dir, outcome, fitted, derive_knobs, settings, deploy)
+        return
+    text = [f"# Round {outcome.round}: best trial {best['trial_id']} ({settings.strategy})", "",
+            f"validation accuracy {float(best['val_acc']):.4f}, budget {format_budget(settings.budget)} MACs", ""]
+    if derive_knobs:
+        text += ["derivation knobs: " + ", ".join(f"{k}={v}" for k, v in derive_knobs.items()), ""]
+    text += ["```", show_table(fitted, deploy), "```", ""]
+    (out_dir / "report.md").write_text("\n".join(text))
+    (out_dir / "report.json").write_text(json.dumps({"round": outcome.round, "trial_id": best["trial_id"],
+                                                     "strategy": settings.strategy, "knobs": derive_knobs,
+                                                     "fitted_topology": fitted.to_dict()}, indent=1))
+
+
+def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs: Mapping[str, Any], settings: Any,
+                    deploy: tuple[int, int, int]) -> None:
+    """The full report: the round's probe, clustered with the report knobs, beside the trained widths."""
+    from hebbnas import derive
+    from hebbnas.strategies import get_strategy
+
+    derivation = derive.derive(outcome.probed, outcome.probe, derive.Policy.from_knobs(dict(derive_knobs)))
+    corr = {m.name: outcome.probe.modules[m.name].correlation(remove_common=bool(derive_knobs.get("partial")))
+            for m in derivation.modules if m.name in outcome.probe.modules}
+    if get_strategy(settings.strategy).probes_seed:
+        title = f"Cluster-to-branch report, round {outcome.round}"
+    else:  # the baselines' winner, read as the derivation would read it (default knobs)
+        title = f"Cluster-to-branch report, round {outcome.round}: the {settings.strategy} baseline's best network"
+    write_report(out_dir, derivation, fitted, corr, deploy, budget=settings.budget, title=title)
