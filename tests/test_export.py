@@ -18,8 +18,6 @@ import hebbnas
 from hebbnas import HebbnasError, Topology, build, get_topology
 from hebbnas.cli import main
 from hebbnas.export import (
-    DEFAULT_NAMES,
-    TORCH_FORMATS,
     ExportResult,
     detect_format,
     export_model,
@@ -27,8 +25,11 @@ from hebbnas.export import (
     load_trainable,
     read_metadata,
 )
+from hebbnas.export.formats import get_format
 from hebbnas.model import GoogLeNet, inference_state_dict
 from hebbnas.topology import StemSpec, min_input_size
+
+TORCH_FORMATS = ("pt2", "torchscript", "state_dict")  # onnx: tests/test_onnx.py
 
 PROXY = 32
 DEPLOY = (3, 224, 224)
@@ -110,7 +111,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     model = models["best"]
     out = root / "out"
     out.mkdir()
-    results = {fmt: export_run(run, fmt, out / DEFAULT_NAMES[fmt]) for fmt in TORCH_FORMATS}  # onnx: test_onnx.py
+    results = {fmt: export_run(run, fmt, out / get_format(fmt).file_name) for fmt in TORCH_FORMATS}  # onnx: test_onnx.py
     g = torch.Generator().manual_seed(1)
     inputs = {f"b{b}_r{r}": torch.randn(b, 3, r, r, generator=g) for b in (1, 7) for r in (PROXY, 224)}
     with torch.no_grad():
@@ -200,7 +201,7 @@ def test_metadata_and_dynamic_dims(exported: dict[str, Any]) -> None:
         assert meta["min_input_size"] == min_input_size(t) == 31
         dyn = meta["dynamic"]
         assert dyn["batch"] == {"min": 1, "max": None} and dyn["height"] == dyn["width"]
-        # pt2 declares H, W = 32k (see export._export_pt2); the traced TorchScript takes any size >= 31
+        # pt2 declares H, W = 32k (see hebbnas.export.pt2.export_program); the traced TorchScript takes any size >= 31
         expect = {"min": 32, "max": None, "multiple_of": 32} if fmt == "pt2" else {"min": 31, "max": None, "multiple_of": 1}
         assert dyn["height"] == expect
         assert meta["test_acc"] == pytest.approx(0.89)
@@ -373,7 +374,7 @@ def test_failure_after_writing_leaves_no_file(tmp_path: Path, monkeypatch: pytes
     def broken(*args: object, **kwargs: object) -> None:
         raise HebbnasError("exported model disagrees with the eager model on input (3, 3, 224, 224); nothing written")
 
-    monkeypatch.setattr("hebbnas.export._verify", broken)
+    monkeypatch.setattr("hebbnas.export.write.check_file", broken)
     assert main(["export", str(run), "--format", fmt, "-o", str(out_dir / "m.pt")]) == 2
     assert "disagrees" in _one_line_error(capsys)
     assert list(out_dir.iterdir()) == []  # neither the file, its JSON, nor a temporary

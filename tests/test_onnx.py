@@ -21,7 +21,8 @@ import torch
 import hebbnas
 from hebbnas import HebbnasError
 from hebbnas.cli import main
-from hebbnas.export import ONNX_TOLERANCE, detect_format, export_run, load_trainable, read_metadata
+from hebbnas.export import detect_format, export_run, load_trainable, read_metadata
+from hebbnas.export.onnx import TOLERANCE as ONNX_TOLERANCE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import DEPLOY, MEAN, PROXY, STD, make_run, tiny_topology  # noqa: E402
@@ -98,10 +99,10 @@ def test_onnx_load_metadata_and_cli(onnx_run: dict[str, Any], tmp_path: Path, ca
 @needs_onnx
 def test_onnx_that_disagrees_is_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import hebbnas.export as ex
+    import hebbnas.export.onnx as ex
 
     run, _ = make_run(tmp_path, "r2")
-    real = ex._export_onnx
+    real = ex.onnx_bytes
 
     def perturbed(model, shape, meta):  # noqa: ANN001, ANN202 - the exported graph gets a wrong bias
         import onnx
@@ -113,7 +114,7 @@ def test_onnx_that_disagrees_is_never_written(tmp_path: Path, monkeypatch: pytes
         init.CopyFrom(numpy_helper.from_array(arr.astype(np.float32), init.name))
         return proto.SerializeToString()
 
-    monkeypatch.setattr(ex, "_export_onnx", perturbed)
+    monkeypatch.setattr(ex, "onnx_bytes", perturbed)
     assert main(["export", str(run), "--format", "onnx"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "disagrees with PyTorch" in err and "nothing written" in err
