@@ -21,7 +21,6 @@ Sections (every ratio is between numbers measured in this run, on this machine):
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import multiprocessing as mp
 import os
@@ -29,7 +28,6 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

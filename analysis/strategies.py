@@ -27,7 +27,6 @@ units selects its network by validation accuracy and is scored by that network's
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import math

@@ -57,7 +57,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis.stats import (  # noqa: E402  (after the path: the script runs from anywhere)
-    additive_effects,
     diff_to_median_additive,
     paired_diff,
     paired_diff_to_median,

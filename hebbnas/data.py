@@ -151,6 +151,7 @@ def load_dataset(
     train_subset: int | None = None,
     val_fraction: float | None = None,
     progress: bool = False,
+    subset_at_most: bool = False,
 ) -> Dataset:
     """Load a proxy dataset as normalised in-memory tensors.
 
@@ -165,6 +166,8 @@ def load_dataset(
         val_fraction: share of the (train + val) pool used for validation, in (0, 1);
             `DEFAULT_VAL_FRACTION[name]` when None. Ignored when a folder data set has its own ``val/``.
         progress: show a progress bar while a folder data set's images are decoded (the CLI decides).
+        subset_at_most: `train_subset` is a ceiling (`--smoke` on a small folder): fewer images are
+            used whole instead of refused.
 
     Raises:
         HebbnasError: unknown name, bad arguments, missing or corrupt files.
@@ -201,6 +204,8 @@ def load_dataset(
     pool = len(order)
     if given_val is not None:  # val/ given: the pool is all training data, the subset is taken from it
         n_val, n_train = 0, pool if train_subset is None else int(train_subset)
+        if subset_at_most:
+            n_train = min(n_train, pool)
         if n_train > pool:
             raise HebbnasError(f"train_subset {train_subset} exceeds the {pool} training images of {key}")
     elif train_subset is None:
@@ -208,7 +213,7 @@ def load_dataset(
         n_train = pool - n_val
     else:
         n_val = min(max(1, round(train_subset * vf / (1.0 - vf))), max(1, round(vf * pool)))
-        n_train = train_subset
+        n_train = min(train_subset, pool - n_val) if subset_at_most else train_subset
         if n_val + n_train > pool:
             raise HebbnasError(
                 f"train_subset {train_subset} exceeds the {pool - n_val} training images of {key}"

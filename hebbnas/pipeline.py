@@ -18,41 +18,54 @@ if TYPE_CHECKING:
 
     from hebbnas.data import Dataset
     from hebbnas.probe import ProbeResult
-    from hebbnas.search.settings import SearchSettings
+    from hebbnas.search.settings import ProxySettings
     from hebbnas.space import Space
     from hebbnas.topology import Topology
 
 PROBE_BATCH = 64
 
 
-def load_data(settings: SearchSettings, space: Space, progress: bool = False) -> tuple[Dataset, Dataset]:
+def load_data(proxy: ProxySettings, space: Space, progress: bool = False) -> tuple[Dataset, Dataset]:
     """The proxy at the training resolution and at the probe resolution (same images, same split)."""
     from hebbnas.data import load_dataset
 
-    kw = dict(data_dir=settings.data_dir, channels=space.base.in_channels, seed=settings.seed,
-              train_subset=settings.train_subset, progress=progress)
-    data = load_dataset(settings.dataset, resolution=settings.resolution, **kw)
-    probe_data = data if settings.probe_resolution == settings.resolution else load_dataset(
-        settings.dataset, resolution=settings.probe_resolution, **kw)
+    kw = dict(data_dir=proxy.data_dir, channels=space.base.in_channels, seed=proxy.seed,
+              train_subset=proxy.train_subset, progress=progress, subset_at_most=proxy.smoke)
+    data = load_dataset(proxy.dataset, resolution=proxy.resolution, **kw)
+    probe_data = data if proxy.probe_resolution == proxy.resolution else load_dataset(
+        proxy.dataset, resolution=proxy.probe_resolution, **kw)
     return data, probe_data
 
 
-def seed_topology(settings: SearchSettings, space: Space, num_classes: int) -> Topology:
+def seed_topology(budget: float, space: Space, num_classes: int) -> Topology:
     """Round 1's seed: the space's base with the data set's head, fitted to the budget.
 
     Also the random baseline's reference and the paper baseline; `hebbnas probe` probes the same network.
+    Raises HebbnasError (one line) when the budget is below the base's irreducible cost.
     """
     from hebbnas.derive import fit
 
-    return fit(space.base.with_classes(num_classes), settings.budget, space.deploy_input,
+    return fit(space.base.with_classes(num_classes), budget, space.deploy_input,
                multiple=space.width_multiple, name=f"{space.base.name}-fit")
 
 
-def recipe(space: Space, settings: SearchSettings) -> dict[str, Any]:
+def check_budget(budget: float, space: Space, dataset: str) -> None:
+    """Refuse a budget below the base's irreducible cost before any data loads: with the class count of a
+    built-in data set, or one class (the cheapest head) when only the files can tell."""
+    from hebbnas.data import CLASSES, canonical_name
+
+    try:
+        classes = len(CLASSES[canonical_name(dataset)])
+    except (KeyError, HebbnasError):  # your own folder, or a name the loader will refuse in its own words
+        classes = 1
+    seed_topology(budget, space, classes)
+
+
+def recipe(space: Space, compile_: bool = False) -> dict[str, Any]:
     """The training recipe every network of a search shares (TrainConfig fields but epochs and seed):
     the space's `fixed:` options, the central value of every `train:` knob, and `--compile`."""
-    return {**{n: d.default() for n, d in space.train.items()}, **settings.fixed,
-            **({"compile": True} if settings.compile else {})}
+    return {**{n: d.default() for n, d in space.train.items()}, **space.fixed,
+            **({"compile": True} if compile_ else {})}
 
 
 def probe_batches(x: torch.Tensor, batch_size: int = PROBE_BATCH) -> Iterator[torch.Tensor]:

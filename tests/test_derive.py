@@ -2,65 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from hebbnas import HebbnasError, get_topology
+from hebbnas import HebbnasError
 from hebbnas.derive import Policy, derive, derive_topology, fit
-from hebbnas.probe import ModuleStats, ProbeResult
-from hebbnas.topology import Topology
-
-# (n scale-1 groups, n scale-3 groups, n scale-5 groups) planted at every module input
-PLAN = {"inception3a": (6, 3, 1), "inception3b": (2, 6, 2), "inception4a": (4, 4, 4)}
-GROUP = 4  # channels per planted group
-DECAY = {1: (0.05, 0.0), 3: (0.6, 0.2), 5: (0.8, 0.6)}  # ring-1 / ring-2 correlation relative to ring 0
-
-
-def small_topology() -> Topology:
-    base = get_topology("googlenet")
-    mods = []
-    widths = {"inception3a": 48, "inception3b": 64}
-    for m in base.modules[:3]:
-        out = widths.get(m.name, 32)
-        mods.append(m.with_widths((out // 4, 8, out // 4, 8, out // 4, out // 4)))
-    stem = dataclasses.replace(base.stem, conv3=48)
-    return dataclasses.replace(base, modules=tuple(mods), stem=stem, pools=(), aux_after=(), name="small",
-                               num_classes=10)
-
-
-def planted_stats(c: int, plan: tuple[int, int, int], rng: np.random.Generator, map_size: int = 8) -> ModuleStats:
-    scales = [1] * plan[0] + [3] * plan[1] + [5] * plan[2]
-    corr = np.eye(c)
-    rings = {1: np.zeros((c, c)), 2: np.zeros((c, c))}
-    for g, s in enumerate(scales):
-        idx = np.arange(g * GROUP, (g + 1) * GROUP)
-        r = rng.uniform(0.6, 0.8)
-        block = np.full((GROUP, GROUP), r)
-        np.fill_diagonal(block, 1.0)
-        corr[np.ix_(idx, idx)] = block
-        for d in (1, 2):
-            rings[d][np.ix_(idx, idx)] = block * DECAY[s][d - 1]
-    # the remaining channels are independent noise (singletons, scale 1) except the last, which is dead
-    dead = np.zeros(c, dtype=bool)
-    dead[-1] = True
-    corr[-1, :] = corr[:, -1] = 0.0
-    corr[-1, -1] = 1.0
-    for d in (1, 2):
-        rest = np.arange(len(scales) * GROUP, c - 1)
-        rings[d][rest, rest] = 0.02
-    # like the probe: a ring that does not fit in the map is not measured
-    ring_of = {d: (rings[d] if map_size > d else None) for d in (1, 2)}
-    return ModuleStats(n=1000, n_images=100, map_size=(map_size, map_size), mean=np.zeros(c), var=np.where(dead, 0, 1.0),
-                       corr=corr, dead=dead, corr_ring=ring_of, ring_pairs={d: int(map_size > d) for d in (1, 2)})
-
-
-def planted_probe(t: Topology, map_size: int = 8) -> ProbeResult:
-    rng = np.random.default_rng(0)
-    chans = t.in_channels_of()
-    return ProbeResult({n: planted_stats(chans[n], PLAN[n], rng, map_size) for n in t.module_names}, t.hash())
-
+from tests.builders import GROUP, PLAN, planted_probe, small_topology
 
 def test_planted_clusters_become_branches() -> None:
     t = small_topology()

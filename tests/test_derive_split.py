@@ -6,7 +6,7 @@ import pytest
 
 from hebbnas import HebbnasError
 from hebbnas.derive import Policy, derive, fit
-from test_derive import PLAN, planted_probe, small_topology
+from tests.builders import PLAN, planted_probe, small_topology
 
 
 def test_default_allocation_is_clusters() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -12,10 +11,9 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 import hebbnas
-from hebbnas import HebbnasError, Topology, build, get_topology
+from hebbnas import HebbnasError, Topology, build
 from hebbnas.cli import main
 from hebbnas.export import (
     ExportResult,
@@ -26,81 +24,13 @@ from hebbnas.export import (
     read_metadata,
 )
 from hebbnas.export.formats import get_format
-from hebbnas.model import GoogLeNet, inference_state_dict
-from hebbnas.topology import StemSpec, min_input_size
-
-TORCH_FORMATS = ("pt2", "torchscript", "state_dict")  # onnx: tests/test_onnx.py
-
-PROXY = 32
-DEPLOY = (3, 224, 224)
-MEAN, STD = [0.1, 0.2, 0.3], [0.9, 0.8, 0.7]
-
-
-# ---------------------------------------------------------------------------------------------
-# fabricated run folders
-
-
-def tiny_topology() -> Topology:
-    """The full GoogLeNet layout (9 modules, 2 inner pools) with widths of 8 so exports take seconds."""
-    t = get_topology("googlenet")
-    t = t.with_widths({m.name: (8, 4, 8, 4, 8, 8) for m in t.modules}, name="tiny")
-    return dataclasses.replace(t, stem=StemSpec(8, 8, 16), num_classes=10)
-
-
-def trained_like(t: Topology, seed: int) -> GoogLeNet:
-    """A model whose BN running stats and affine params are far from identity, so eval mode really matters."""
-    torch.manual_seed(seed)
-    m = build(t)  # with aux heads, as the search trains it
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m.forward_with_aux(torch.randn(8, 3, PROXY, PROXY) * 2 + 0.5)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0.0, 0.2)
-        m.fc.weight.normal_(0.0, 1.0)  # logits of order 1, so a 1e-5 tolerance is meaningful
-    return m.eval()
-
-
-def metrics_for(t: Topology, trial_id: str, val_acc: float) -> dict[str, Any]:
-    return {"val_acc": val_acc, "test_acc": val_acc - 0.01, "macs": t.macs(DEPLOY), "params": t.params(),
-            "input": list(DEPLOY), "dataset": "digits", "resolution": PROXY, "mean": MEAN, "std": STD,
-            "trial_id": trial_id}
-
-
-def write_checkpoint(path: Path, model: GoogLeNet, metrics: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"topology": model.topology.to_dict(), "state_dict": inference_state_dict(model),
-                "metrics": metrics}, path)
-
-
-def make_run(root: Path, name: str, *, best: bool = True,
-             trials: tuple[tuple[Any, ...], ...] = ()) -> tuple[Path, dict[str, GoogLeNet]]:
-    """A run folder as the search writes it; ``trials`` rows are (trial_id, status, val_acc, has_ckpt[,
-    best_val_acc]): val_acc is the last epoch's (what the checkpoint holds), best_val_acc any epoch's."""
-    run = root / "runs" / name
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text("deploy_input: 3x224x224\nproxy:\n  dataset: digits\n  resolution: 32\n")
-    t = tiny_topology()
-    models: dict[str, GoogLeNet] = {}
-    rows = ["trial_id,status,val_acc,best_val_acc,macs"]
-    for i, (tid, status, acc, has_ckpt, *rest) in enumerate(trials):
-        models[tid] = trained_like(t, seed=100 + i)
-        rows.append(f"{tid},{status},{acc},{rest[0] if rest else acc},{t.macs(DEPLOY)}")
-        if has_ckpt:
-            write_checkpoint(run / "trials" / tid / "checkpoint.pt", models[tid], metrics_for(t, tid, acc))
-    if trials:
-        (run / "trials.csv").write_text("\n".join(rows) + "\n")
-    if best:
-        models["best"] = trained_like(t, seed=0)
-        write_checkpoint(run / "best" / "model.pt", models["best"], metrics_for(t, "t_best", 0.9))
-        (run / "best" / "topology.json").write_text(t.to_json())
-        (run / "best" / "metrics.json").write_text(json.dumps(metrics_for(t, "t_best", 0.9)))
-    return run, models
-
+from hebbnas.model import GoogLeNet
+from hebbnas.topology import min_input_size
+from tests.builders import DEPLOY, MEAN, PROXY, STD, make_run, tiny_topology
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny convolutions: one thread is faster
+
+TORCH_FORMATS = ("pt2", "torchscript", "state_dict")  # onnx: tests/test_onnx.py
 
 
 @pytest.fixture(scope="module")

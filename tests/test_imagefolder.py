@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from hebbnas.cli import main
 from hebbnas.data import DATASETS, load_dataset
 from hebbnas.errors import HebbnasError
 from hebbnas.imagefolder import cache_dir, load_folder
+from tests.builders import make_folder, image
 
 
 @pytest.fixture(autouse=True)
@@ -22,34 +22,6 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("HEBBNAS_CACHE", str(d))
     return d
-
-
-def _image(kind: int, i: int, size: tuple[int, int], mode: str) -> Image.Image:
-    """Class 0: bright left half, class 1: bright top half, class 2: dark with a centre spot; noisy."""
-    w, h = size
-    rng = np.random.default_rng(1000 * kind + i)
-    a = rng.integers(0, 60, (h, w)).astype(np.uint8)
-    if kind == 0:
-        a[:, : w // 2] += 180
-    elif kind == 1:
-        a[: h // 2] += 180
-    else:
-        a[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] += 190
-    im = Image.fromarray(a, "L")
-    return im.convert(mode) if mode != "L" else im
-
-
-def make_folder(root: Path, per_class: int = 6, classes: tuple[str, ...] = ("left", "top", "spot"),
-                rgb: bool = True) -> Path:
-    """Classes with mixed sizes, grayscale and RGB (when `rgb`), PNG and JPEG."""
-    for k, c in enumerate(classes):
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            size = (20 + 7 * i, 16 + 5 * (i % 3))
-            mode = "RGB" if rgb and i % 2 else "L"
-            ext = "jpg" if i % 3 == 2 else "png"
-            _image(k, i, size, mode).save(root / c / f"{i}.{ext}")
-    return root
 
 
 def test_folder_without_splits_is_split_stratified(tmp_path: Path) -> None:
@@ -104,7 +76,7 @@ def test_decoded_images_are_cached_per_contents_and_resolution(tmp_path: Path, o
     assert len(calls) == 18  # another resolution is decoded again
     calls.clear()
     p = d / "top" / "0.png"
-    _image(0, 99, (30, 30), "L").save(p)
+    image(0, 99, (30, 30), "L").save(p)
     os.utime(p, ns=(time.time_ns(), time.time_ns() + 10**9))
     changed = load_folder(d, 20)
     assert len(calls) == 18  # an edited folder is decoded again

@@ -163,7 +163,7 @@ def test_space_deploying_at_another_shape_fits_there(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump(raw))
     space = load_space(p)
     s = resolve_settings(space, str(p), {"budget": 4e8})
-    t = seed_topology(s, space, 10)
+    t = seed_topology(s.budget, space, 10)
     assert 0.99 * 4e8 < t.macs((3, 160, 160)) <= 4e8 and t.macs((3, 224, 224)) > 4e8
 
 
@@ -205,13 +205,13 @@ def _actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action
 
 
 def test_every_option_of_every_command_has_help() -> None:
-    missing = [name for name, a in _actions(build_parser()) if not a.help]
+    missing = [name for name, a in _actions(build_parser(full=True)) if not a.help]
     assert not missing, missing
 
 
 def test_one_spelling_of_the_output_option() -> None:
     for cmd in ("train", "probe", "search", "export"):
-        sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[cmd]
+        sub = next(a for a in build_parser(full=True)._actions if isinstance(a, argparse._SubParsersAction)).choices[cmd]
         opts = {s for a in sub._actions for s in a.option_strings if a.dest == "out"}
         assert {"--out", "-o", "--output"} <= opts, (cmd, opts)
 

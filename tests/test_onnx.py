@@ -24,8 +24,7 @@ from hebbnas.cli import main
 from hebbnas.export import detect_format, export_run, load_trainable, read_metadata
 from hebbnas.export.onnx import TOLERANCE as ONNX_TOLERANCE
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_export import DEPLOY, MEAN, PROXY, STD, make_run, tiny_topology  # noqa: E402
+from tests.builders import DEPLOY, MEAN, PROXY, STD, make_run, tiny_topology
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime not installed (pip install 'hebbnas[onnx]')")

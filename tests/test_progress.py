@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from hebbnas.model import build
 from hebbnas.pipeline import probe_network
 from hebbnas.train import TrainConfig, evaluate, train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_export import tiny_topology  # noqa: E402
+from tests.builders import tiny_topology
 
 
 class _Tty(io.StringIO):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,62 +10,15 @@ import pandas as pd
 import pytest
 
 from hebbnas import HebbnasError, get_topology
-from hebbnas.derive import BRANCH_OF_SCALE, ClusterInfo, Derivation, ModuleDerivation, Policy, fit
+from hebbnas.derive import Derivation, fit
 from hebbnas.report.files import read_report, report_dict, write_report
 from hebbnas.report.markdown import render_markdown, sci
 from hebbnas.report.plots import cluster_order
 from hebbnas.report.tables import cluster_table, compact_members, module_table, reduction_savings
 from hebbnas.topology import PAPER_COLUMNS, PAPER_WIDTHS, Topology
+from tests.builders import BUDGET, SPECS, make_derivation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-BUDGET = 1.2e9
-# module, clusters, map size, scale measured, dead channels
-SPECS = (
-    ("inception3a", 12, (8, 8), True, ()),
-    ("inception4c", 40, (4, 4), True, ()),
-    ("inception5b", 20, (2, 2), False, (5, 6)),
-)
-
-
-def planted(c: int, k: int, dead: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A correlation matrix with k planted blocks of shuffled channels (dead rows NaN) and its labels."""
-    labels = rng.permutation(np.arange(c) % k)
-    same = labels[:, None] == labels[None, :]
-    noise = rng.normal(0.0, 0.05, (c, c))
-    r = np.where(same, 0.75, 0.12) + (noise + noise.T) / 2
-    r = np.clip(r, -1.0, 1.0)
-    np.fill_diagonal(r, 1.0)
-    r[list(dead), :] = np.nan
-    r[:, list(dead)] = np.nan
-    return r, labels
-
-
-def make_derivation(rng: np.random.Generator) -> tuple[Derivation, dict[str, np.ndarray]]:
-    base = get_topology("googlenet")
-    cin = base.in_channels_of()
-    modules, corrs, widths = [], {}, {}
-    for name, k, hw, measured, dead in SPECS:
-        c = cin[name]
-        r, labels = planted(c, k, dead, rng)
-        corrs[name] = r
-        clusters = []
-        for lab in range(k):
-            members = tuple(int(i) for i in np.flatnonzero(labels == lab) if i not in dead)
-            scale = int(rng.choice([1, 3, 5])) if measured else 1
-            decay = (float(rng.uniform(0, 1)), float(rng.uniform(0, 1))) if measured else (math.nan, math.nan)
-            branch = BRANCH_OF_SCALE[scale] if measured else "branch1/2/3 (split kept)"
-            clusters.append(ClusterInfo(lab, members, 0.7, decay, scale, branch))
-        for j, ch in enumerate(dead):  # as cluster_correlation does: each dead channel is a singleton
-            clusters.append(ClusterInfo(k + j, (ch,), 1.0, (math.nan, math.nan), 1, "branch1"))
-        n1, n3, n5 = (sum(cl.scale == s for cl in clusters) for s in (1, 3, 5))
-        raw = (float(n1), 0.75 * n3, float(n3), 0.75 * n5, float(n5), 0.15 * k)
-        note = "" if measured else f"spatial scale not measurable at 2x2: branch split of {name} kept"
-        modules.append(ModuleDerivation(name, c, hw, dead, measured, tuple(clusters), raw, note))
-        widths[name] = tuple(max(1, round(8 * w)) for w in raw)
-    derived = base.with_widths(widths, name="googlenet-hebbian")
-    return Derivation(base, Policy(threshold=0.5), tuple(modules), derived), corrs
-
-
 @pytest.fixture(scope="module")
 def case() -> tuple[Derivation, Topology, dict[str, np.ndarray]]:
     derivation, corrs = make_derivation(np.random.default_rng(0))

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from hebbnas.cli import main
 from hebbnas.derive import fit
 from hebbnas.report import heatmap_figure, pareto_front, render_html, write_html_report, write_report
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_report import BUDGET, make_derivation  # noqa: E402
+from tests.builders import BUDGET, make_derivation
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
 

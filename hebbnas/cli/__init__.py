@@ -27,8 +27,10 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or (`only`) one command's options and the others' names."""
+def build_parser(only: str | None = None, full: bool = False) -> argparse.ArgumentParser:
+    """One command's options (`only`) and the others' names; without a command, every command's name and
+    one-line help only, so `hebbnas --help` imports no command's dependencies (torch, Ray, pandas).
+    `full` registers every command's options (the tests read them)."""
     import importlib
 
     p = Parser(prog="hebbnas", description="GoogLeNet Inception widths derived from activation correlations, "
@@ -36,7 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         mod = importlib.import_module(f"hebbnas.cli.{name}")
-        if only is None or only == name:
+        if full or only == name:
             mod.register(sub)
         else:
             sub.add_parser(name, help=mod.HELP, add_help=False)
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         words = list(sys.argv[1:] if argv is None else argv)
         only = words[0] if words and words[0] in COMMANDS else None
         args = build_parser(only).parse_args(words)
+        args.argv = words  # what the user typed: errors name the flag as typed (old spellings included)
     except SystemExit as e:  # --help (0) or a usage mistake, already printed as one line (2)
         return e.code if isinstance(e.code, int) else 2
     try:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from hebbnas.cli.common import add_data_options, add_out_option, parse_budget
-from hebbnas.errors import HebbnasError
+from hebbnas.cli.common import add_alias, add_data_options, add_out_option, check_out_folder, check_threads, typed_flags
 
 
 HELP = "train a seed, probe it, derive and fit widths, write the cluster-to-branch report"
@@ -36,9 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-resolution", type=int, default=None, help="probe resolution in px (default: the space's)")
     p.add_argument("--probe-images", type=int, default=None, help="images probed (default: the space's)")
     p.add_argument("--train-subset", type=int, default=None, help="use only this many training images")
-    p.add_argument("--epochs", type=int, default=None, help="seed training epochs (default: the space's seed_epochs)")
-    p.add_argument("--width", type=float, default=None,
+    p.add_argument("--seed-epochs", type=int, default=None,
+                   help="seed training epochs (default: the space's proxy.seed_epochs)")
+    add_alias(p, "--epochs", "seed_epochs", int)
+    p.add_argument("--proxy-width", dest="width", type=float, default=None,
                    help="width proxy: train and probe the seed's narrowed copy, e.g. 0.25 (default: the space's, 1)")
+    add_alias(p, "--width", "width", float)
     p.add_argument("--method", default=d.method, choices=("average", "complete", "spectral"),
                    help=f"clustering method (default {d.method})")
     p.add_argument("--threshold", type=float, default=d.threshold,
@@ -52,36 +55,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_probe)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise HebbnasError(f"--out {out} is a file; give a folder to create")
-    if out.is_dir() and any(out.iterdir()):
-        raise HebbnasError(f"--out {out} exists and is not empty; choose another")
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     from hebbnas.derive import Policy, derive, fit
-    from hebbnas.pipeline import load_data, recipe, seed_and_probe, seed_topology
+    from hebbnas.pipeline import check_budget, load_data, recipe, seed_and_probe, seed_topology
     from hebbnas.topology import proxy_network
     from hebbnas.probe import save_probe
     from hebbnas.progress_bar import wanted
     from hebbnas.report import read_report, write_report
-    from hebbnas.search.settings import resolve_settings
+    from hebbnas.search.settings import parse_budget, resolve_proxy
     from hebbnas.space import load_space
 
     budget = parse_budget(args.budget)
+    check_threads(args.threads)
     out = Path(args.out)
-    _check_out(out)
+    check_out_folder(out)
     space = load_space(args.space)
-    options = {"budget": budget, "strategy": "hebbian", "dataset": args.dataset, "data_dir": args.data_dir,
-               "resolution": args.resolution, "probe_resolution": args.probe_resolution,
-               "probe_images": args.probe_images, "train_subset": args.train_subset, "seed_epochs": args.epochs,
-               "seed": args.seed, "width": args.width}
-    s = resolve_settings(space, args.space, options, smoke=args.smoke)
+    options = {"dataset": args.dataset, "data_dir": args.data_dir, "resolution": args.resolution,
+               "probe_resolution": args.probe_resolution, "probe_images": args.probe_images,
+               "train_subset": args.train_subset, "seed_epochs": args.seed_epochs, "seed": args.seed,
+               "width": args.width}
+    flags = {"width": "--proxy-width", **typed_flags(getattr(args, "argv", sys.argv[1:]), {"seed_epochs": ("--seed-epochs", "--epochs"),
+                                                                   "width": ("--proxy-width", "--width")})}
+    s = resolve_proxy(space, options, smoke=args.smoke, flags=flags)
+    check_budget(budget, space, s.dataset)  # a budget below the irreducible cost fails before the data loads
     policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut)
     progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
     data, probe_data = load_data(s, space, progress=progress)
-    seed = seed_topology(s, space, data.num_classes)  # raises on a budget below the irreducible cost
+    seed = seed_topology(budget, space, data.num_classes)
     deploy = space.deploy_input
     proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
     print(f"seed {seed.name}: MACs {seed.macs(deploy):.4g} at {'x'.join(map(str, deploy))}, training{proxy} "
@@ -89,7 +89,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
           f"{s.probe_resolution}px", flush=True)
     t0 = time.perf_counter()
     probe_x = probe_data.train.x[: s.probe_images].contiguous()
-    train = {**recipe(space, s), "epochs": s.seed_epochs, "seed": s.seed}
+    train = {**recipe(space), "epochs": s.seed_epochs, "seed": s.seed}
     probed = proxy_network(seed, s.width)  # with a width proxy, its narrowed copy trains and is probed
     probe, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=args.threads,
                                  seed=s.seed, progress=progress)
@@ -119,3 +119,4 @@ def cmd_probe(args: argparse.Namespace) -> int:
           f"derive+fit {summary['derive_fit_seconds']}s")
     print(f"wrote {out}/topology.json, {out}/probe.npz, {out}/report/")
     return 0
+

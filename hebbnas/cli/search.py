@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hebbnas.cli.common import STARTED, add_data_options, add_out_option
+from hebbnas.cli.common import STARTED, add_alias, add_data_options, add_out_option, typed_flags
 from hebbnas.errors import HebbnasError
 
-SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "epochs", "rounds", "strategy", "seed",
-                  "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width", "prescreen",
-                  "compile")
+SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "max_epochs", "seed_epochs", "rounds", "strategy",
+                  "seed", "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width",
+                  "prescreen", "compile")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -37,12 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"how widths are chosen: {', '.join(names())} (default from the space: hebbian)")
     add_data_options(s)
     s.add_argument("--trials", type=int, default=None, help="total number of trials (shared by the rounds)")
-    s.add_argument("--epochs", type=int, default=None, help="maximum epochs per trial (ASHA may stop earlier)")
+    s.add_argument("--trial-epochs", dest="max_epochs", type=int, default=None,
+                   help="maximum epochs per trial (ASHA may stop earlier; default: the space's search.max_epochs)")
+    add_alias(s, "--epochs", "max_epochs", int)
+    s.add_argument("--seed-epochs", type=int, default=None,
+                   help="epochs the seed network trains before it is probed (default: the space's proxy.seed_epochs)")
     s.add_argument("--rounds", type=int, default=None, help="hebbian rounds: the best net of a round is re-probed")
     s.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and Optuna (default 0)")
-    s.add_argument("--width", type=float, default=None,
+    s.add_argument("--proxy-width", dest="width", type=float, default=None,
                    help="width proxy: trials and the seed train each candidate's narrowed copy, e.g. 0.25; the "
                    "budget still counts the full-width topology (default: the space's proxy.width, 1)")
+    add_alias(s, "--width", "width", float)
     add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
     s.add_argument("--prescreen", type=int, default=None, metavar="N",
                    help="each trial scores N candidates without training (the space's search.prescreen_score, "
@@ -77,14 +82,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "budget": args.budget, "strategy": args.strategy, "dataset": args.dataset, "data_dir": args.data_dir,
-        "trials": args.trials, "max_epochs": args.epochs, "rounds": args.rounds, "seed": args.seed,
+        "trials": args.trials, "max_epochs": args.max_epochs, "seed_epochs": args.seed_epochs, "rounds": args.rounds,
+        "seed": args.seed,
         "width": args.width, "prescreen": args.prescreen, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
         "compile": args.compile,
     }
 
 
+def _typed(argv: list[str]) -> dict[str, str]:
+    """The spellings the user typed for the options that have an old one (errors name what was typed)."""
+    return typed_flags(argv, {"max_epochs": ("--trial-epochs", "--epochs"), "width": ("--proxy-width", "--width")})
+
+
 def _fresh(args: argparse.Namespace) -> int:
-    from hebbnas.pipeline import load_data, seed_topology
+    from hebbnas.pipeline import check_budget, load_data, seed_topology
     from hebbnas.progress_bar import wanted
     from hebbnas.runfolder import RunFolder
     from hebbnas.search import resolve_settings
@@ -96,7 +107,8 @@ def _fresh(args: argparse.Namespace) -> int:
         raise HebbnasError("--budget is required (MACs at the deploy shape, e.g. --budget 1.5e9), or --resume RUN")
     space_name = args.space or "googlenet"
     space = load_space(space_name)
-    settings = resolve_settings(space, space_name, _options(args), smoke=args.smoke)
+    settings = resolve_settings(space, space_name, _options(args), smoke=args.smoke, flags=_typed(getattr(args, "argv", sys.argv[1:])))
+    check_budget(settings.budget, space, settings.dataset)  # before the data loads
     if args.out:
         run = Path(args.out)
     else:
@@ -106,8 +118,8 @@ def _fresh(args: argparse.Namespace) -> int:
     if run.exists():
         raise HebbnasError(f"run folder {run} already exists; choose another --out, or --resume {run}")
     storage = _storage(args.storage, run)
-    data, probe_data = load_data(settings, space, progress=wanted())
-    seed_topology(settings, space, data.num_classes)  # the budget must fit the base: fail before any folder
+    data, probe_data = load_data(settings.proxy, space, progress=wanted())
+    seed_topology(settings.budget, space, data.num_classes)  # with the data's head: before any folder
     address = _connect(args)
     try:
         info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
@@ -139,16 +151,17 @@ def _plan(settings: Any, space: Any, storage: str, data: Any, probe_data: Any, i
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from hebbnas.cli.console import Console
     from hebbnas.pipeline import load_data
     from hebbnas.progress_bar import wanted
-    from hebbnas.cli.console import Console
     from hebbnas.runfolder import RunFolder
     from hebbnas.search import SearchSettings
-    from hebbnas.trials import format_budget
     from hebbnas.search.ray_cluster import check_resources, shutdown_ray
+    from hebbnas.search.settings import flag
     from hebbnas.space import parse_space
+    from hebbnas.trials import format_budget
 
-    given = [f"--{k.replace('_', '-')}" for k in SEARCH_OPTIONS if getattr(args, k, None) not in (None, False)]
+    given = [flag(k) for k in SEARCH_OPTIONS if getattr(args, k, None) not in (None, False)]
     if given:
         raise HebbnasError(f"--resume continues a run with the settings in its config.yaml; drop {', '.join(given)}")
     run = Path(args.resume).absolute()
@@ -164,7 +177,7 @@ def _resume(args: argparse.Namespace) -> int:
         Console(folder).print_final()
         return 0
     storage = folder.storage(cfg)
-    data, probe_data = load_data(settings, space, progress=wanted())
+    data, probe_data = load_data(settings.proxy, space, progress=wanted())
     address = _connect(args)
     try:
         info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from hebbnas.cli.common import add_data_options, add_out_option
+from hebbnas.cli.common import add_data_options, add_out_option, check_out_folder, check_threads
 from hebbnas.errors import HebbnasError
 from hebbnas.topology import load_topology
 
@@ -45,12 +45,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hebbnas.model import build, inference_state_dict
     from hebbnas.train import EpochResult, TrainConfig, evaluate, train
 
+    from hebbnas.topology import min_input_size
+
     t = load_topology(args.topology)
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise HebbnasError(f"--out {out} exists and is not an empty folder; choose another")
-    if args.threads:
+    if out is not None:
+        check_out_folder(out)  # before training, not after
+    if check_threads(args.threads):
         torch.set_num_threads(args.threads)
+    floor = min_input_size(t)
+    if args.resolution is not None and args.resolution < floor:
+        raise HebbnasError(f"--resolution {args.resolution} is below the {floor} px the stem of {t.name} needs")
     progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
     data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=args.resolution,
                         channels=t.in_channels, seed=args.seed, train_subset=args.train_subset, progress=progress)

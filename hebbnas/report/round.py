@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hebbnas.report.files import write_report
 from hebbnas.topology import Topology
 
-if TYPE_CHECKING:
-    from hebbnas.derive import Policy
 
 def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input: tuple[int, int, int]) -> None:
     """The cluster-to-branch report of one round (the boundary where hebbnas.report is wired in).

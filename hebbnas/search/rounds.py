@@ -79,9 +79,9 @@ class SearchPlan:
 def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     s, space, data = plan.settings, plan.space, plan.dataset
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
-                     width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s),
+                     width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s.compile),
                      proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
-                     start_topology=seed_topology(s, space, data.num_classes),
+                     start_topology=seed_topology(s.budget, space, data.num_classes),
                      prescreen=s.prescreen, prescreen_score=s.prescreen_score,
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
@@ -228,7 +228,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     s, t0 = plan.settings, time.perf_counter()
     strategy = get_strategy(s.strategy)
     data = plan.dataset
-    seed = seed_topology(s, plan.space, data.num_classes)
+    seed = seed_topology(s.budget, plan.space, data.num_classes)
     seed_state: dict[str, Any] | None = None
     incumbent: tuple[dict[str, Any], Topology, Any, ProbeResult] | None = None  # keeps_incumbent: best so far
     outcomes: list[RoundOutcome] = []
@@ -272,7 +272,7 @@ def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[s
     s = plan.settings
     probe_x = plan.probe_dataset.train.x[: s.probe_images].contiguous()
     if seed_state is None:
-        train = {**recipe(plan.space, s), "epochs": s.seed_epochs, "seed": s.seed}
+        train = {**recipe(plan.space, s.compile), "epochs": s.seed_epochs, "seed": s.seed}
         proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
         sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs)"
                      f"{proxy} for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "

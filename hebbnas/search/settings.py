@@ -52,9 +52,40 @@ SMOKE: dict[str, Any] = {
     "seed_epochs": 1,
     "probe_images": 64,
 }
-"""`--smoke`: a tiny train subset, few epochs, a small probe; for tests and a first look at a cluster."""
-FLAGS: dict[str, str] = {"max_epochs": "--epochs"}
-"""Settings whose command-line option is not ``--<key with dashes>``."""
+"""`--smoke`: a tiny train subset, few epochs, a small probe; for tests and a first look at a cluster. Its
+train subset is a ceiling: a smaller data set (your own folder of 120 images) is used whole."""
+FLAGS: dict[str, str] = {"max_epochs": "--trial-epochs", "width": "--proxy-width"}
+"""Settings whose command-line option is not ``--<key with dashes>`` (in `hebbnas search`)."""
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What the networks of a search (and `hebbnas probe`) train and are probed on: the proxy."""
+
+    dataset: str
+    data_dir: str | None
+    resolution: int
+    probe_resolution: int
+    train_subset: int | None
+    seed_epochs: int
+    probe_images: int
+    width: float  # the width proxy: the seed and trials train topology.narrowed(width)
+    seed: int
+    smoke: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Where each merged value came from, so a bad one is named as the user wrote it: the flag as typed,
+    the space file and key, `--smoke`, or the default."""
+
+    of: dict[str, str]
+
+    def where(self, key: str) -> str:
+        return self.of.get(key, f"the default {key}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +135,11 @@ class SearchSettings:
         except TypeError as e:
             raise HebbnasError(f"incomplete search settings: {e}") from None
 
+    @property
+    def proxy(self) -> ProxySettings:
+        """The proxy part (what `hebbnas probe` resolves too)."""
+        return ProxySettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProxySettings)})
+
     def trials_in_round(self, k: int) -> int:
         """`trials` is the total; rounds share it evenly (earlier rounds get the remainder). A strategy
         that keeps an incumbent trains its start once in round 1 and shares the rest over the others."""
@@ -116,61 +152,100 @@ class SearchSettings:
         return base + (1 if k <= extra else 0)
 
 
-def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], smoke: bool = False) -> SearchSettings:
+def merge(space: Space, options: Mapping[str, Any], smoke: bool = False,
+          flags: Mapping[str, str] | None = None) -> tuple[dict[str, Any], Origins]:
+    """defaults < the space's sections < smoke < explicit options (None means not given), and where each
+    value came from. `flags` maps an option's key to the flag the user typed (default `flag(key)`)."""
+    merged: dict[str, Any] = dict(DEFAULTS)
+    origin: dict[str, str] = {}
+    for sec, keys, section in (("proxy", PROXY_KEYS, space.proxy), ("search", SEARCH_KEYS, space.search)):
+        for key in keys:
+            if key in section:
+                merged[key] = section[key]
+                origin[key] = f"{space.source}: {sec}.{key}"
+    if smoke:
+        merged.update(SMOKE)
+        origin.update({k: f"--smoke's {k}" for k in SMOKE})
+    for k, v in options.items():
+        if v is not None and k != "budget":
+            merged[k] = v
+            origin[k] = (flags or {}).get(k, flag(k))
+    return merged, Origins(origin)
+
+
+def resolve_proxy(space: Space, options: Mapping[str, Any], smoke: bool = False,
+                  flags: Mapping[str, str] | None = None) -> ProxySettings:
+    """The proxy settings of `hebbnas probe` (and of a search): merged as a search merges them, validated."""
+    merged, origins = merge(space, options, smoke, flags)
+    proxy = _proxy(merged, origins, smoke)
+    _check_resolutions(proxy, space, origins)
+    return proxy
+
+
+def _proxy(merged: Mapping[str, Any], o: Origins, smoke: bool) -> ProxySettings:
+    return ProxySettings(
+        dataset=str(merged["dataset"]),
+        data_dir=None if merged["data_dir"] is None else str(merged["data_dir"]),
+        resolution=_int(merged, "resolution", o),
+        probe_resolution=_int(merged, "probe_resolution", o),
+        train_subset=None if merged["train_subset"] is None else _int(merged, "train_subset", o),
+        seed_epochs=_int(merged, "seed_epochs", o),
+        probe_images=_int(merged, "probe_images", o),
+        width=_width(merged, o),
+        seed=_int(merged, "seed", o, minimum=0),
+        smoke=bool(smoke),
+    )
+
+
+def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], smoke: bool = False,
+                     flags: Mapping[str, str] | None = None) -> SearchSettings:
     """Merge defaults < space sections < smoke < explicit options (None means not given) and validate.
 
     Raises:
-        HebbnasError: an unknown strategy, a non-positive budget or count, an impossible combination.
+        HebbnasError: an unknown strategy, a non-positive budget or count, an impossible combination;
+            the message names the value as the user gave it (the flag typed, or the space file and key).
     """
-    merged: dict[str, Any] = dict(DEFAULTS)
-    for key in PROXY_KEYS:
-        if key in space.proxy:
-            merged[key] = space.proxy[key]
-    for key in SEARCH_KEYS:
-        if key in space.search:
-            merged[key] = space.search[key]
-    if smoke:
-        merged.update(SMOKE)
-    merged.update({k: v for k, v in options.items() if v is not None and k != "budget"})
-    budget = options.get("budget")
+    merged, o = merge(space, options, smoke, flags)
+    proxy = _proxy(merged, o, smoke)
     settings = SearchSettings(
-        budget=_positive_budget(budget),
+        budget=parse_budget(options.get("budget")),
         space=space_name,
         strategy=str(merged["strategy"]),
-        dataset=str(merged["dataset"]),
-        data_dir=None if merged["data_dir"] is None else str(merged["data_dir"]),
-        resolution=_int(merged, "resolution"),
-        probe_resolution=_int(merged, "probe_resolution"),
-        train_subset=None if merged["train_subset"] is None else _int(merged, "train_subset"),
-        seed_epochs=_int(merged, "seed_epochs"),
-        probe_images=_int(merged, "probe_images"),
-        trials=_int(merged, "trials"),
-        max_epochs=_int(merged, "max_epochs"),
-        rounds=_int(merged, "rounds"),
-        grace_period=_int(merged, "grace_period"),
-        reduction_factor=_int(merged, "reduction_factor", minimum=2),
-        seed=_int(merged, "seed", minimum=0),
-        cpus_per_trial=_float(merged, "cpus_per_trial", positive=True),
-        gpus_per_trial=_float(merged, "gpus_per_trial", positive=False),
-        concurrency=_int(merged, "concurrency"),
+        dataset=proxy.dataset,
+        data_dir=proxy.data_dir,
+        resolution=proxy.resolution,
+        probe_resolution=proxy.probe_resolution,
+        train_subset=proxy.train_subset,
+        seed_epochs=proxy.seed_epochs,
+        probe_images=proxy.probe_images,
+        trials=_int(merged, "trials", o),
+        max_epochs=_int(merged, "max_epochs", o),
+        rounds=_int(merged, "rounds", o),
+        grace_period=_int(merged, "grace_period", o),
+        reduction_factor=_int(merged, "reduction_factor", o, minimum=2),
+        seed=proxy.seed,
+        cpus_per_trial=_float(merged, "cpus_per_trial", o, positive=True),
+        gpus_per_trial=_float(merged, "gpus_per_trial", o, positive=False),
+        concurrency=_int(merged, "concurrency", o),
         smoke=bool(smoke),
-        width=_width(merged),
-        prescreen=_int(merged, "prescreen", minimum=0),
+        width=proxy.width,
+        prescreen=_int(merged, "prescreen", o, minimum=0),
         prescreen_score=str(merged["prescreen_score"]),
         compile=bool(merged["compile"]),
         fixed=dict(space.fixed),
     )
-    validate_settings(settings, space)
+    validate_settings(settings, space, o)
     return settings
 
 
-def _positive_budget(v: Any) -> float:
+def parse_budget(v: Any, name: str = "--budget") -> float:
+    """The one parser of a MAC budget ('1.5e9' or a number): a positive finite number, else one line."""
     try:
         b = float(v)
     except (TypeError, ValueError):
-        raise HebbnasError(f"--budget must be a positive number of MACs (e.g. 1.5e9), got {v!r}") from None
+        raise HebbnasError(f"{name} must be a positive number of MACs (e.g. 1.5e9), got {v!r}") from None
     if not math.isfinite(b) or b <= 0:
-        raise HebbnasError(f"--budget must be a positive number of MACs (e.g. 1.5e9), got {v!r}")
+        raise HebbnasError(f"{name} must be a positive number of MACs (e.g. 1.5e9), got {v!r}")
     return b
 
 
@@ -179,32 +254,41 @@ def flag(key: str) -> str:
     return FLAGS.get(key, "--" + key.replace("_", "-"))
 
 
-def _int(d: Mapping[str, Any], key: str, minimum: int = 1) -> int:
+def _int(d: Mapping[str, Any], key: str, o: Origins, minimum: int = 1) -> int:
     v = d[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < minimum:
-        raise HebbnasError(f"{flag(key)} must be an integer >= {minimum}, got {v!r}")
+        raise HebbnasError(f"{o.where(key)} must be an integer >= {minimum}, got {v!r}")
     return int(v)
 
 
-def _float(d: Mapping[str, Any], key: str, positive: bool) -> float:
+def _float(d: Mapping[str, Any], key: str, o: Origins, positive: bool) -> float:
     v = d[key]
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
     if not ok:
-        raise HebbnasError(f"{flag(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+        raise HebbnasError(f"{o.where(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
     return float(v)
 
 
-def _width(d: Mapping[str, Any]) -> float:
+def _width(d: Mapping[str, Any], o: Origins) -> float:
     v = d["width"]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1:
-        raise HebbnasError(f"proxy.width must be a number in (0, 1] (the trained copy's share of every width), got {v!r}")
+        raise HebbnasError(f"{o.where('width')} must be a number in (0, 1] (the trained copy's share of every "
+                           f"width), got {v!r}")
     return float(v)
 
 
-def validate_settings(s: SearchSettings, space: Space) -> None:
+def _check_resolutions(s: Any, space: Space, o: Origins) -> None:
+    floor = min_input_size(space.base)
+    for key in ("resolution", "probe_resolution"):
+        if getattr(s, key) < floor:
+            raise HebbnasError(f"{o.where(key)} {getattr(s, key)} is below the {floor} px the stem needs")
+
+
+def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None) -> None:
     """Reject combinations that cannot run, before any folder is created or Ray is started."""
     from hebbnas.train import TrainConfig
 
+    o = o or Origins({})
     strategy = get_strategy(s.strategy)
     if s.rounds > 1 and not strategy.multi_round:
         multi = [n for n in names() if get_strategy(n).multi_round]
@@ -212,11 +296,9 @@ def validate_settings(s: SearchSettings, space: Space) -> None:
     if s.trials < s.rounds:
         raise HebbnasError(f"--trials {s.trials} is fewer than --rounds {s.rounds} (each round needs a trial)")
     if s.grace_period > s.max_epochs:
-        raise HebbnasError(f"ASHA grace period {s.grace_period} (search.grace_period) exceeds --epochs {s.max_epochs}")
-    floor = min_input_size(space.base)
-    for key in ("resolution", "probe_resolution"):
-        if getattr(s, key) < floor:
-            raise HebbnasError(f"{flag(key)} {getattr(s, key)} is below the {floor} px the stem needs")
+        raise HebbnasError(f"ASHA grace period {s.grace_period} ({o.where('grace_period')}) exceeds "
+                           f"{o.where('max_epochs')} {s.max_epochs}")
+    _check_resolutions(s, space, o)
     knobs = set(space.train) | set(s.fixed)
     fields_ = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(knobs - (fields_ - {"epochs", "seed", "device"}))
@@ -226,5 +308,6 @@ def validate_settings(s: SearchSettings, space: Space) -> None:
     from hebbnas.score import SCORES
 
     if s.prescreen_score not in SCORES:
-        raise HebbnasError(f"search.prescreen_score {s.prescreen_score!r} is not a score (known: {', '.join(SCORES)})")
+        raise HebbnasError(f"{o.where('prescreen_score')} {s.prescreen_score!r} is not a score "
+                           f"(known: {', '.join(SCORES)})")
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hebbnas.strategies import Strategy, register
+from hebbnas.strategies import register
 from hebbnas.strategies.random import Random, width_distributions
 
 if TYPE_CHECKING:
