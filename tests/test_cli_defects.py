@@ -1,0 +1,97 @@
+"""The defects found when hebbnas was tried as a new user would (issue 24): each is now one line, early,
+naming what the user typed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hebbnas.cli import main
+from hebbnas.errors import HebbnasError
+from hebbnas.pipeline import load_data
+from hebbnas.search.settings import resolve_proxy
+from hebbnas.space import load_space
+from tests.builders import make_folder
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_train_below_the_stem_minimum_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "googlenet", "--dataset", "digits", "--resolution", "8", "--epochs", "1"]) == 2
+    assert "--resolution 8 is below the" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("cmd", [["train", "googlenet", "--dataset", "digits"],
+                                 ["probe", "--budget", "1.5e9", "--out", "OUT"]])
+def test_negative_threads_never_reach_torch(cmd: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(tmp_path / "o") if a == "OUT" else a for a in cmd] + ["--threads", "-1"]
+    assert main(argv) == 2
+    assert "--threads must be 0" in _one_line(capsys)
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["probe", "--budget", "1.5e9", "--out", "OUT", "--seed-epochs", "0"], "--seed-epochs must be an integer >= 1"),
+    (["probe", "--budget", "1.5e9", "--out", "OUT", "--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["probe", "--budget", "1.5e9", "--out", "OUT", "--proxy-width", "2"], "--proxy-width must be a number in (0, 1]"),
+    (["search", "--budget", "1.5e9", "--width", "2"], "--width must be a number in (0, 1]"),
+    (["search", "--budget", "1.5e9", "--trial-epochs", "0"], "--trial-epochs must be an integer >= 1"),
+])
+def test_errors_name_the_flag_as_typed(argv: list[str], named: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "o") if a == "OUT" else a for a in argv]) == 2
+    assert named in _one_line(capsys)
+
+
+def test_values_from_a_space_are_named_by_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(load_space("googlenet").source).read_text()
+            .replace("probe_resolution: 64", "probe_resolution: 8").replace("grace_period: 2", "grace_period: 9"))
+    space = tmp_path / "bad.yaml"
+    space.write_text(text)
+    assert main(["search", "--budget", "1.5e9", "--space", str(space)]) == 2
+    err = _one_line(capsys)
+    assert f"{space}: search.grace_period" in err or f"{space}: proxy.probe_resolution" in err
+    assert "--probe-resolution" not in err and "--grace-period" not in err
+
+
+@pytest.mark.parametrize("cmd", [["train", "googlenet", "--dataset", "digits", "--epochs", "1"],
+                                 ["probe", "--budget", "1.5e9", "--smoke"]])
+def test_an_unwritable_out_is_refused_before_training(cmd: list[str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main([*cmd, "--out", str(blocker / "sub")]) == 2
+    out = capsys.readouterr()
+    assert "cannot be written" in out.err and out.err.count("\n") == 1
+    assert "training" not in out.out and "epoch" not in out.out  # refused before any work
+
+
+def test_help_imports_no_command_dependencies() -> None:
+    code = "import sys; from hebbnas.cli import main; main(['--help']); print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray', 'pandas', 'optuna'}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+def test_a_budget_below_the_floor_fails_before_the_data_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-data"  # loading it would fail first, with another message
+    for cmd in (["search"], ["probe", "--out", str(tmp_path / "p")]):
+        assert main([*cmd, "--budget", "1e5", "--dataset", "fashion-mnist", "--data-dir", str(missing)]) == 2
+        assert "irreducible" in _one_line(capsys)
+
+
+def test_smoke_uses_a_small_folder_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEBBNAS_CACHE", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "imgs", per_class=40)  # 120 images, fewer than --smoke's 160
+    space = load_space("googlenet")
+    proxy = resolve_proxy(space, {"dataset": "folder", "data_dir": str(root)}, smoke=True)
+    data, _ = load_data(proxy, space)
+    assert 0 < len(data.train) <= 120 and len(data.val) > 0
+    strict = resolve_proxy(space, {"dataset": "folder", "data_dir": str(root), "train_subset": 160})
+    with pytest.raises(HebbnasError, match="exceeds"):  # an explicit subset stays exact
+        load_data(strict, space)
