@@ -51,3 +51,15 @@ def zoo_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        capture_output=True, text=True, timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.gpu` tests run where CUDA is present (analysis/gpu_check.sh) and are skipped elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (none present)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -127,3 +127,17 @@ def test_compile_trains_like_eager(digits: Dataset) -> None:
         torch.manual_seed(0)
         losses.append(train(_Small(), digits, cfg.replace(compile=compiled)).history[0].train_loss)
     assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+
+
+@pytest.mark.gpu
+def test_cuda_training_measures_its_format_and_matches_cpu_accuracy(digits: Dataset) -> None:
+    """On a GPU: the loop trains on CUDA (bf16 autocast), picks a memory format by measurement, and
+    evaluates the same accuracy as a CPU copy of the trained weights (within bf16 rounding)."""
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=1, device="cuda")
+    model = _net(3)
+    res = train(model, digits, cfg)
+    assert res.device.startswith("cuda") and isinstance(res.channels_last, bool)
+    acc_gpu = evaluate(model, *digits.test, device="cuda", amp=False)
+    acc_cpu = evaluate(copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format), *digits.test,
+                       device="cpu")
+    assert acc_gpu == pytest.approx(acc_cpu, abs=0.02)

@@ -1,4 +1,4 @@
-"""The probe-guided strategies' pure core: branch redundancy, reallocate's moves, slim's shares, tpe's
+"""Strategies: one interface and one registry; the probe-guided strategies' pure core: branch redundancy, reallocate's moves, slim's shares, tpe's
 enqueued points, and how a keeps-incumbent strategy shares its trials over rounds."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from hebbnas.space import load_space
 from hebbnas.strategies import get_strategy, names
 from hebbnas.strategies.reallocate import FLOOR, branch_macs, propose
 from hebbnas.strategies.slim import slimmed
-from hebbnas.strategies.tpe import multipliers
+from hebbnas.errors import HebbnasError
 from hebbnas.strategies.random import width_distributions
+from hebbnas.strategies.tpe import multipliers
 from hebbnas.topology import Topology, get_topology
 
 DEPLOY = (3, 224, 224)
@@ -136,3 +137,29 @@ def test_keeps_incumbent_strategy_trains_its_start_once(monkeypatch: pytest.Monk
     assert {"reallocate", "slim", "tpe"} <= set(names())
     assert get_strategy("reallocate").initial_points(space, 2, 3) == [
         {"move.option": j, "move.share": 0.1} for j in range(3)]
+
+
+# ---------------------------------------------------------------------------------------------
+# strategies: one interface, one registry
+
+
+def test_strategies_register_in_one_place() -> None:
+    from hebbnas.strategies import Strategy, get_strategy, names, register
+
+    assert names()[:3] == ("hebbian", "random", "paper")
+    assert get_strategy("hebbian").probes_seed and not get_strategy("paper").probes_seed
+
+    @register
+    class Widest(Strategy):
+        name = "test-widest"
+
+    try:
+        assert "test-widest" in names() and get_strategy("test-widest").topology(get_topology("googlenet"), None, {})
+    finally:
+        from hebbnas import strategies
+
+        strategies._REGISTRY.pop("test-widest")
+    with pytest.raises(HebbnasError, match="unknown strategy 'x'"):
+        get_strategy("x")
+
+
