@@ -177,7 +177,7 @@ def cluster_correlation(
             "spectral": sklearn SpectralClustering on the affinity |r| with pairs whose 1 - |r| exceeds
             ``threshold`` set to 0, the number of clusters taken from the eigengap of the normalised
             Laplacian.
-        threshold: distance cut in (0, 1); a knob to search, not a constant (DESIGN.md).
+        threshold: distance cut in (0, 1); a knob to search, not a constant (docs/probe-and-report.md).
         dead: (C,) bool; each dead channel becomes its own singleton cluster.
         max_clusters: cap on the number of clusters among live channels (dead singletons come on top).
         seed: random state of the spectral label assignment.
@@ -262,7 +262,7 @@ def partial_correlation_on_mean(
 ) -> np.ndarray:
     """Correlation after regressing every channel on the per-position mean activation m = mean_i x_i.
 
-    ReLU outputs share a common activity level that lifts every correlation (DESIGN.md). From the
+    ReLU outputs share a common activity level that lifts every correlation (docs/probe-and-report.md). From the
     covariance alone: c = Cov 1 / C = cov(x, m), v = 1^T Cov 1 / C^2 = var(m), and the partial
     covariance is Cov - c c^T / v. Given a correlation matrix instead, m is the mean of the standardised
     channels. Dead channels, and channels fully explained by m, get rows/cols 0 and diagonal 1.

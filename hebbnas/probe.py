@@ -5,7 +5,7 @@ position (ring 0) and at neighbouring positions (rings 1 and 2, Chebyshev distan
 O(C^2) whatever the number of images, and the cost is dominated by float32 GEMMs on the activations'
 own device.
 
-Numerics (DESIGN.md, "Known pitfalls"): raw float32 moments are useless when means are large, so every
+Numerics (docs/probe-and-report.md, "Probe numerics"): raw float32 moments are useless at large means, so every
 chunk of activations is shifted by a reference mean ``K`` while it is copied into the chunk buffer
 (``x - K`` is exact in float32 when ``x`` is near ``K``), the GEMMs run on the shifted data in true
 float32 (no autocast, no TF32), and the chunk sums are accumulated in float64 on the CPU. ``K`` is the
@@ -210,7 +210,7 @@ class ModuleStats:
     def correlation(self, *, remove_common: bool = False) -> np.ndarray:
         """Zero-offset correlation, optionally after regressing out the per-position mean activation.
 
-        ReLU outputs share a common activity level that lifts every correlation (DESIGN.md); with
+        ReLU outputs share a common activity level that lifts every correlation (docs/probe-and-report.md); with
         ``remove_common`` the partial correlation given the channel-mean activation is returned.
         """
         if not remove_common:
