@@ -32,10 +32,13 @@ from hebbnas.topology import Topology
 from hebbnas.trials import (
     CHECKPOINT_FILE,
     KNOB_PREFIXES,
+    LATENCY_COLUMNS,
     LEAD_COLUMNS,
+    OBJECTIVES,
     TAIL_COLUMNS,
     TRAIN_STATE_FILE,
     TrialStatus,
+    pareto_rows,
     read_trials,
 )
 
@@ -52,6 +55,8 @@ EXPORT_DIR = "export"
 BEST_MODEL = f"{BEST_DIR}/model.pt"
 BEST_METRICS = f"{BEST_DIR}/metrics.json"
 TIMINGS = "timings.json"  # where the search's wall time went, per phase
+LATENCY_DIR = "latency"  # latency measurements per topology hash and machine (--latency-budget, --objectives)
+PARETO = f"{BEST_DIR}/pareto.csv"  # with several --objectives: every non-dominated trial
 BEST_TOPOLOGY = f"{BEST_DIR}/topology.json"
 
 
@@ -291,6 +296,7 @@ class RunFolder:
             "topology_hash": str(outcome.best["topology_hash"]),
             "search_seconds": round(outcome.seconds, 1),
             "proxy_width": float(getattr(s, "width", 1.0)),
+            **{k: outcome.best[k] for k in LATENCY_COLUMNS if outcome.best.get(k) is not None},
         }
         m.update(metrics)
         best = self.path / BEST_DIR
@@ -301,7 +307,22 @@ class RunFolder:
         tmp = best / ".model.pt.tmp"
         torch.save({"topology": ckpt["topology"], "state_dict": ckpt["state_dict"], "metrics": m}, tmp)
         os.replace(tmp, self.path / BEST_MODEL)
+        objectives = tuple(getattr(s, "objectives", ("accuracy",)))
+        if len(objectives) > 1:
+            self.write_pareto(objectives)
         self._write_text(BEST_METRICS, json.dumps(metrics, indent=2))  # last: marks the run complete
+
+    def write_pareto(self, objectives: Sequence[str]) -> None:
+        """best/pareto.csv: every usable trial no other beats on all `objectives` (`hebbnas.trials.pareto_rows`),
+        by validation accuracy; `hebbnas export RUN --trial ID` exports any of them."""
+        import pandas as pd
+
+        keys = {OBJECTIVES[o][0]: OBJECTIVES[o][1] for o in objectives}
+        front = pareto_rows(self.rows.values(), keys)
+        cols = ["trial_id", "round", "status", *keys, *[c for c in LATENCY_COLUMNS if c not in keys],
+                "epochs", "topology_hash"]
+        df = pd.DataFrame(front, columns=list(dict.fromkeys(cols))).sort_values("val_acc", ascending=False)
+        self._write_text(PARETO, df.to_csv(index=False))
 
     def write_timings(self, timings: Mapping[str, float], wall: float) -> None:
         """timings.json: wall seconds per phase of this session of the search, and the whole."""

@@ -29,11 +29,19 @@ METRIC = "val_acc"
 EPOCH_ATTR = "epoch"
 PRESCREEN_CONFIG = "prescreen_config"
 """Result key of a prescreened trial: the knobs of the candidate it picked and trained (JSON)."""
+REJECTED = "rejected"
+"""Result key of a trial whose candidate broke the latency budget: it never trained (the reason, one line)."""
 TRIAL_ERROR = "trial_error"
 """Result key of a trial that failed in its own right (model error, NaN loss): final, never retried."""
 LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
                 "macs", "params", "topology_hash")
 TAIL_COLUMNS = ("node_id", "error", "topology")
+OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": (METRIC, "max"), "latency": ("latency_ms", "min"),
+                                          "macs": ("macs", "min"), "params": ("params", "min")}
+"""What `--objectives` may name: the trial result it reads and whether more is better."""
+LATENCY_COLUMNS = ("latency_ms", "latency_iqr_ms", "latency_runtime", "latency_threads", "latency_device")
+"""A trial's measured latency (when the search measures it): median and IQR in ms per image at the deploy
+shape, and where it was measured."""
 KNOB_PREFIXES = ("derive", "width", "move", "slim", "train")
 
 
@@ -47,6 +55,7 @@ class TrialStatus(str, enum.Enum):
     RUNNING = "running"
     PAUSED = "paused"
     INTERRUPTED = "interrupted"  # the search was stopped while it ran
+    REJECTED = "rejected"        # over the latency budget: never trained (Optuna: COMPLETE, constraint violated)
 
     def __str__(self) -> str:
         return self.value
@@ -54,7 +63,7 @@ class TrialStatus(str, enum.Enum):
     @property
     def finished(self) -> bool:
         """It will not run again (a resume leaves it alone)."""
-        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.ERROR)
+        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.ERROR, TrialStatus.REJECTED)
 
     @property
     def usable(self) -> bool:
@@ -101,8 +110,11 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
             for f, w in zip(WIDTH_FIELDS, m.widths):
                 row[f"{m.name}.{f}"] = w
         row.update({"stem.conv1": t.stem.conv1, "stem.conv2": t.stem.conv2, "stem.conv3": t.stem.conv3})
+    for k in LATENCY_COLUMNS:
+        if result.get(k) is not None:
+            row[k] = result[k]
     row["node_id"] = result.get("node_id", "")
-    row["error"] = error or str(result.get(TRIAL_ERROR) or "")
+    row["error"] = error or str(result.get(TRIAL_ERROR) or result.get(REJECTED) or "")
     row["topology"] = topo or ""
     return row
 
@@ -124,6 +136,8 @@ def _started(result: Mapping[str, Any]) -> float | None:
 
 def finished_status(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> TrialStatus:
     """COMPLETED (all epochs), STOPPED (ASHA) or ERROR, for a trial Tune finished."""
+    if (result or {}).get(REJECTED):
+        return TrialStatus.REJECTED
     if error or (result or {}).get(TRIAL_ERROR):
         return TrialStatus.ERROR
     epochs = int((result or {}).get(EPOCH_ATTR, 0) or 0)
@@ -163,6 +177,27 @@ def best_row(rows: Iterable[Mapping[str, Any]], has_checkpoint: Callable[[str], 
         if key is None or k > key:
             best, key = dict(r), k
     return best
+
+
+def pareto_rows(rows: Iterable[Mapping[str, Any]], objectives: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The usable trials no other usable trial beats on every objective ({result key: "max" or "min"}):
+    at least as good on all and better on one. Trials missing an objective's value take no part."""
+    pts = []
+    for r in rows:
+        try:
+            usable = TrialStatus.parse(r.get("status")).usable
+        except HebbnasError:
+            usable = False
+        vals = [_number(r.get(k)) for k in objectives]
+        if usable and all(v is not None for v in vals):
+            pts.append((dict(r), [v if objectives[k] == "max" else -v for k, v in zip(objectives, vals)]))
+    front = []
+    for r, a in pts:
+        dominated = any(all(bj >= aj for aj, bj in zip(a, b)) and any(bj > aj for aj, bj in zip(a, b))
+                        for _, b in pts)
+        if not dominated:
+            front.append(r)
+    return front
 
 
 def fmt_macs(v: Any) -> str:

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    + ", ".join(f"{get_format(k).file_name} for {k}" for k in FORMATS if k != "onnx")
                    + ", model.onnx for onnx"
                    + "; for a checkpoint file, export/ beside it)")
+    s.add_argument("--trial", default=None, metavar="ID",
+                   help="export this trial of the run instead of the best (e.g. one of best/pareto.csv's front)")
     s.add_argument("--no-verify", action="store_true",
                    help="skip loading the written file back and comparing it with the eager model")
     s.set_defaults(func=cmd_export)
@@ -37,7 +39,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export and print what was written: path, format, size, MACs, params, accuracy."""
     from hebbnas.export import export_run, format_size
 
-    res = export_run(args.run, args.format, args.out, verify=not args.no_verify)
+    res = export_run(args.run, args.format, args.out, verify=not args.no_verify, trial=args.trial)
     m = res.metadata
     if res.note:
         print(f"note: {res.note}")

@@ -16,7 +16,7 @@ from hebbnas.errors import HebbnasError
 
 SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "max_epochs", "seed_epochs", "rounds", "strategy",
                   "seed", "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width",
-                  "prescreen", "compile")
+                  "prescreen", "compile", "latency_budget", "objectives")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--smoke", action="store_true", help="tiny and quick: small train subset, few trials and epochs")
     s.add_argument("--compile", action="store_true", default=None, help="torch.compile every training forward "
                    "(the seed's and each trial's): minutes of compiling per network, so it pays only for long trials")
+    s.add_argument("--latency-budget", type=float, default=None, metavar="MS",
+                   help="milliseconds per image (batch 1) at the deploy shape, measured where each trial runs before "
+                   "it trains: a slower candidate never trains, and Optuna learns the boundary (its constraints)")
+    s.add_argument("--objectives", default=None, metavar="LIST",
+                   help="accuracy (default), or accuracy plus any of latency, macs, params (e.g. accuracy,latency): "
+                   "Optuna's multi-objective search; best/pareto.csv lists every non-dominated trial")
     s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
                    "RAY_ADDRESS works too. Default: start Ray on this machine")
     s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial = its torch threads (default from the space: 1)")
@@ -85,7 +91,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "trials": args.trials, "max_epochs": args.max_epochs, "seed_epochs": args.seed_epochs, "rounds": args.rounds,
         "seed": args.seed,
         "width": args.width, "prescreen": args.prescreen, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
-        "compile": args.compile,
+        "compile": args.compile, "latency_budget": args.latency_budget, "objectives": args.objectives,
     }
 
 
@@ -192,10 +198,11 @@ def _run(plan: Any, folder: Any) -> int:
     """Run the search into `folder`, printing through the console; the summary at the end."""
     from hebbnas.cli.console import Console
     from hebbnas.progress_bar import wanted
-    from hebbnas.runfolder import OPTUNA_JOURNAL
+    from hebbnas.runfolder import LATENCY_DIR, OPTUNA_JOURNAL
     from hebbnas.search import SearchInterrupted, run_search
 
     plan.journal = str(folder.path / OPTUNA_JOURNAL)  # optuna-dashboard RUN/optuna.journal shows it live
+    plan.latency_cache = str(folder.path / LATENCY_DIR)
     plan.progress = wanted()  # the test evaluation's bar; the seed and trials run as Ray tasks, in Ray's log
     plan.timings["start (imports, data, Ray)"] = time.perf_counter() - STARTED
     console = Console(folder)

@@ -1,11 +1,12 @@
-"""`hebbnas show`: per-module widths, shapes, MACs and params of a topology."""
+"""`hebbnas show`: per-module widths, shapes, MACs and params of a topology; `--latency` measures it here."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from hebbnas.topology import load_topology, parse_input_shape, show_table
+from hebbnas.topology import Topology, load_topology, parse_input_shape, show_table
 
 
 HELP = "per-module widths, shapes, MACs and params of a topology"
@@ -18,12 +19,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("topology", help="a base topology name (googlenet, googlenet-tv) or a topology .json")
     s.add_argument("--input", default="3x224x224", help="input shape CxHxW (default 3x224x224)")
     s.add_argument("--json", action="store_true", help="print one JSON object (params, macs, input, modules)")
+    s.add_argument("--latency", action="store_true",
+                   help="measure the full-width network's latency here at --input (median and IQR of >= 30 runs, "
+                   "after warm-up) with milliseconds per block beside its MACs")
+    s.add_argument("--batch", type=int, default=1, help="with --latency: images per run (default 1)")
+    s.add_argument("--runtime", default="eager", choices=("eager", "onnxruntime"),
+                   help="with --latency: torch eager (default) or onnxruntime on the ONNX export (hebbnas[onnx])")
+    s.add_argument("--runs", type=int, default=30, help="with --latency: timed runs (at least 30)")
+    s.add_argument("--device", default="cpu", help="with --latency: cpu (default), cuda or cuda:N")
     s.set_defaults(func=cmd_show)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     t = load_topology(args.topology)
     shape = parse_input_shape(args.input)
+    if args.latency:
+        return _latency(t, shape, args)
     if not args.json:
         print(show_table(t, shape))
         return 0
@@ -39,3 +50,43 @@ def cmd_show(args: argparse.Namespace) -> int:
                              "macs": costs[m.name][0], "params": costs[m.name][1]} for m in t.modules},
     }))
     return 0
+
+
+
+def _latency(t: Topology, shape: tuple[int, int, int], args: argparse.Namespace) -> int:
+    """Measure and print the per-block profile (or one JSON object with --json)."""
+    from hebbnas.latency import measure
+
+    lat = measure(t, shape, batch=args.batch, runtime=args.runtime, runs=args.runs, device=args.device,
+                  profile=args.runtime == "eager")
+    if args.json:
+        print(json.dumps({"name": t.name, "macs": t.macs(shape), "params": t.params(), **lat.to_dict()}))
+        return 0
+    print(profile_table(t, shape, lat))
+    return 0
+
+
+def profile_table(t: Topology, shape: tuple[int, int, int], lat: Any) -> str:
+    """Where the time goes beside where the MACs go: one row per top-level block that takes time."""
+    macs: dict[str, int] = {}
+    for lc in t.layers(shape):
+        block = lc.name.split(".")[0]
+        macs[block] = macs.get(block, 0) + lc.macs
+    total_macs = t.macs(shape)
+    total_ms = sum(lat.modules.values()) or 1.0
+    lines = [f"{t.name}: batch {lat.batch} at {'x'.join(map(str, shape))}, {lat.runtime}, {lat.threads} thread(s), "
+             f"{lat.device}, {'channels_last' if lat.channels_last else 'contiguous'}",
+             f"latency: median {lat.median_ms:.2f} ms, IQR {lat.q1_ms:.2f}-{lat.q3_ms:.2f} ms over {lat.runs} runs"
+             + (f" (the quietest of {lat.repeats} measurements)" if lat.repeats > 1 else "")
+             + ("; NOISY: the IQR stayed above 10% of the median, the machine is busy" if lat.noisy else "")]
+    if lat.modules:
+        head = f"{'block':<14}{'MACs':>15}{'MACs %':>8}{'ms':>10}{'time %':>8}{'ns/MAC':>9}"
+        lines += ["", head, "-" * len(head)]
+        for name, ms in lat.modules.items():
+            m = macs.get(name, 0)
+            per = f"{ms * 1e6 / (m * lat.batch):.3f}" if m else "-"
+            lines.append(f"{name:<14}{m:>15,}{100 * m / total_macs:>7.1f}%{ms:>10.3f}{100 * ms / total_ms:>7.1f}%{per:>9}")
+        lines += ["-" * len(head), f"{'sum of blocks':<14}{total_macs:>15,}{100.0:>7.1f}%{total_ms:>10.3f}{100.0:>7.1f}%",
+                  "(block times are medians measured by hooks in the same runs; their sum exceeds the latency by "
+                  "the hooks' own cost)"]
+    return "\n".join(lines)

@@ -45,6 +45,20 @@ class Source:
         return model_from(self.topology, self.state_dict, str(self.checkpoint))
 
 
+def trial_source(run: str | os.PathLike[str], trial_id: str) -> Source:
+    """One trial of a run (any of best/pareto.csv's front, say): its last checkpoint."""
+    from hebbnas import runfolder as rf
+
+    run = Path(run)
+    ckpt = rf.trial_checkpoint_path(run, trial_id)
+    if not ckpt.is_file():
+        raise HebbnasError(f"--trial {trial_id}: no checkpoint at {ckpt} (trial ids are in {run / rf.TRIALS_CSV})")
+    src = source_from_checkpoint(ckpt, run=run, metrics_json=None)
+    _refuse_proxy(src, run)
+    return dataclasses.replace(src, trial_id=str(trial_id), config=_read_config(run / rf.CONFIG),
+                               note=f"exporting trial {trial_id} of {run} (its last epoch's weights)")
+
+
 def find_source(path: str | os.PathLike[str]) -> Source:
     """Resolve a run folder (its ``best/``, else its best trial), a `hebbnas train --out` folder, or a
     checkpoint file."""

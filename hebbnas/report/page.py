@@ -110,7 +110,8 @@ def tradeoff_figure(rows: Sequence[Mapping[str, Any]], cost: str, best_id: str |
            for r in rows if _finite(r.get(cost)) and _finite(r.get("val_acc"))]
     fig = Figure(figsize=(5.6, 4.0), dpi=100, layout="constrained")  # two side by side on the page
     ax = fig.add_subplot()
-    label = {"macs": "MACs at the deploy shape", "params": "parameters"}.get(cost, cost)
+    label = {"macs": "MACs at the deploy shape", "params": "parameters",
+             "latency_ms": "latency (ms, batch 1, measured)"}.get(cost, cost)
     if pts:
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         colours = {"completed": "#1f77b4", "stopped": "#ff7f0e"}
@@ -164,7 +165,7 @@ def render_html(run: str | Path) -> str:
     return env.from_string(_PAGE).render(
         title=title, css=_CSS, path=str(root.resolve()), settings=_settings(cfg),
         best={k: metrics[k] for k in best_keys if k in metrics}, trials=trials, trial_columns=columns,
-        best_id=best_id, tradeoffs=[(c, _png_data_uri(tradeoff_figure(rows, c, best_id))) for c in ("macs", "params")]
+        best_id=best_id, tradeoffs=[(c, _png_data_uri(tradeoff_figure(rows, c, best_id))) for c in _costs(rows)]
         if rows else [], rounds=[_round(k, d) for k, d in rounds])
 
 
@@ -222,7 +223,7 @@ def _trials(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], li
 
     df = pd.DataFrame(rows)
     lead = [c for c in ("trial_id", "round", "status", "optuna_state", "epochs", "val_acc", "best_val_acc", "macs",
-                        "params") if c in df.columns]
+                        "params", "latency_ms", "latency_iqr_ms", "nodes") if c in df.columns]
     knobs = sorted(c for c in df.columns if c.split(".")[0] in TRIAL_KNOBS)
     df = df[lead + knobs].sort_values(["val_acc"], ascending=False, na_position="last")
     return df.to_dict("records"), list(df.columns)
@@ -253,6 +254,11 @@ def _round(k: int, d: Path) -> dict[str, Any]:
         out["heatmaps"] = [(p.stem, _png_data_uri(p)) for p in sorted(plots.glob("heatmap_*.png"))]
     out["empty"] = not (out["totals"] or out["modules"] or out["widths"] or out["heatmaps"])
     return out
+
+
+def _costs(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The costs accuracy is plotted against: MACs and params, and the measured latency when trials have one."""
+    return ["macs", "params"] + (["latency_ms"] if any(_finite(r.get("latency_ms")) for r in rows) else [])
 
 
 def _round_dirs(report_root: Path) -> list[tuple[int, Path]]:

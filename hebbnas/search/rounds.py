@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hebbnas.errors import HebbnasError, error_line
 from hebbnas.trials import (
     CHECKPOINT_FILE,
+    OBJECTIVES,
     EPOCH_ATTR,
     METRIC,
     TrialStatus,
@@ -62,6 +63,7 @@ class SearchPlan:
     journal: str | None = None  # Optuna JournalStorage file (RUN/optuna.journal); one study per round; None: in memory
     progress: bool = False  # a bar for the driver's own long steps (the test evaluation); the CLI decides
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, summed over rounds
+    latency_cache: str | None = None  # where trials keep latency measurements (RUN/latency); None: not kept
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
@@ -86,7 +88,8 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
                      resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
-                     num_classes=data.num_classes)
+                     num_classes=data.num_classes, measure_latency=s.measures_latency,
+                     latency_budget=s.latency_budget, latency_cache=plan.latency_cache)
 
 
 def _trainable(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None) -> Any:
@@ -107,6 +110,7 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
     searcher = make_searcher(Sampler.for_space(plan.space, s.strategy), max_epochs=s.max_epochs,
                              seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials,
                              journal=plan.journal, study_name=f"round-{spec.round}",
+                             objectives=[OBJECTIVES[o] for o in s.objectives], latency_budget=s.latency_budget,
                              points=get_strategy(s.strategy).initial_points(
                                  plan.space, spec.round, n_trials, seed=spec.seed_topology, probe=probe,
                                  probed=spec.probed_topology))
@@ -244,7 +248,8 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
                 outcome = run_round(plan, k, seed, probe, sink)
             if outcome.best is None or outcome.best_checkpoint is None:
                 sink.round_finished(outcome)
-                raise HebbnasError(f"round {k}: every trial failed; see trials.csv (status, error)")
+                raise HebbnasError(f"round {k}: no trial trained to the end (failed, or rejected by the latency "
+                                   "budget); see trials.csv (status, error)")
             seed = Topology.from_json(outcome.best["topology"])  # full width; the weights are its proxy's
             seed_state = outcome.best_checkpoint["state_dict"]
             if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network

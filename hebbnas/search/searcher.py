@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError
-from hebbnas.trials import EPOCH_ATTR, METRIC, TRIAL_ERROR
+from hebbnas.trials import EPOCH_ATTR, METRIC, REJECTED, TRIAL_ERROR
 
 if TYPE_CHECKING:
     from hebbnas.space import Distribution, Space
@@ -51,8 +51,11 @@ class Sampler:
 def optuna_outcome(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> str:
     """COMPLETE, PRUNED or FAIL for a finished trial, from its last result.
 
-    A trial that reported fewer than `max_epochs` epochs and did not error was stopped early by ASHA.
+    A trial that reported fewer than `max_epochs` epochs and did not error was stopped early by ASHA; one
+    over the latency budget never trained (REJECTED: told COMPLETE with its constraint violated).
     """
+    if (result or {}).get(REJECTED):
+        return "REJECTED"
     if error or (result or {}).get(TRIAL_ERROR):
         return "FAIL"
     if not result or result.get(METRIC) is None:
@@ -75,9 +78,11 @@ def _optuna_search_class() -> type:
         Here they become PRUNED (Optuna then uses the last intermediate value) and FAIL.
         """
 
-        def __init__(self, *args: Any, max_epochs: int, journal: str | None = None, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, max_epochs: int, journal: str | None = None,
+                     latency_budget: float | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._max_epochs = int(max_epochs)
+            self._latency_budget = latency_budget
             self._journal = journal
             self.outcomes: dict[str, str] = {}
             if journal is not None:
@@ -133,6 +138,16 @@ def _optuna_search_class() -> type:
                 return
             outcome = optuna_outcome(result, error, self._max_epochs)
             self.outcomes[trial_id] = outcome
+            budget = getattr(self, "_latency_budget", None)
+            if budget is not None and result and result.get("latency_ms") is not None:
+                # feasible when <= 0: TPE learns where the latency boundary runs
+                self._ot_trials[trial_id].set_constraint("latency_ms", float(result["latency_ms"]) - budget)
+            if outcome == "REJECTED":  # never trained: a finished trial whose constraint is violated
+                values = [0.0 if m == METRIC else float(result.get(m) or 0.0) for m in
+                          (self.metric if isinstance(self.metric, list) else [self.metric])]
+                self._ot_study.tell(self._ot_trials[trial_id], values if len(values) > 1 else values[0])
+                self._completed_trials.add(trial_id)
+                return
             if outcome == "COMPLETE":
                 super().on_trial_complete(trial_id, result, error)
                 return
@@ -155,12 +170,15 @@ def _optuna_search_class() -> type:
 
 def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int,
                   journal: str | None = None, study_name: str | None = None,
-                  points: list[dict[str, Any]] | None = None) -> Any:
+                  points: list[dict[str, Any]] | None = None, objectives: Sequence[tuple[str, str]] = (),
+                  latency_budget: float | None = None) -> Any:
     """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials).
 
     With `journal` (a file path) the study lives in an Optuna JournalStorage file, named `study_name`
     (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory. `points` are
-    (partial) configurations Optuna runs first (`enqueue_trial`); the rest of each is sampled.
+    (partial) configurations Optuna runs first (`enqueue_trial`); the rest of each is sampled. More than
+    one of `objectives` ((result key, "max"/"min"), accuracy first) makes a multi-objective study (TPE
+    handles several objectives); `latency_budget` tells Optuna each trial's latency constraint.
     """
     import optuna
 
@@ -171,7 +189,12 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
         extra = {"storage": journal_storage(journal), "study_name": study_name or "hebbnas", "journal": str(journal)}
     if points:
         extra["points_to_evaluate"] = points
-    return cls(space=sampler, metric=METRIC, mode="max", sampler=tpe, max_epochs=max_epochs, **extra)
+    metric: Any = METRIC
+    mode: Any = "max"
+    if len(objectives) > 1:
+        metric, mode = [m for m, _ in objectives], [d for _, d in objectives]
+    return cls(space=sampler, metric=metric, mode=mode, sampler=tpe, max_epochs=max_epochs,
+               latency_budget=latency_budget, **extra)
 
 
 def journal_storage(path: str | Path) -> Any:

@@ -16,6 +16,7 @@ from hebbnas.errors import HebbnasError
 from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Space
 from hebbnas.strategies import get_strategy, names
 from hebbnas.topology import min_input_size
+from hebbnas.trials import OBJECTIVES
 
 # Settings every search has; the space's `proxy:`/`search:` sections override the code defaults,
 # `--smoke` overrides those, and explicit command-line options override everything.
@@ -41,7 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "prescreen": 0,
     "prescreen_score": "naswot_k",  # the best untrained score on the zoo, also among randoms (analysis/results/scores.md)
     "compile": False,
+    "latency_budget": None,
+    "objectives": ("accuracy",),
 }
+
 SMOKE: dict[str, Any] = {
     "trials": 3,
     "max_epochs": 2,
@@ -120,6 +124,12 @@ class SearchSettings:
     prescreen: int = 0  # > 1: each trial scores this many candidates without training and trains the best
     prescreen_score: str = "naswot_k"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
     compile: bool = False  # torch.compile every training forward (seed and trials): opt-in, pays only for long runs
+    latency_budget: float | None = None  # ms per image at the deploy shape (batch 1), measured before a trial trains
+    objectives: tuple[str, ...] = ("accuracy",)  # more than one: Optuna's multi-objective search, best/pareto.csv
+
+    @property
+    def measures_latency(self) -> bool:
+        return self.latency_budget is not None or "latency" in self.objectives
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,8 +140,11 @@ class SearchSettings:
         extra = set(d) - known
         if extra:
             raise HebbnasError(f"unknown search settings {sorted(extra)}")
+        d = dict(d)
+        if "objectives" in d:  # YAML keeps a list
+            d["objectives"] = tuple(d["objectives"])
         try:
-            return cls(**dict(d))
+            return cls(**d)
         except TypeError as e:
             raise HebbnasError(f"incomplete search settings: {e}") from None
 
@@ -232,6 +245,8 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         prescreen=_int(merged, "prescreen", o, minimum=0),
         prescreen_score=str(merged["prescreen_score"]),
         compile=bool(merged["compile"]),
+        latency_budget=None if merged["latency_budget"] is None else _float(merged, "latency_budget", o, positive=True),
+        objectives=_objectives(merged, o),
         fixed=dict(space.fixed),
     )
     validate_settings(settings, space, o)
@@ -267,6 +282,16 @@ def _float(d: Mapping[str, Any], key: str, o: Origins, positive: bool) -> float:
     if not ok:
         raise HebbnasError(f"{o.where(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
     return float(v)
+
+
+def _objectives(d: Mapping[str, Any], o: Origins) -> tuple[str, ...]:
+    v = d["objectives"]
+    names = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v) if str(x).strip())
+    bad = [n for n in names if n not in OBJECTIVES]
+    if bad or not names or names[0] != "accuracy" or len(set(names)) != len(names):
+        raise HebbnasError(f"{o.where('objectives')} must be accuracy, optionally followed by any of latency, macs, "
+                           f"params (comma-separated, each once), got {v!r}")
+    return names
 
 
 def _width(d: Mapping[str, Any], o: Origins) -> float:

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
-from hebbnas.trials import CHECKPOINT_FILE, EPOCH_ATTR, METRIC, PRESCREEN_CONFIG, TRAIN_STATE_FILE, TRIAL_ERROR
+from hebbnas.trials import (
+    CHECKPOINT_FILE,
+    EPOCH_ATTR,
+    METRIC,
+    PRESCREEN_CONFIG,
+    REJECTED,
+    TRAIN_STATE_FILE,
+    TRIAL_ERROR,
+)
 from hebbnas.strategies import get_strategy, knobs
 from hebbnas.topology import Topology, proxy_network
 
@@ -61,6 +69,9 @@ class RoundSpec:
     prescreen: int = 0  # > 1: score this many candidates without training, train the best
     prescreen_score: str = "naswot_k"
     sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
+    measure_latency: bool = False  # measure each candidate's latency before it trains
+    latency_budget: float | None = None  # ms per image at the deploy shape; a slower candidate never trains
+    latency_cache: str | None = None  # folder of measurements per topology hash and machine (the run's latency/)
 
 
 def trial_topology(spec: RoundSpec, probe: ProbeResult | None, config: Mapping[str, Any], name: str) -> Topology:
@@ -148,6 +159,13 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
         raise HebbnasError(f"trial {trial_id}: {macs:,} MACs exceed the budget {spec.budget:,.0f}")
     params = topology.params()
+    latency = candidate_latency(topology, spec) if spec.measure_latency else {}
+    if spec.latency_budget is not None and latency["latency_ms"] > spec.latency_budget:
+        tune.report({METRIC: math.nan, EPOCH_ATTR: 0, "round": spec.round, "trial_id": trial_id, "macs": macs,
+                     "params": params, "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
+                     "node_id": _node_id(), **latency, **pre,
+                     REJECTED: f"latency {latency['latency_ms']:.2f} ms > budget {spec.latency_budget:g} ms"})
+        return
     cfg = train_config(spec, config)
     net = proxy_network(topology, spec.proxy_width)  # what trains; the budget counts `topology`
     torch.manual_seed(spec.seed)
@@ -175,7 +193,7 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
             "train_acc": r.train_accuracy, "macs": macs, "params": params, "round": spec.round,
             "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
             "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
-            **pre,
+            **pre, **latency,
         }
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
             export = {"topology": net.to_dict(),
@@ -188,6 +206,35 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         return False
 
     train(model, dataset, cfg, on_epoch=on_epoch, state=state)
+
+
+def candidate_latency(topology: Topology, spec: RoundSpec) -> dict[str, Any]:
+    """The candidate's latency (full width, batch 1, deploy shape) measured where the trial runs, cached per
+    topology hash and machine in `spec.latency_cache` when that folder is reachable from here."""
+    from hebbnas.latency import device_name, measure
+
+    key = f"{topology.hash()}-{zlib.crc32(f'{device_name(_device())}-{spec.threads}'.encode()):08x}.json"
+    cache = Path(spec.latency_cache) / key if spec.latency_cache else None
+    if cache is not None and cache.is_file():
+        return json.loads(cache.read_text())
+    lat = measure(topology, spec.deploy_input, device=str(_device()))
+    out = {"latency_ms": round(lat.median_ms, 4), "latency_iqr_ms": round(lat.iqr_ms, 4),
+           "latency_runtime": lat.runtime, "latency_threads": lat.threads, "latency_device": lat.device}
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(cache)
+        except OSError:  # another node's folder: measure again next time
+            pass
+    return out
+
+
+def _device() -> Any:
+    from hebbnas.train import resolve_device
+
+    return resolve_device("auto")
 
 
 def prescreen(spec: RoundSpec, probe: ProbeResult | None, dataset: Dataset, config: Mapping[str, Any],
