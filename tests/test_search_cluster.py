@@ -258,6 +258,34 @@ def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], 
             assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
 
 
+def test_latency_budget_rejects_before_training_and_objectives_write_the_front(ray_head: tuple[str, Path],
+                                                                               tmp_path: Path) -> None:
+    from hebbnas.cli import main
+
+    address, _ = ray_head
+    # a budget no candidate meets: every trial measured and rejected, none trained; one line
+    run = tmp_path / "tight"
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "random", "--trials", "2",
+                  "--latency-budget", "0.001", "--address", address, "--out", str(run))
+    assert res.returncode == 2 and "no trial trained to the end" in res.stderr, res.stderr[-2000:]
+    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert len(df) == 2 and (df["status"] == "rejected").all() and (df["epochs"] == 0).all()
+    assert (df["latency_ms"] > 0.001).all() and df["error"].str.contains("budget 0.001 ms").all()
+    assert len(list((run / "latency").glob("*.json"))) == df["topology_hash"].nunique()  # cached per topology
+    # accuracy and latency: every trial measured, the front written, any trial of it exported
+    run = tmp_path / "front"
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "random", "--trials", "3",
+                  "--objectives", "accuracy,latency", "--latency-budget", "1e6", "--address", address,
+                  "--out", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = _check_run(run, BUDGET, "random", 3)
+    assert (df["latency_ms"] > 0).all() and df["latency_iqr_ms"].notna().all()
+    front = pd.read_csv(run / "best" / "pareto.csv", dtype={"trial_id": str})
+    assert 1 <= len(front) <= 3 and set(front["trial_id"]) <= set(df["trial_id"])
+    tid = front["trial_id"].iloc[-1]
+    assert main(["export", str(run), "--trial", tid, "--format", "state_dict", "-o", str(tmp_path / "m.pt")]) == 0
+
+
 def test_gpu_request_on_a_cpu_cluster_is_refused(ray_head: tuple[str, Path], tmp_path: Path) -> None:
     address, _ = ray_head
     run = tmp_path / "gpu"

@@ -1,0 +1,97 @@
+"""Latency: measured with its spread, repeated when noisy, profiled per block; the search's latency
+vocabulary (rejected trials, the Pareto front, objectives)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hebbnas import latency
+from hebbnas.cli import main
+from hebbnas.errors import HebbnasError
+from hebbnas.search.searcher import optuna_outcome
+from hebbnas.search.settings import resolve_settings
+from hebbnas.space import load_space
+from hebbnas.trials import REJECTED, TrialStatus, finished_status, pareto_rows
+from tests.builders import tiny_topology
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+SMALL = (3, 64, 64)
+
+
+def test_measure_reports_median_iqr_and_where(monkeypatch: pytest.MonkeyPatch) -> None:
+    lat = latency.measure(tiny_topology(), SMALL, runs=30, warmup=1, profile=True)
+    assert lat.runs == 30 and lat.q1_ms <= lat.median_ms <= lat.q3_ms and lat.iqr_ms >= 0
+    assert lat.runtime == "eager" and lat.threads == 1 and lat.device and lat.batch == 1
+    assert {"conv1", "inception3a", "fc"} <= set(lat.modules) and not any(k.startswith("aux") for k in lat.modules)
+    assert json.loads(json.dumps(lat.to_dict()))["input"] == list(SMALL)
+
+
+def test_a_noisy_measurement_is_repeated_and_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    spreads = iter([np.array([1.0, 1.0, 5.0, 9.0] * 8), np.array([1.0, 2.0, 3.0, 9.0] * 8),
+                    np.array([1.0, 1.5, 2.0, 9.0] * 8)])
+    monkeypatch.setattr(latency, "_timed", lambda *a, **k: (next(spreads), {}))
+    lat = latency.measure(tiny_topology(), SMALL, runs=30, warmup=0, max_repeats=3, channels_last=False)
+    assert lat.repeats == 3 and lat.noisy  # every try stayed above 10% of the median: say so
+    quiet = iter([np.array([1.0, 5.0] * 16), np.full(32, 2.0)])
+    monkeypatch.setattr(latency, "_timed", lambda *a, **k: (next(quiet), {}))
+    lat = latency.measure(tiny_topology(), SMALL, runs=30, warmup=0, max_repeats=3, channels_last=False)
+    assert lat.repeats == 2 and not lat.noisy and lat.median_ms == 2.0  # stops at the first quiet one
+
+
+def test_bad_requests_are_one_line() -> None:
+    with pytest.raises(HebbnasError, match="unknown runtime"):
+        latency.measure(tiny_topology(), SMALL, runtime="tvm")
+    with pytest.raises(HebbnasError, match="at least 30 timed runs"):
+        latency.measure(tiny_topology(), SMALL, runs=5)
+
+
+def test_show_latency_prints_a_profile_beside_the_macs(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    path = tmp_path / "t.json"
+    path.write_text(tiny_topology().to_json())
+    assert main(["show", str(path), "--input", "3x64x64", "--latency"]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and "IQR" in out and "ns/MAC" in out and "inception5b" in out
+    assert main(["show", str(path), "--input", "3x64x64", "--latency", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["runs"] >= 30 and obj["median_ms"] > 0 and obj["macs"] == tiny_topology().macs(SMALL)
+
+
+def test_rejected_trials_are_finished_never_usable_and_told_apart() -> None:
+    result = {REJECTED: "latency 9 ms > budget 5 ms", "latency_ms": 9.0, "epoch": 0}
+    assert finished_status(result, False, 5) is TrialStatus.REJECTED
+    assert TrialStatus.REJECTED.finished and not TrialStatus.REJECTED.usable
+    assert optuna_outcome(result, False, 5) == "REJECTED"
+
+
+def test_pareto_rows_keep_the_non_dominated_usable_trials() -> None:
+    rows = [{"trial_id": "a", "status": "completed", "val_acc": 0.9, "latency_ms": 10.0},
+            {"trial_id": "b", "status": "completed", "val_acc": 0.8, "latency_ms": 5.0},
+            {"trial_id": "c", "status": "completed", "val_acc": 0.85, "latency_ms": 12.0},  # worse than a on both
+            {"trial_id": "d", "status": "rejected", "val_acc": None, "latency_ms": 1.0},  # never trained
+            {"trial_id": "e", "status": "stopped", "val_acc": 0.9, "latency_ms": 10.0}]  # ties a: both stay
+    front = pareto_rows(rows, {"val_acc": "max", "latency_ms": "min"})
+    assert [r["trial_id"] for r in front] == ["a", "b", "e"]
+
+
+@pytest.mark.parametrize(("objectives", "ok"), [("accuracy", True), ("accuracy,latency", True),
+                                                 ("accuracy,macs,params", True), ("latency", False),
+                                                 ("accuracy,speed", False), ("accuracy,macs,macs", False)])
+def test_objectives_start_with_accuracy(objectives: str, ok: bool) -> None:
+    space = load_space("googlenet")
+    if ok:
+        s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": objectives})
+        assert s.objectives == tuple(objectives.split(",")) and s.measures_latency == ("latency" in objectives)
+    else:
+        with pytest.raises(HebbnasError, match="--objectives must be accuracy"):
+            resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": objectives})
+
+
+def test_a_latency_budget_is_positive_and_makes_trials_measure() -> None:
+    space = load_space("googlenet")
+    s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "latency_budget": 20})
+    assert s.latency_budget == 20.0 and s.measures_latency
+    with pytest.raises(HebbnasError, match="--latency-budget must be a positive number"):
+        resolve_settings(space, "googlenet", {"budget": 1.5e9, "latency_budget": 0})
