@@ -95,3 +95,16 @@ def test_a_latency_budget_is_positive_and_makes_trials_measure() -> None:
     assert s.latency_budget == 20.0 and s.measures_latency
     with pytest.raises(HebbnasError, match="--latency-budget must be a positive number"):
         resolve_settings(space, "googlenet", {"budget": 1.5e9, "latency_budget": 0})
+
+
+def test_latency_analysis_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "analysis" / "latency.py"), "--smoke", "--zoo", str(zoo_smoke),
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "latency.md").read_text()
+    assert "Spearman(MACs, latency)" in text and "| paper" in text

@@ -1,0 +1,128 @@
+"""What multiply-adds hide, measured (issue 25): the latency of every zoo candidate at the deploy shape.
+
+Every candidate of the zoo (analysis/results/zoo-candidates.json: paper, the hebbian policies, 24 random
+allocations, all fitted to 3e8 MACs at 3x224x224) is built at full width and timed on this machine with
+`hebbnas.latency.measure` (median and IQR of 30 warm runs, repeated when noisy) in torch eager and in
+onnxruntime, at batch 1 and batch 32. The read-out gives the Spearman between MACs and latency (with a
+bootstrap interval) and, among the candidates within 1% of the same MAC budget, the spread of latency
+(max / min): how different "equal cost" is in milliseconds. Latencies belong to this machine.
+
+    python analysis/latency.py                 # about 15 minutes on a quiet 2-core machine
+    python analysis/latency.py --smoke --out /tmp/l   # seconds (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis.scores import candidate_topology  # noqa: E402
+from analysis.stats import spearman_boot  # noqa: E402
+
+RESULTS = ROOT / "analysis" / "results"
+SETTINGS = (("eager", 1), ("eager", 32), ("onnxruntime", 1), ("onnxruntime", 32))
+
+
+def measure_all(cands: list[dict[str, Any]], shape: tuple[int, int, int], settings: Any, runs: int,
+                log: Any = print) -> list[dict[str, Any]]:
+    """One row per candidate x (runtime, batch)."""
+    from hebbnas.latency import measure
+
+    rows = []
+    for c in cands:
+        t = candidate_topology(c, 10)
+        for runtime, batch in settings:
+            lat = measure(t, shape, batch=batch, runtime=runtime, runs=runs)
+            rows.append({"candidate": c["candidate"], "kind": c["kind"], "macs": t.macs(shape), "params": t.params(),
+                         "runtime": runtime, "batch": batch, "median_ms": lat.median_ms, "iqr_ms": lat.iqr_ms,
+                         "ms_per_image": lat.median_ms / batch, "repeats": lat.repeats, "noisy": lat.noisy,
+                         "threads": lat.threads, "device": lat.device, "channels_last": lat.channels_last})
+        log(f"  {c['candidate']:<26} " + "  ".join(
+            f"{r['runtime']}/b{r['batch']} {r['median_ms']:.2f} ms" for r in rows[-len(settings):]))
+    return rows
+
+
+def report(out: Path, budget: float) -> Path:
+    """latency.md from latency.csv."""
+    import pandas as pd
+
+    df = pd.read_csv(out / "latency.csv")
+    meta = json.loads((out / "latency-meta.json").read_text()) if (out / "latency-meta.json").exists() else {}
+    lines = ["# What MACs hide: measured latency of the zoo's candidates", "",
+             f"- {meta.get('date', '?')}: `{meta.get('command', '?')}`, {meta.get('wall_min', '?')} min; torch "
+             f"{meta.get('torch', '?')}, {meta.get('threads', '?')} thread(s), device {df['device'].iloc[0]}; load "
+             f"average {meta.get('load', '?')} at the start. Latencies are of this machine only.",
+             "- every candidate at full width, 3x224x224, eval mode, no aux heads; median of 30 timed runs after "
+             "warm-up (repeated up to 3 times when the IQR exceeded 10% of the median)", "",
+             "| runtime | batch | candidates | ms per image: min / median / max | Spearman(MACs, latency) [95%] | "
+             f"within 1% of {budget:.3g} MACs: n, latency max / min |", "| --- | ---: | ---: | --- | --- | --- |"]
+    rng = np.random.default_rng(0)
+    for (runtime, batch), g in df.groupby(["runtime", "batch"], sort=False):
+        r = spearman_boot(g["macs"].values, g["ms_per_image"].values, n_boot=2000, rng=rng)
+        near = g[g["macs"] >= 0.99 * budget]
+        spread = near["ms_per_image"].max() / near["ms_per_image"].min() if len(near) >= 2 else float("nan")
+        lines.append(f"| {runtime} | {batch} | {len(g)} | {g['ms_per_image'].min():.3f} / "
+                     f"{g['ms_per_image'].median():.3f} / {g['ms_per_image'].max():.3f} | {r[0]:+.2f} "
+                     f"[{r[1]:+.2f}, {r[2]:+.2f}] | {len(near)}, {spread:.2f}x |")
+    noisy = int(df["noisy"].sum())
+    from hebbnas.report.markdown import markdown_table
+
+    piv = df.pivot_table(index=["candidate", "macs", "params"], columns=["runtime", "batch"], values="ms_per_image",
+                         sort=False)
+    lines += ["", f"{noisy} of {len(df)} measurements stayed noisy (IQR above 10% of the median after 3 tries).",
+              "", "Per candidate (ms per image):", "",
+              markdown_table(["candidate", "MACs", "params", *[f"{r} b{b}" for r, b in piv.columns]],
+                             [[c, f"{m:,}", f"{p:,}", *[f"{v:.3f}" for v in row]]
+                              for (c, m, p), row in zip(piv.index, piv.values)])]
+    (out / "latency.md").write_text("\n".join(lines) + "\n")
+    return out / "latency.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zoo", type=Path, default=RESULTS, help="the zoo's results folder (zoo-candidates.json)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--budget", type=float, default=3e8, help="the zoo's MAC budget")
+    ap.add_argument("--smoke", action="store_true", help="three candidates at 3x64x64, eager batch 1 and 2")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        cands = json.loads((args.zoo / "zoo-candidates.json").read_text())
+        shape, settings = (3, 224, 224), SETTINGS
+        if args.smoke:
+            cands, shape, settings = cands[:3], (3, 64, 64), (("eager", 1), ("eager", 2))
+        command = "python analysis/latency.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        load, t0 = os.getloadavg()[0], time.time()
+        import pandas as pd
+
+        rows = measure_all(cands, shape, settings, args.runs)
+        pd.DataFrame(rows).to_csv(args.out / "latency.csv", index=False)
+        (args.out / "latency-meta.json").write_text(json.dumps({
+            "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command, "threads": args.threads,
+            "wall_min": round((time.time() - t0) / 60, 1), "torch": torch.__version__, "load": round(load, 2)}, indent=1))
+    print(report(args.out, args.budget).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
