@@ -56,7 +56,8 @@ TRAIN_IMAGES = 20000
 
 
 def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds: int = 5, random_seeds: int = 2,
-             compile_: bool = False) -> zoo.Protocol:
+             compile_: bool = False, width: float | None = None, resolution: int | None = None,
+             device: str = "cpu") -> zoo.Protocol:
     """The zoo's protocol with the converged recipe: longer training, crop + flip, the learning curve.
 
     Seed 0 for every candidate; paper and the policies then get seeds 1 .. focal_seeds - 1, and the
@@ -65,7 +66,8 @@ def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds
     per unit, so every unit of the comparison trains the same way."""
     base = zoo.cpu_protocol()
     return dataclasses.replace(
-        base, main=zoo.Proxy("converged", base.main.width, base.main.resolution, epochs, train_images),
+        base, main=zoo.Proxy("converged", width or base.main.width, resolution or base.main.resolution, epochs,
+                             train_images), device=device,
         seeds=(0,), focal_seeds=tuple(range(1, focal_seeds)), grow=(("random", random_seeds),), augment=True,
         channels_last=True, fused=True, compile=compile_, curve=True,
         policies=tuple(x for x in base.policies if x[0] in POLICIES))
@@ -402,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds 0..N-1 for the randoms (those after seed 0 train after every focal seed)")
     ap.add_argument("--seeds", default="0", metavar="S,...", help="with --pilot: the paper's seeds")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (opt-in)")
+    ap.add_argument("--width", type=float, default=None, help="the trained copies' width (default the zoo's 1/4; 1 "
+                    "is the full network, for a GPU)")
+    ap.add_argument("--resolution", type=int, default=None, help="training resolution (default the zoo's 128)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), auto (CUDA when present) or cuda")
     ap.add_argument("--jobs", type=int, default=1, help="units trained in parallel, one process each")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
@@ -430,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         zoo_p, p, randoms = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01", "random-02")
     else:
         zoo_p = zoo.cpu_protocol()
-        p = protocol(args.epochs, args.train_images, args.focal_seeds, args.random_seeds, args.compile)
+        p = protocol(args.epochs, args.train_images, args.focal_seeds, args.random_seeds, args.compile, args.width,
+                     args.resolution, args.device)
         randoms = RANDOMS
     zoo_cache = zoo_dir / "zoo-cache"
     cache = args.cache or (out / "converged-cache")

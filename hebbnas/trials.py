@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ TRIAL_ERROR = "trial_error"
 """Result key of a trial that failed in its own right (model error, NaN loss): final, never retried."""
 LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
                 "macs", "params", "topology_hash")
-TAIL_COLUMNS = ("node_id", "error", "topology")
+TAIL_COLUMNS = ("node_id", "nodes", "error", "topology")
 OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": (METRIC, "max"), "latency": ("latency_ms", "min"),
                                           "macs": ("macs", "min"), "params": ("params", "min")}
 """What `--objectives` may name: the trial result it reads and whether more is better."""
@@ -89,8 +89,9 @@ class TrialStatus(str, enum.Enum):
 
 
 def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any] | None, status: str,
-              *, round_: int, strategy: str, error: str = "") -> dict[str, Any]:
-    """One row of trials.csv: id, round, strategy, status, knobs, the six widths of every module, costs."""
+              *, round_: int, strategy: str, error: str = "", nodes: Sequence[str] = ()) -> dict[str, Any]:
+    """One row of trials.csv: id, round, strategy, status, knobs, the six widths of every module, costs,
+    and every node the trial ran on (`nodes`, in order, ';'-separated: a node lost mid-trial stays visible)."""
     result = result or {}
     row: dict[str, Any] = {
         "trial_id": trial_id, "round": round_, "strategy": strategy, "status": str(TrialStatus.parse(status)),
@@ -114,6 +115,7 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
         if result.get(k) is not None:
             row[k] = result[k]
     row["node_id"] = result.get("node_id", "")
+    row["nodes"] = ";".join(nodes) if nodes else row["node_id"]
     row["error"] = error or str(result.get(TRIAL_ERROR) or result.get(REJECTED) or "")
     row["topology"] = topo or ""
     return row

@@ -18,6 +18,8 @@ from hebbnas.errors import HebbnasError
 
 REACH_TIMEOUT_S = 5.0
 """How long to wait for a TCP connection to a given cluster address before saying it is not there."""
+PING_TIMEOUT_S = 30.0
+"""How long a joined cluster may take to run one trivial task before hebbnas says it cannot work there."""
 
 
 def quiet_ray_env() -> None:
@@ -95,12 +97,38 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
             client_token_mode()
             kw.pop("include_dashboard")
             ray.init(address=target, **kw)
+            check_cluster_works(target)
         else:
             ray.init(**kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {target}" if target else "a local Ray instance"
         raise HebbnasError(f"cannot connect to {where}: {str(e).strip().splitlines()[0] if str(e) else e}") from None
     return str(ray.get_runtime_context().gcs_address)
+
+
+def check_cluster_works(target: str, timeout: float = PING_TIMEOUT_S) -> None:
+    """Run one trivial task on the joined cluster; when it cannot run, say in one line that the cluster's
+    and this client's authentication modes differ and how to make them agree.
+
+    A client in token mode joined to a cluster started without authentication (Ray's test utilities, an
+    older set-up) connects, but no task can run: Ray's own error names an owner worker, not the cause.
+    """
+    import ray
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def ping() -> int:
+        return os.getpid()
+
+    try:
+        ray.get(ping.remote(), timeout=timeout)
+    except (ray.exceptions.RayError, TimeoutError) as e:
+        mode = os.environ.get("RAY_AUTH_MODE", "token")
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise HebbnasError(
+            f"joined the Ray cluster at {target} but it runs no task ({first}): its authentication mode differs "
+            f"from this client's (RAY_AUTH_MODE={mode}); start every node with RAY_AUTH_MODE=token and the same "
+            "RAY_AUTH_TOKEN as this shell (or, for a cluster you started without authentication, run hebbnas "
+            "with RAY_AUTH_MODE=disabled, which lets anyone who reaches it run code)") from None
 
 
 def shutdown_ray() -> None:

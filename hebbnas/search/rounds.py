@@ -203,9 +203,20 @@ def _rows_from_grid(grid: Any, k: int, s: SearchSettings, finished_ids: set[str]
         else:
             status = TrialStatus.parse(tune_status)  # pending, paused, running: an interrupted round
         rows.append(trial_row(tid, r.config or {}, r.metrics, status, round_=k, strategy=s.strategy,
-                              error=error_line(r.error) if r.error is not None else ""))
+                              error=error_line(r.error) if r.error is not None else "", nodes=_nodes(r)))
         results[tid] = r
     return rows, results
+
+
+def _nodes(result: Any) -> list[str]:
+    """Every node a trial reported from, in order (Tune keeps each report, so a resumed driver sees them too)."""
+    try:
+        df = result.metrics_dataframe
+    except Exception:  # noqa: BLE001 - an experiment without its results file: the last node only
+        return []
+    if df is None or "node_id" not in df.columns:
+        return []
+    return list(dict.fromkeys(str(n) for n in df["node_id"].dropna() if str(n)))
 
 
 def load_checkpoint(checkpoint: Any) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class _Session:
 
     sink: SearchSink
     finished: dict[int, set[str]] = field(default_factory=dict)
+    nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it reported from, in order
     done_at_start: dict[int, set[str]] = field(default_factory=dict)
 
     def finished_ids(self, k: int) -> set[str] | None:
@@ -97,6 +98,9 @@ def tune_callback_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             if self.session:
+                seen = self.session.nodes.setdefault(trial.trial_id, [])
+                if result.get("node_id") and result["node_id"] not in seen:
+                    seen.append(str(result["node_id"]))
                 self.session.sink.trial_result(self.round, trial.trial_id, trial.config, result)
 
         def _finished(self, trial: Any, error: bool) -> None:
@@ -107,7 +111,8 @@ def tune_callback_class() -> type:
             last = trial.last_result or {}
             err = error_line(_read_error(trial)) if error else str(last.get(TRIAL_ERROR) or "")
             row = trial_row(trial.trial_id, trial.config, last, finished_status(last, error, self.max_epochs),
-                            round_=self.round, strategy=self.strategy, error=err)
+                            round_=self.round, strategy=self.strategy, error=err,
+                            nodes=s.nodes.get(trial.trial_id, ()))
             s.sink.trial_finished(self.round, row)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
