@@ -25,10 +25,13 @@ import pytest
 from tests.cluster_helpers import BUDGET, ENV, HEBBNAS, _kill_group, _no_asha_space
 
 pytestmark = pytest.mark.slow
+LOOPBACK = "127.0.0.2"
+"""The simulated nodes' address: loopback (nothing leaves the machine), and not 127.0.0.1, which Ray rewrites
+to the machine's external address when a driver joins."""
 
 
 def _cluster(auth: str, token: str | None) -> Any:
-    """A head without CPUs and two one-CPU workers on 127.0.0.1, in `auth` mode."""
+    """A head without CPUs and two one-CPU workers on the loopback, in `auth` mode."""
     os.environ["RAY_AUTH_MODE"] = auth
     if token:
         os.environ["RAY_AUTH_TOKEN"] = token
@@ -41,10 +44,10 @@ def _cluster(auth: str, token: str | None) -> Any:
         pass
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": LOOPBACK,
                                                        "include_dashboard": False})
-    c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    c.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    c.add_node(num_cpus=1, node_ip_address=LOOPBACK)
+    c.add_node(num_cpus=1, node_ip_address=LOOPBACK)
     c.wait_for_nodes()
     return c
 
@@ -137,7 +140,7 @@ def test_a_worker_lost_mid_trial_costs_that_trial_at_most_an_epoch(cluster: tupl
         node = next(n for n in c.worker_nodes if n.node_id == victim)
         c.remove_node(node, allow_graceful=False)  # the trial's worker dies with its node
         t_kill = time.perf_counter()
-        c.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # capacity back, as a cluster's autoscaler would
+        c.add_node(num_cpus=1, node_ip_address=LOOPBACK)  # capacity back, as a cluster's autoscaler would
         assert proc.wait(600) == 0, (tmp_path / "lost.log").read_text()[-3000:]
     finally:
         _kill_group(proc.pid)

@@ -125,14 +125,16 @@ def _fresh(args: argparse.Namespace) -> int:
         raise HebbnasError(f"run folder {run} already exists; choose another --out, or --resume {run}")
     storage = _storage(args.storage, run)
     data, probe_data = load_data(settings.proxy, space, progress=wanted())
-    seed_topology(settings.budget, space, data.num_classes)  # with the data's head: before any folder
+    start = seed_topology(settings.budget, space, data.num_classes)  # with the data's head: before any folder
     address = _connect(args)
     try:
         info = check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         folder = RunFolder.create(run, settings=settings, space=space, storage=storage, argv=sys.argv,
                                   ray_info={"address": address, "local": local, **info})
-        return _run(_plan(settings, space, storage, data, probe_data, info), folder)
+        plan = _plan(settings, space, storage, data, probe_data, info)
+        plan.start = start
+        return _run(plan, folder)
     finally:
         shutdown_ray()
 

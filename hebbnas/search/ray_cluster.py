@@ -96,6 +96,9 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
             check_reachable(target)
             client_token_mode()
             kw.pop("include_dashboard")
+            host = target.rpartition(":")[0].strip("[]")
+            if _is_loopback(host):  # a cluster on this machine's loopback: the driver joins its raylet there
+                kw["_node_ip_address"] = host
             ray.init(address=target, **kw)
             check_cluster_works(target)
         else:
@@ -106,22 +109,36 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def check_cluster_works(target: str, timeout: float = PING_TIMEOUT_S) -> None:
-    """Run one trivial task on the joined cluster; when it cannot run, say in one line that the cluster's
+    """Run one small task on the joined cluster that reads an object this driver owns, as every trial
+    does (its data arrive through the object store); when it cannot, say in one line that the cluster's
     and this client's authentication modes differ and how to make them agree.
 
     A client in token mode joined to a cluster started without authentication (Ray's test utilities, an
-    older set-up) connects, but no task can run: Ray's own error names an owner worker, not the cause.
+    older set-up) connects, but a worker cannot fetch the driver's objects: Ray's own error names an
+    owner worker, not the cause.
     """
+    import numpy as np
     import ray
 
-    @ray.remote(num_cpus=0, max_retries=0)
-    def ping() -> int:
-        return os.getpid()
+    @ray.remote(num_cpus=0.001, max_retries=0)  # a node with CPUs, as a trial's (the head may have none)
+    def ping(a: np.ndarray) -> int:
+        return int(a.size)
 
     try:
-        ray.get(ping.remote(), timeout=timeout)
-    except (ray.exceptions.RayError, TimeoutError) as e:
+        ray.get(ping.remote(ray.put(np.zeros(1 << 18, dtype=np.float32))), timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        return  # every CPU busy: nothing to learn here; the search waits for its turn as Tune would
+    except ray.exceptions.RayError as e:
         mode = os.environ.get("RAY_AUTH_MODE", "token")
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise HebbnasError(

@@ -64,6 +64,13 @@ class SearchPlan:
     progress: bool = False  # a bar for the driver's own long steps (the test evaluation); the CLI decides
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, summed over rounds
     latency_cache: str | None = None  # where trials keep latency measurements (RUN/latency); None: not kept
+    start: Topology | None = None  # round 1's seed: the space's base fitted to the budget (fitted once, here)
+
+    def start_topology(self) -> Topology:
+        """The space's base with the data's head fitted to the budget: the one `fit` of the budget on the driver."""
+        if self.start is None:
+            self.start = seed_topology(self.settings.budget, self.space, self.dataset.num_classes)
+        return self.start
 
     def experiment_path(self, k: int) -> str:
         return f"{self.storage.rstrip('/')}/round-{k}"
@@ -83,7 +90,7 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
                      width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s.compile),
                      proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
-                     start_topology=seed_topology(s.budget, space, data.num_classes),
+                     start_topology=plan.start_topology(),
                      prescreen=s.prescreen, prescreen_score=s.prescreen_score,
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
@@ -243,7 +250,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     s, t0 = plan.settings, time.perf_counter()
     strategy = get_strategy(s.strategy)
     data = plan.dataset
-    seed = seed_topology(s.budget, plan.space, data.num_classes)
+    seed = plan.start_topology()
     seed_state: dict[str, Any] | None = None
     incumbent: tuple[dict[str, Any], Topology, Any, ProbeResult] | None = None  # keeps_incumbent: best so far
     outcomes: list[RoundOutcome] = []
