@@ -274,7 +274,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     """
     run = tmp_path / "killed"
     log = tmp_path / "first.log"
-    n_trials, epochs = 3, 3
+    n_trials, epochs = 3, 8  # enough epochs that the kill lands mid-way even on a fast machine
     space = _no_asha_space(tmp_path, epochs)
     with open(log, "w") as fh:
         proc = subprocess.Popen(
