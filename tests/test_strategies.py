@@ -3,6 +3,8 @@ enqueued points, and how a keeps-incumbent strategy shares its trials over round
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -163,3 +165,27 @@ def test_strategies_register_in_one_place() -> None:
         get_strategy("x")
 
 
+
+
+def test_the_equal_compute_comparison_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001
+    """analysis/strategies.py --smoke: every trained strategy's runs, selected on validation, scored on test."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parent.parent
+    zoo_dir = tmp_path / "zoo"
+    shutil.copytree(zoo_smoke, zoo_dir)  # the comparison reads the zoo's cache and may add probed units
+    r = subprocess.run([sys.executable, str(root / "analysis" / "strategies.py"), "--smoke", "--repeats", "2",
+                        "--jobs", "2", "--out", str(tmp_path / "s"), "--zoo", str(zoo_dir)],
+                       capture_output=True, text=True, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "s" / "strategies.csv")
+    assert set(df["strategy"]) == {"reallocate", "slim", "tpe"} and set(df["seed"]) == {0, 1}
+    assert (df.groupby(["strategy", "seed"])["unit"].max() == 3).all()  # --smoke: 3 units per run
+    first = df[(df["unit"] == 1) & (df["strategy"] == "reallocate")]
+    assert (first["move"] == "start").all()  # reallocate starts from the paper's widths
+    text = (tmp_path / "s" / "strategies.md").read_text()
+    assert "k = 2 trained units" in text and "| random |" in text and "| paper |" in text
