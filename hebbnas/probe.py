@@ -5,6 +5,9 @@ position (ring 0) and at neighbouring positions (rings 1 and 2, Chebyshev distan
 O(C^2) whatever the number of images, and the cost is dominated by float32 GEMMs on the activations'
 own device.
 
+(Over 700 lines, on purpose: the accumulator's numerics (shifted chunks, float64 merges, rings, re-shifts)
+must be read in one place to be trusted; the value types and the file format it writes sit beside it.)
+
 Numerics (docs/probe-and-report.md, "Probe numerics"): raw float32 moments are useless at large means, so every
 chunk of activations is shifted by a reference mean ``K`` while it is copied into the chunk buffer
 (``x - K`` is exact in float32 when ``x`` is near ``K``), the GEMMs run on the shifted data in true

@@ -7,6 +7,9 @@ widths of Table 1 of the paper (#1x1, #3x3red, #3x3, #5x5red, #5x5, pool proj) a
 
 Costs are multiply-accumulates (MACs) of convolutions and linear layers for one image, counted in
 closed form; tests check them against `FlopCounterMode` (FLOPs / 2) on the built module.
+
+(About 500 lines: the spec, its named base tables, its JSON form and its closed-form costs are one idea,
+read together when a field changes.)
 """
 
 from __future__ import annotations

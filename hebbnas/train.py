@@ -1,5 +1,7 @@
 """One training/evaluation loop for every caller: the CLI, the probe's seed training, search trials.
 
+(About 500 lines: the config, the loop, evaluation and exact resume share their state and are read together.)
+
 Design points:
 
 - Data are in-memory tensors (`hebbnas.data.Dataset`); batches are permutation-indexed, no DataLoader.
