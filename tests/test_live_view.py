@@ -10,7 +10,7 @@ import pytest
 
 from hebbnas.errors import HebbnasError
 from hebbnas.runfolder import OPTUNA_JOURNAL
-from hebbnas.search.searcher import Sampler, journal_at, journal_storage, make_searcher
+from hebbnas.search.searcher import ORPHAN_ATTR, Sampler, journal_at, journal_storage, make_searcher
 from hebbnas.space import load_space
 
 
@@ -80,6 +80,7 @@ def test_restore_keeps_one_study_even_after_a_move(sampler: Sampler, tmp_path: P
     assert list(seen) == ["round-1"]  # the same study, not a second one
     states = [t.state.name for t in seen["round-1"]]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]  # "lost" was orphaned: FAIL, not RUNNING forever
+    assert [ORPHAN_ATTR in t.user_attrs for t in seen["round-1"]] == [False, False, True, False]  # and says so
     assert again.trial_states() == {"done": "COMPLETE", "running": "COMPLETE", "new": "COMPLETE"}
 
 

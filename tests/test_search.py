@@ -256,6 +256,64 @@ def test_resume_needs_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture
 # resume: a state upload cut off by SIGKILL
 
 
+def _saved_state(root: Path, trial_id: str, checkpoint: str) -> None:
+    """An experiment state (Ray Tune's own format) whose one trial's latest checkpoint is `checkpoint`."""
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+    from ray.tune.experiment import Trial
+
+    sc = StorageContext(storage_path=str(root.parent), experiment_dir_name=root.name, trial_dir_name=trial_id)
+    trial = Trial("run_trial", stub=True, storage=sc, trial_id=trial_id)
+    trial.placement_group_factory = PlacementGroupFactory([{"CPU": 1}])  # what a scheduled trial has
+    trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(str(root / trial_id / checkpoint)), metrics={}))
+    (root / "experiment_state-2026-01-01_10-00-00.json").write_text(json.dumps({"trial_data": [trial.get_json_state()]}))
+
+
+def _write_checkpoint(d: Path, epoch: int, whole: bool = True) -> None:
+    import torch
+
+    from hebbnas.trials import CHECKPOINT_FILE, TRAIN_STATE_FILE
+
+    d.mkdir(parents=True)
+    torch.save({"epoch": epoch}, d / CHECKPOINT_FILE)
+    torch.save({"train": {"epoch": epoch}}, d / TRAIN_STATE_FILE)
+    if not whole:  # a copy cut off by the kill
+        data = (d / TRAIN_STATE_FILE).read_bytes()
+        (d / TRAIN_STATE_FILE).write_bytes(data[: len(data) // 2])
+
+
+def test_a_checkpoint_deleted_before_the_state_named_its_successor_is_recovered(tmp_path: Path) -> None:
+    """Tune deletes epoch 1's checkpoint when epoch 2's registers, before it saves the state naming epoch 2's;
+    a kill in between leaves a state naming a deleted checkpoint. The newest whole one takes its name."""
+    import torch
+
+    from hebbnas.search.state import recover_deleted_checkpoints
+    from hebbnas.trials import TRAIN_STATE_FILE
+
+    root = tmp_path / "round-1"
+    _saved_state(root, "t1", "checkpoint_000000")
+    _write_checkpoint(root / "t1" / "checkpoint_000001", epoch=2)
+    _write_checkpoint(root / "t1" / "checkpoint_000002", epoch=3, whole=False)  # cut off: never used
+    assert recover_deleted_checkpoints(str(root)) == [str(root / "t1" / "checkpoint_000000")]
+    assert sorted(p.name for p in (root / "t1").iterdir()) == ["checkpoint_000000", "checkpoint_000002"]
+    saved = torch.load(root / "t1" / "checkpoint_000000" / TRAIN_STATE_FILE, weights_only=True)
+    assert saved["train"]["epoch"] == 2  # the trial continues from the later epoch
+    assert recover_deleted_checkpoints(str(root)) == []  # the named checkpoint exists: nothing to do
+
+
+def test_a_deleted_checkpoint_without_a_whole_successor_is_left_alone(tmp_path: Path) -> None:
+    from hebbnas.search.state import recover_deleted_checkpoints
+
+    root = tmp_path / "round-1"
+    _saved_state(root, "t1", "checkpoint_000003")
+    _write_checkpoint(root / "t1" / "checkpoint_000002", epoch=3)  # older than the named one
+    _write_checkpoint(root / "t1" / "checkpoint_000004", epoch=5, whole=False)
+    assert recover_deleted_checkpoints(str(root)) == []
+    assert sorted(p.name for p in (root / "t1").iterdir()) == ["checkpoint_000002", "checkpoint_000004"]
+
+
 def test_cut_off_experiment_state_falls_back_or_refuses(tmp_path: Path) -> None:
     from hebbnas.search.state import drop_cut_off_state as _drop_cut_off_state
 

@@ -106,7 +106,19 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {target}" if target else "a local Ray instance"
         raise HebbnasError(f"cannot connect to {where}: {str(e).strip().splitlines()[0] if str(e) else e}") from None
+    except ray.exceptions.AuthenticationError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise HebbnasError(no_token_line(target) if target else f"cannot start a local Ray instance: {first}") from None
     return str(ray.get_runtime_context().gcs_address)
+
+
+def no_token_line(target: str) -> str:
+    """What to do when this client is in token mode but has no token to show the cluster."""
+    return (f"cannot join the Ray cluster at {target}: this client's authentication mode is token "
+            "(RAY_AUTH_MODE=token) but it has no token; set RAY_AUTH_TOKEN to the cluster's token (or put it in "
+            "~/.ray/auth_token); if the cluster runs without authentication, its authentication mode differs from "
+            "this client's: start it with RAY_AUTH_MODE=token, or run hebbnas with RAY_AUTH_MODE=disabled, which "
+            "lets anyone who reaches it run code")
 
 
 def _is_loopback(host: str) -> bool:

@@ -226,13 +226,20 @@ def journal_at(path: str | Path | None) -> Iterator[None]:
         _JOURNAL_OVERRIDE.pop()
 
 
+ORPHAN_ATTR = "hebbnas_orphan"
+"""User attribute of an Optuna trial that was asked but never trained: a kill came between Optuna's ask
+and Tune's next saved state, so the resumed round asks again. Told FAIL, so TPE skips it."""
+
+
 def _fail_orphans(study: Any, known: set[int]) -> None:
-    """Mark RUNNING trials of `study` that no Tune trial owns (ids not in `known`) as FAIL."""
+    """Mark RUNNING trials of `study` that no Tune trial owns (ids not in `known`) as FAIL, and say why."""
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t._trial_id not in known:
             try:
+                study._storage.set_trial_user_attr(t._trial_id, ORPHAN_ATTR,
+                                                   "asked before the search was killed; never trained")
                 study.tell(t.number, None, state=optuna.trial.TrialState.FAIL)
             except Exception as e:  # noqa: BLE001
                 _log.warning("optuna: cannot close orphaned trial %s: %s", t.number, e)

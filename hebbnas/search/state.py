@@ -26,7 +26,80 @@ def restore_tuner(path: str, trainable: Any) -> Any | None:
     if not tune.Tuner.can_restore(path):
         return None
     drop_cut_off_state(path)
+    recover_deleted_checkpoints(path)
     return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+
+
+def _storage(path: str) -> tuple[Any, str]:
+    import pyarrow.fs
+
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def recover_deleted_checkpoints(path: str) -> list[str]:
+    """Give every trial the checkpoint the saved experiment state names, when a kill left it deleted.
+
+    Tune keeps one checkpoint per trial (``num_to_keep=1``): registering epoch e+1's deletes epoch e's
+    before the experiment state that names e+1's is saved. A driver killed in between leaves a state that
+    names a deleted checkpoint, and the restored trial fails in Tune's own restore ("does not exist on
+    storage anymore"), every retry alike. The trial's newest complete checkpoint is then moved to the
+    name the state expects: the trial continues from that later epoch (its files record the epoch, which
+    is what hebbnas and ASHA count). Returns the repaired checkpoint paths.
+    """
+    import pyarrow.fs
+    from ray.tune.experiment import Trial
+
+    fs, root = _storage(path)
+    states = sorted(i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=False))
+                    if Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json"))
+    if not states:
+        return []
+    with fs.open_input_stream(states[-1]) as f:
+        trial_data = json.loads(f.read()).get("trial_data", [])
+    repaired = []
+    for json_state, run_metadata in trial_data:
+        trial = Trial.from_json_state(json_state, stub=True)
+        trial.restore_run_metadata(run_metadata)
+        if trial.checkpoint is None:
+            continue
+        name = Path(trial.checkpoint.path).name  # recorded under the run's old location; the name is what counts
+        trial_dir = f"{root}/{trial.storage.trial_dir_name}"
+        wanted = f"{trial_dir}/{name}"
+        if fs.get_file_info(wanted).type != pyarrow.fs.FileType.NotFound:
+            continue
+        found = fs.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True, recursive=False))
+        newer = sorted((i.path for i in found if Path(i.path).name.startswith("checkpoint_")
+                        and Path(i.path).name > name and _checkpoint_complete(fs, i.path)), reverse=True)
+        if not newer:
+            continue
+        if isinstance(fs, pyarrow.fs.LocalFileSystem):
+            fs.move(newer[0], wanted)
+        else:
+            pyarrow.fs.copy_files(newer[0], wanted, source_filesystem=fs, destination_filesystem=fs)
+            fs.delete_dir(newer[0])
+        repaired.append(wanted)
+    return repaired
+
+
+def _checkpoint_complete(fs: Any, directory: str) -> bool:
+    """Both files a trial checkpoint holds are there and read back whole (torch files are zip archives)."""
+    import io
+    import zipfile
+
+    from hebbnas.trials import CHECKPOINT_FILE, TRAIN_STATE_FILE
+
+    for name in (CHECKPOINT_FILE, TRAIN_STATE_FILE):
+        try:
+            with fs.open_input_stream(f"{directory}/{name}") as f:
+                data = f.read()
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                if z.testzip() is not None:
+                    return False
+        except (OSError, zipfile.BadZipFile):
+            return False
+    return True
 
 
 def drop_cut_off_state(path: str) -> None:
@@ -39,10 +112,7 @@ def drop_cut_off_state(path: str) -> None:
     """
     import pyarrow.fs
 
-    if "://" in path:
-        fs, root = pyarrow.fs.FileSystem.from_uri(path)
-    else:
-        fs, root = pyarrow.fs.LocalFileSystem(), path
+    fs, root = _storage(path)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=False))
     present = {Path(i.path).name for i in infos}
     sessions = sorted({n[len("experiment_state-"):-len(".json")] for n in present
