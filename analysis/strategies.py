@@ -216,11 +216,14 @@ def table(df: Any, zoo_main: Any, kinds: Any, seeds: Sequence[int], ks: Sequence
             if len(start):  # the paper's widths trained on this machine (the plan's amendment)
                 out.append({"strategy": "paper-here", "k": k, "seed": s, "test_acc": float(start["test_acc"].iloc[0])})
             for strat in TRAINED:
+                # strategies.csv holds finished runs only: one with fewer than k units ended by itself (a
+                # reallocate step with no move left) and is read at k with the units it spent
                 rows = df[(df["strategy"] == strat) & (df["seed"] == s)].to_dict("records")
-                sel = selected(rows, k) if rows and max(r["unit"] for r in rows) >= k else None
+                sel = selected(rows, k) if rows else None
                 if sel is not None:
                     out.append({"strategy": strat, "k": k, "seed": s, "test_acc": float(sel["test_acc"]),
-                                "unit": int(sel["unit"]), "topology_hash": sel["topology_hash"]})
+                                "unit": int(sel["unit"]), "topology_hash": sel["topology_hash"],
+                                "units_used": min(k, max(int(r["unit"]) for r in rows))})
     return pd.DataFrame(out)
 
 
@@ -247,12 +250,16 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
         sub = t[t["k"] == k]
         piv = sub.pivot_table(index="strategy", columns="seed", values="test_acc")
         lines += [f"## k = {k} trained units", "",
-                  "| strategy | repeats | mean test acc [95% t] | vs paper, paired [95%] | vs paper retrained here, "
-                  "paired [95%] | vs random search, paired [95%] |", "| --- | ---: | --- | --- | --- | --- |"]
+                  "| strategy | repeats | units used (mean) | mean test acc [95% t] | vs paper, paired [95%] | vs paper "
+                  "retrained here, paired [95%] | vs random search, paired [95%] |",
+                  "| --- | ---: | ---: | --- | --- | --- | --- |"]
         for strat in ("paper", "paper-here", "random", "hebbian", *TRAINED):
             if strat not in piv.index:
-                lines.append(f"| {strat} | 0 | - | - | - | - |")
+                lines.append(f"| {strat} | 0 | - | - | - | - | - |")
                 continue
+            used = sub[sub["strategy"] == strat]
+            used = f"{used['units_used'].mean():.1f}" if "units_used" in used and used["units_used"].notna().any() else (
+                "1" if strat in ("paper", "paper-here") else str(k))
             a = piv.loc[strat].dropna()
             m = _interval(a.values)
             cells = []
@@ -260,7 +267,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
                 common = [s for s in a.index if ref in piv.index and not math.isnan(piv.loc[ref, s])]
                 cells.append("-" if strat == ref or len(common) < 2 else
                              zoo._ci(*zoo.t_interval(a.loc[common].values - piv.loc[ref, common].values)))
-            lines.append(f"| {strat} | {a.size} | {m} | {cells[0]} | {cells[1]} | {cells[2]} |")
+            lines.append(f"| {strat} | {a.size} | {used} | {m} | {cells[0]} | {cells[1]} | {cells[2]} |")
         lines += ["", "paper: the zoo's cached unit (trained on the earlier sessions' machine); paper-here: the same "
                   "network and seed trained on this machine (reallocate's first unit); random: the expected best "
                   "of k of the zoo's 24 randoms by validation, scored on test; hebbian: the zoo's probe seed and "

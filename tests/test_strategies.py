@@ -189,3 +189,42 @@ def test_the_equal_compute_comparison_smoke(zoo_smoke, tmp_path) -> None:  # noq
     assert (first["move"] == "start").all()  # reallocate starts from the paper's widths
     text = (tmp_path / "s" / "strategies.md").read_text()
     assert "k = 2 trained units" in text and "| random |" in text and "| paper |" in text
+
+
+# the comparison's read-out: selection on validation, scoring on test, runs that end early
+
+
+def test_a_run_selects_on_validation_among_its_first_k_units() -> None:
+    from analysis.strategies import selected
+
+    rows = [{"unit": 1, "val_acc": 0.70, "test_acc": 0.71}, {"unit": 2, "val_acc": 0.75, "test_acc": 0.60},
+            {"unit": 3, "val_acc": 0.75, "test_acc": 0.90}, {"unit": 4, "val_acc": 0.80, "test_acc": 0.50},
+            {"unit": 5, "val_acc": float("nan"), "test_acc": 0.99}]
+    assert selected(rows, 1)["unit"] == 1
+    assert selected(rows, 3)["unit"] == 2  # a tie goes to the earlier unit, test accuracy never looked at
+    assert selected(rows, 5)["unit"] == 4  # a unit without validation accuracy is never selected
+
+
+def test_best_of_k_is_the_expected_test_accuracy_of_the_validation_best() -> None:
+    from analysis.strategies import best_of_k
+
+    val, test = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 3.0])
+    assert best_of_k(val, test, 3) == 3.0 and best_of_k(val, test, 1) == pytest.approx(2.0, abs=0.05)
+    # of 2 drawn from 3: the best of the pair is 3 in 2 of 3 pairs, else 2
+    assert best_of_k(val, test, 2) == pytest.approx(8 / 3, abs=0.02)
+
+
+def test_a_run_that_ended_early_is_read_at_larger_k_with_the_units_it_spent() -> None:
+    import pandas as pd
+
+    from analysis.strategies import table
+
+    zoo_main = pd.DataFrame([{"candidate": c, "seed": 0, "val_acc": v, "test_acc": v}
+                             for c, v in (("paper", 0.8), ("hebbian-default", 0.7), ("random-00", 0.6),
+                                          ("random-01", 0.75))])
+    kinds = pd.Series({"paper": "paper", "hebbian-default": "hebbian", "random-00": "random", "random-01": "random"})
+    df = pd.DataFrame([{"strategy": "reallocate", "seed": 0, "unit": u, "val_acc": v, "test_acc": t,
+                        "topology_hash": f"h{u}"} for u, v, t in ((1, 0.8, 0.81), (2, 0.9, 0.77))])
+    t = table(df, zoo_main, kinds, [0], ks=(2, 4)).set_index(["strategy", "k"])
+    assert t.loc[("reallocate", 4), "test_acc"] == 0.77 and t.loc[("reallocate", 4), "units_used"] == 2
+    assert t.loc[("reallocate", 2), "units_used"] == 2 and t.loc[("paper-here", 4), "test_acc"] == 0.81
