@@ -134,6 +134,49 @@ def test_random_and_paper_trials_fit_the_budget(space) -> None:  # noqa: ANN001
     assert len(seen) == 4 and paper.hash() not in seen
 
 
+def test_a_trial_restored_from_its_final_checkpoint_reports_its_last_epoch_again(space, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:  # noqa: ANN001
+    """A kill can cut Tune's record of a trial short after its last checkpoint: restored from that checkpoint,
+    the trial trains nothing and reports its last epoch again, so Tune sees it finished, not stopped early."""
+    import shutil
+    from dataclasses import replace
+
+    from ray import tune
+
+    from hebbnas.data import load_dataset
+    from hebbnas.search.trial import run_trial
+
+    spec = replace(_spec(space, "paper"), proxy_width=0.25)
+    data = load_dataset("digits", resolution=32, train_subset=64)
+    reports: list[dict] = []
+    kept: list[Path] = []
+
+    class Ctx:
+        def get_trial_id(self) -> str:
+            return "t1"
+
+    def report(metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
+        reports.append(dict(metrics))
+        if checkpoint is not None:  # what Tune persists
+            kept.append(Path(shutil.copytree(checkpoint.path, tmp_path / f"checkpoint_{len(kept):06d}")))
+
+    monkeypatch.setattr(tune, "get_context", lambda: Ctx())
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    run_trial({"train.lr": 0.01}, spec=spec, dataset=data)
+    assert [r["epoch"] for r in reports] == [1, 2] and len(kept) == 2
+    last = reports[-1]
+    reports.clear()
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(kept[-1])))
+    run_trial({"train.lr": 0.01}, spec=spec, dataset=data)
+    assert reports == [last]  # nothing trained again, the last epoch reported whole
+    reports.clear()
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(kept[0])))
+    run_trial({"train.lr": 0.01}, spec=spec, dataset=data)
+    assert [r["epoch"] for r in reports] == [2] and reports[0]["resumed_from"] == 1  # the usual resume
+
+
 def test_budget_below_the_floor_is_refused(space) -> None:  # noqa: ANN001
     settings = resolve_settings(space, "googlenet", {"budget": 1e5, "strategy": "paper"})
     with pytest.raises(HebbnasError, match="irreducible"):

@@ -126,13 +126,29 @@ def _optuna_search_class() -> type:
                 trials, path = {}, fresh
             self._journal, self._storage, self._ot_study, self._ot_trials = path, storage, study, trials
 
+        def _told(self, trial_id: str) -> bool:
+            """Optuna already holds this trial's outcome: a killed driver told it after Tune's last saved
+            state, and the restored round runs the trial's last epoch again."""
+            t = self._ot_trials.get(trial_id)
+            if t is None or trial_id in self._completed_trials:
+                return False
+            try:
+                return self._ot_study._storage.get_trial(t._trial_id).state.is_finished()
+            except Exception:  # noqa: BLE001 - unknown: let the normal path decide
+                return False
+
         def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if self._told(trial_id):
+                return
             try:
                 super().on_trial_result(trial_id, result)
             except Exception as e:  # noqa: BLE001 - e.g. a journal trial finished before a kill; never stop
                 _log.warning("optuna report failed for %s: %s", trial_id, e)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if self._told(trial_id):
+                self._completed_trials.add(trial_id)
+                return
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 super().on_trial_complete(trial_id, result, error)
                 return

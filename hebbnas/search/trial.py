@@ -176,6 +176,11 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         with ckpt.as_directory() as d:
             saved = torch.load(Path(d) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
         state, best, start = saved["train"], float(saved["best_val_acc"]), int(saved["train"]["epoch"])
+        if start >= cfg.epochs and saved.get("metrics"):
+            # trained to the end before a kill cut Tune's record short: its last epoch again, so the
+            # restored trial finishes whole instead of looking stopped at the epoch Tune last saved
+            tune.report(dict(saved["metrics"]))
+            return
     node_id = _node_id()
     meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
@@ -201,7 +206,8 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
                       "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
                                   "macs": macs, "params": params}}
             torch.save(export, Path(d) / CHECKPOINT_FILE)
-            torch.save({"train": r.checkpoint(), "best_val_acc": best, "prescreen": pre}, Path(d) / TRAIN_STATE_FILE)
+            torch.save({"train": r.checkpoint(), "best_val_acc": best, "prescreen": pre, "metrics": metrics},
+                       Path(d) / TRAIN_STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         return False
 
