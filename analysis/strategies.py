@@ -124,7 +124,7 @@ def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, pr
 def _row(i: int, t: Any, rec: dict[str, Any], accepted: bool, move: str) -> dict[str, Any]:
     return {"unit": i, "topology_hash": t.hash(), "val_acc": rec["val_acc"], "test_acc": rec["test_acc"],
             "params": t.params(), "macs": t.macs((3, 224, 224)), "accepted": accepted, "move": move,
-            "widths": json.dumps(t.widths()), "unit_s": rec.get("unit_s")}
+            "widths": json.dumps(t.widths()), "unit_s": rec.get("unit_s"), "topology": t.to_json(indent=None)}
 
 
 def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, seed: int, k: int,
@@ -165,6 +165,103 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
 def _cache_for(t: Any, seed: int, p: zoo.Protocol, cache: Path, zoo_cache: Path) -> Path:
     """The zoo's cache when it already holds this unit (paper, the hebbian policies), else ours."""
     return zoo_cache if zoo.unit_path(zoo_cache, p.main, t, seed, zoo.recipe_tag(p)).exists() else cache
+
+
+# ---------------------------------------------------------------------------------------------
+# finalists: the two best strategies at the largest k, their seed-0 networks in the converged protocol
+
+SEARCH_STRATEGIES = ("hebbian", "random", *TRAINED)
+"""The arms that are `hebbnas search --strategy` choices (paper is a baseline here)."""
+
+
+def finalists(selected_df: Any, k: int, n: int = 2) -> list[str]:
+    """The `n` search strategies with the highest mean test accuracy at `k` units (ties: the earlier listed)."""
+    sub = selected_df[(selected_df["k"] == k) & selected_df["strategy"].isin(SEARCH_STRATEGIES)]
+    means = sub.groupby("strategy")["test_acc"].mean()
+    order = sorted(means.index, key=lambda x: (-means[x], SEARCH_STRATEGIES.index(x)))
+    return order[:n]
+
+
+def run_finalists(out: Path, zoo_dir: Path, k: int, seeds: Sequence[int], jobs: int, smoke: bool = False,
+                  n: int = 2, log: Any = print) -> Path:
+    """Retrain each finalist's seed-0 selection at `k` in the converged protocol on `seeds`.
+
+    A trained strategy's run is replayed from the cache (every unit is cached, so nothing trains; the
+    replay must give the same networks as strategies.csv) to recover the selected topology. Random
+    search's network is the zoo's best random, random-22, already in the converged run. Units go to the
+    converged run's cache, so one network and seed is trained once across both read-outs."""
+    import pandas as pd
+
+    from analysis import converged
+    from hebbnas.topology import Topology
+
+    sel = pd.read_csv(out / "strategies-selected.csv")
+    df = pd.read_csv(out / "strategies.csv")
+    p = zoo.smoke_protocol() if smoke else zoo.cpu_protocol()
+    conv_p = converged.smoke_protocol() if smoke else converged.protocol()
+    conv_cache = zoo_dir / "converged-cache"
+    picked: list[tuple[str, Any]] = []
+    for strat in finalists(sel, k, n):
+        if strat not in TRAINED:
+            log(f"finalist {strat}: its network is in the converged run already (random-22 for random search)")
+            continue
+        rows = run_strategy(p, out / "strategies-cache", zoo_dir / "zoo-cache", strat, 0, int(df[(df["strategy"] == strat)
+                            & (df["seed"] == 0)]["unit"].max()))
+        done = df[(df["strategy"] == strat) & (df["seed"] == 0)].sort_values("unit")
+        if [r["topology_hash"] for r in rows] != done["topology_hash"].tolist():
+            raise SystemExit(f"finalists: the replay of {strat} seed 0 differs from strategies.csv")
+        best = selected(rows, k)
+        picked.append((strat, Topology.from_json(best["topology"])))
+        log(f"finalist {strat}: seed 0 selects unit {best['unit']} ({best['topology_hash']})")
+    records = []
+    with zoo.executor(jobs) as ex:
+        futs = {ex.submit(zoo.cached_unit, conv_p, conv_cache, conv_p.main, t, s, 1): (strat, t, s)
+                for strat, t in picked for s in seeds}
+        for f, (strat, t, s) in futs.items():
+            rec = f.result()
+            records.append({"strategy": strat, "seed": s, "topology_hash": t.hash(), "test_acc": rec["test_acc"],
+                            "val_acc": rec["val_acc"], "final_train_acc": rec.get("final_train_acc"),
+                            "proxy_macs": rec.get("proxy_macs"), "unit_s": rec.get("unit_s")})
+            log(f"  {strat} seed {s}: converged test {rec['test_acc']:.4f}")
+    pd.DataFrame(records, columns=["strategy", "seed", "topology_hash", "test_acc", "val_acc", "final_train_acc",
+                                   "proxy_macs", "unit_s"]).to_csv(out / "strategies-finalists.csv", index=False)
+    return out / "strategies-finalists.csv"
+
+
+def finalists_lines(out: Path, zoo_dir: Path, k: int) -> list[str]:
+    """The finalists' converged read-out: each against paper and random-22 on the same seeds (paired)."""
+    import pandas as pd
+
+    path = out / "strategies-finalists.csv"
+    if not path.exists():
+        return []
+    fin = pd.read_csv(path)
+    if fin.empty:
+        return [f"## Finalists in the converged protocol (k = {k})", "", "No trained strategy among the finalists: "
+                "their networks (random search's random-22) are in converged.csv already.", ""]
+    conv = zoo_dir / "converged.csv"
+    ref = (pd.read_csv(conv).pivot_table(index="candidate", columns="seed", values="test_acc") if conv.exists()
+           else pd.DataFrame())
+    lines = [f"## Finalists in the converged protocol (k = {k})", "",
+             "Each finalist's seed-0 selection retrained with analysis/converged.py's recipe (10 epochs on 20,000 "
+             "images, crop + flip) on the seeds below; paper and random-22 (random search's network) from "
+             "converged.csv on the same seeds. Differences are paired by seed (points).", "",
+             "| network | seeds | converged test acc (mean) | vs paper | vs random-22 |", "| --- | --- | ---: | --- | --- |"]
+    for strat, g in fin.groupby("strategy", sort=False):
+        g = g.set_index("seed")["test_acc"]
+        cells = []
+        for cand in ("paper", "random-22"):
+            d = [100 * (g[s] - ref.loc[cand, s]) for s in g.index
+                 if cand in ref.index and s in ref.columns and not math.isnan(ref.loc[cand, s])]
+            cells.append(", ".join(f"{x:+.2f}" for x in d) + f" (mean {np.mean(d):+.2f})" if d else "-")
+        lines.append(f"| {strat} (its seed-0 pick) | {', '.join(map(str, g.index))} | {g.mean():.4f} | {cells[0]} | "
+                     f"{cells[1]} |")
+    for cand in ("paper", "random-22"):
+        seeds = sorted(fin["seed"].unique())
+        vals = [ref.loc[cand, s] for s in seeds if cand in ref.index and s in ref.columns]
+        lines.append(f"| {cand} | {', '.join(map(str, seeds))} | {np.mean(vals):.4f} | - | - |" if vals else
+                     f"| {cand} | - | - | - | - |")
+    return lines + [""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +369,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
                   "network and seed trained on this machine (reallocate's first unit); random: the expected best "
                   "of k of the zoo's 24 randoms by validation, scored on test; hebbian: the zoo's probe seed and "
                   "its policies (k = 8 only).", ""]
+    lines += finalists_lines(out, zoo_dir, max(ks))
     text = "\n".join(lines) + "\n"
     (out / "strategies.md").write_text(text)
     t.to_csv(out / "strategies-selected.csv", index=False)
@@ -292,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--finalists", action="store_true", help="retrain the two best strategies' seed-0 picks at the "
+                    "largest --k in the converged protocol (after the comparison), then rebuild the read-out")
+    ap.add_argument("--finalist-seeds", default="0,1", help="with --finalists: converged seeds (default 0,1)")
+    ap.add_argument("--finalist-count", type=int, default=2, help="with --finalists: how many (default 2, the plan's)")
     ap.add_argument("--repeats", type=int, default=5, help="seeds 0..R-1, one run of each strategy per seed")
     ap.add_argument("--units", type=int, default=None, help="units per run (default the largest --k)")
     ap.add_argument("--k", default=None, help=f"read-out budgets, comma-separated (default {','.join(map(str, K_SHOWN))}; "
@@ -306,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     ks = tuple(int(k) for k in (args.k or ("2,3" if args.smoke else ",".join(map(str, K_SHOWN)))).split(","))
     units = args.units or max(ks)
     if args.report_only:
+        print(report(out, zoo_dir, ks).read_text())
+        return 0
+    if args.finalists:
+        report(out, zoo_dir, ks)  # strategies-selected.csv from what finished
+        run_finalists(out, zoo_dir, max(ks), [int(x) for x in args.finalist_seeds.split(",")], args.jobs, args.smoke,
+                      args.finalist_count)
         print(report(out, zoo_dir, ks).read_text())
         return 0
     strategies = [s for s in args.strategies.split(",") if s]

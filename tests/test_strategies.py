@@ -189,6 +189,19 @@ def test_the_equal_compute_comparison_smoke(zoo_smoke, tmp_path) -> None:  # noq
     assert (first["move"] == "start").all()  # reallocate starts from the paper's widths
     text = (tmp_path / "s" / "strategies.md").read_text()
     assert "k = 2 trained units" in text and "| random |" in text and "| paper |" in text
+    # the finalists: the best two at the largest k, their seed-0 picks replayed from the cache and retrained
+    r = subprocess.run([sys.executable, str(root / "analysis" / "strategies.py"), "--smoke", "--finalists",
+                        "--finalist-count", "5", "--jobs", "2", "--out", str(tmp_path / "s"), "--zoo", str(zoo_dir)],
+                       capture_output=True, text=True, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sel = pd.read_csv(tmp_path / "s" / "strategies-selected.csv")
+    from analysis.strategies import TRAINED, finalists
+
+    assert sorted(s for s in finalists(sel, 3, 5) if s in TRAINED) == sorted(TRAINED)  # all five arms: all trained ones
+    fin = pd.read_csv(tmp_path / "s" / "strategies-finalists.csv")
+    assert sorted(fin["strategy"].unique()) == sorted(TRAINED) and (fin.groupby("strategy")["seed"].count() == 2).all()
+    assert fin["test_acc"].between(0, 1).all()
+    assert "## Finalists in the converged protocol (k = 3)" in (tmp_path / "s" / "strategies.md").read_text()
 
 
 # the comparison's read-out: selection on validation, scoring on test, runs that end early
