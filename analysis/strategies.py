@@ -332,14 +332,19 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
     z = pd.read_csv(zoo_dir / "zoo.csv", keep_default_na=False)
     z = z[z["phase"] == "main"]
     kinds = z.groupby("candidate")["kind"].first()
-    seeds = sorted(int(s) for s in df["seed"].unique())
-    t = table(df, z, kinds, seeds, ks)
+    seeds = complete_repeats(df)
+    partial = sorted(set(int(s) for s in df["seed"].unique()) - set(seeds))
+    t = table(df[df["seed"].isin(seeds)], z, kinds, seeds, ks)
     lines = ["# Strategies at equal trained units", ""]
     for s in meta.get("sessions", []):
         lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, code at {s['commit']}")
     lines += [f"- protocol: the zoo's (2 epochs on 5,000 Fashion-MNIST images, 1/4 width at 128 px, committed "
               f"recipe), budget 3e8 MACs; repeats on the zoo's seeds {seeds} (paired); a run of k units selects by "
-              "validation accuracy and is scored on test", ""]
+              "validation accuracy and is scored on test"]
+    if partial:
+        lines.append(f"- left out (the plan: complete repeats only): seed(s) {partial}, whose runs did not all finish "
+                     "before the comparison was stopped")
+    lines.append("")
     plan = out / "strategies-planning.md"
     if plan.exists():
         lines += [plan.read_text().strip(), ""]
@@ -376,6 +381,12 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
     return out / "strategies.md"
 
 
+def complete_repeats(df: Any) -> list[int]:
+    """The seeds on which every trained strategy of the comparison has a finished run."""
+    present = set(df["strategy"].unique()) & set(TRAINED)
+    return sorted(int(s) for s, g in df.groupby("seed") if set(g["strategy"]) >= present)
+
+
 def _interval(a: np.ndarray) -> str:
     if a.size < 2:
         return f"{a.mean():.4f}" if a.size else "-"
@@ -407,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     zoo_dir = args.zoo or (out if args.smoke else RESULTS)
     ks = tuple(int(k) for k in (args.k or ("2,3" if args.smoke else ",".join(map(str, K_SHOWN)))).split(","))
     units = args.units or max(ks)
+    if (args.report_only or args.finalists) and not (out / "strategies.csv").exists():
+        ap.error(f"--out: no strategies.csv in {out} (run the comparison first)")
     if args.report_only:
         print(report(out, zoo_dir, ks).read_text())
         return 0

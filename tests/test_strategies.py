@@ -241,3 +241,13 @@ def test_a_run_that_ended_early_is_read_at_larger_k_with_the_units_it_spent() ->
     t = table(df, zoo_main, kinds, [0], ks=(2, 4)).set_index(["strategy", "k"])
     assert t.loc[("reallocate", 4), "test_acc"] == 0.77 and t.loc[("reallocate", 4), "units_used"] == 2
     assert t.loc[("reallocate", 2), "units_used"] == 2 and t.loc[("paper-here", 4), "test_acc"] == 0.81
+
+
+def test_the_read_out_uses_complete_repeats_only() -> None:
+    import pandas as pd
+
+    from analysis.strategies import complete_repeats
+
+    df = pd.DataFrame({"strategy": ["reallocate", "slim", "tpe", "reallocate", "slim", "reallocate", "slim", "tpe"],
+                       "seed": [0, 0, 0, 1, 1, 2, 2, 2]})
+    assert complete_repeats(df) == [0, 2]  # seed 1's tpe run never finished
