@@ -39,7 +39,7 @@ def space():  # noqa: ANN201 - fixture
 
 def test_settings_merge_defaults_space_smoke_and_options(space) -> None:  # noqa: ANN001
     s = resolve_settings(space, "googlenet", {"budget": "1.5e9"})
-    assert s.budget == BUDGET and s.strategy == "hebbian"
+    assert s.budget == BUDGET and s.strategy == "tpe"  # the default chosen by the equal-compute comparison
     assert s.trials == space.search["trials"] and s.max_epochs == space.search["max_epochs"]
     assert s.resolution == space.proxy["resolution"] and not s.smoke
     smoke = resolve_settings(space, "googlenet", {"budget": 1e9, "trials": 4, "strategy": "random"}, smoke=True)
@@ -49,7 +49,7 @@ def test_settings_merge_defaults_space_smoke_and_options(space) -> None:  # noqa
 
 
 def test_trials_are_shared_by_rounds(space) -> None:  # noqa: ANN001
-    s = resolve_settings(space, "googlenet", {"budget": BUDGET, "trials": 7, "rounds": 3})
+    s = resolve_settings(space, "googlenet", {"budget": BUDGET, "strategy": "hebbian", "trials": 7, "rounds": 3})
     assert [s.trials_in_round(k) for k in (1, 2, 3)] == [3, 2, 2]
 
 
@@ -64,7 +64,8 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
     [
         ({"strategy": "greedy"}, "unknown strategy 'greedy'"),
         ({"strategy": "random", "rounds": 2}, "needs --strategy hebbian"),
-        ({"trials": 1, "rounds": 2}, "fewer than --rounds"),
+        ({"trials": 1, "rounds": 2}, "needs --strategy hebbian"),  # the default (tpe) has one round
+        ({"strategy": "hebbian", "trials": 1, "rounds": 2}, "fewer than --rounds"),
         ({"max_epochs": 1}, r"grace period 2 \(\S*googlenet.yaml: search.grace_period\) exceeds --trial-epochs 1"),
         ({"trials": 0}, "--trials must be an integer >= 1"),
         ({"max_epochs": 0}, "--trial-epochs must be an integer >= 1"),

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--budget", default=None, help="MACs at the deploy shape (e.g. 1.5e9); required unless --resume")
     s.add_argument("--space", default=None, help="search space name in search_spaces/ or a YAML path (default googlenet)")
     s.add_argument("--strategy", default=None, choices=names(),
-                   help=f"how widths are chosen: {', '.join(names())} (default from the space: hebbian)")
+                   help=f"how widths are chosen: {', '.join(names())} (default tpe, chosen by the equal-compute "
+                   "comparison; a space's search.strategy overrides it)")
     add_data_options(s)
     s.add_argument("--trials", type=int, default=None, help="total number of trials (shared by the rounds)")
     s.add_argument("--trial-epochs", dest="max_epochs", type=int, default=None,
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_alias(s, "--epochs", "max_epochs", int)
     s.add_argument("--seed-epochs", type=int, default=None,
                    help="epochs the seed network trains before it is probed (default: the space's proxy.seed_epochs)")
-    s.add_argument("--rounds", type=int, default=None, help="hebbian rounds: the best net of a round is re-probed")
+    s.add_argument("--rounds", type=int, default=None, help="rounds (hebbian, reallocate, slim): the best net of a round is re-probed")
     s.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and Optuna (default 0)")
     s.add_argument("--proxy-width", dest="width", type=float, default=None,
                    help="width proxy: trials and the seed train each candidate's narrowed copy, e.g. 0.25; the "
