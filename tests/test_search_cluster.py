@@ -98,7 +98,7 @@ def _layout(run: Path) -> set[str]:
 def hebbian_run(ray_head: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     address, _ = ray_head
     run = tmp_path_factory.mktemp("cluster") / "hebbian"
-    res = _search("--budget", str(BUDGET), "--smoke", "--address", address, "--out", str(run))
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "hebbian", "--address", address, "--out", str(run))
     assert res.returncode == 0, res.stderr[-3000:]
     return run
 
