@@ -205,9 +205,8 @@ def run_finalists(out: Path, zoo_dir: Path, k: int, seeds: Sequence[int], jobs: 
         if strat not in TRAINED:
             log(f"finalist {strat}: its network is in the converged run already (random-22 for random search)")
             continue
-        rows = run_strategy(p, out / "strategies-cache", zoo_dir / "zoo-cache", strat, 0, int(df[(df["strategy"] == strat)
-                            & (df["seed"] == 0)]["unit"].max()))
         done = df[(df["strategy"] == strat) & (df["seed"] == 0)].sort_values("unit")
+        rows = run_strategy(p, out / "strategies-cache", zoo_dir / "zoo-cache", strat, 0, int(done["unit"].max()))
         if [r["topology_hash"] for r in rows] != done["topology_hash"].tolist():
             raise SystemExit(f"finalists: the replay of {strat} seed 0 differs from strategies.csv")
         best = selected(rows, k)
