@@ -340,6 +340,17 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Pa
     }
 
 
+def code_commit() -> str:
+    """The short commit of the code running this script (a worktree's own HEAD), or 'unknown'."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int, recipe: str = "") -> Path:
     tag = f"{proxy.name}-w{proxy.width:g}-r{proxy.resolution}-e{proxy.epochs}-n{proxy.train_images}{recipe}"
     return cache / tag / f"{topology.hash()}-s{seed}.json"
@@ -369,6 +380,7 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
         tmp_probe.replace(probe_path)
     rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
     rec["unit_s"] = round(time.perf_counter() - t0, 1)
+    rec["commit"] = code_commit()  # the code that trained this unit (issue 32: every newly cached unit)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(rec, indent=1))
