@@ -37,6 +37,22 @@ def load_data(proxy: ProxySettings, space: Space, progress: bool = False) -> tup
     return data, probe_data
 
 
+def load_final_data(settings: Any, space: Space, proxy_data: Dataset | None = None,
+                    progress: bool = False) -> Dataset:
+    """The final stage's data: the proxy's data set and split seed at the final fidelity's resolution,
+    training subset and validation size (`proxy_data` itself when those are the proxy's)."""
+    from hebbnas.data import load_dataset
+
+    f = settings.final_fidelity
+    same = (proxy_data is not None and f.resolution == settings.resolution and f.train_subset == settings.train_subset
+            and f.val_images is None)
+    if same:
+        return proxy_data
+    return load_dataset(settings.dataset, data_dir=settings.data_dir, resolution=f.resolution,
+                        channels=space.base.in_channels, seed=settings.seed, train_subset=f.train_subset,
+                        val_fraction=f.val_fraction(), progress=progress, subset_at_most=settings.smoke)
+
+
 def seed_topology(budget: float, space: Space, num_classes: int) -> Topology:
     """Round 1's seed: the space's base with the data set's head, fitted to the budget.
 

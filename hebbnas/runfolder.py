@@ -7,6 +7,8 @@
     RUN/trials/<id>/checkpoint.pt   each trial's last checkpoint (export format)
     RUN/tune/round-K/               Ray Tune's experiment (unless --storage puts it elsewhere)
     RUN/optuna.journal              the Optuna studies (one per round, `round-K`): `optuna-dashboard RUN/optuna.journal`
+    RUN/tune/final/                 the final stage's Tune experiment (finalists and the control on paired seeds)
+    RUN/final.csv                   the final stage per network: accuracies, paired difference to the control
     RUN/best/                       topology.json, model.pt, metrics.json (written last: marks the run complete)
     RUN/export/                     what `hebbnas export RUN` writes by default
 
@@ -54,6 +56,7 @@ BEST_DIR = "best"
 EXPORT_DIR = "export"
 BEST_MODEL = f"{BEST_DIR}/model.pt"
 BEST_METRICS = f"{BEST_DIR}/metrics.json"
+FINAL_CSV = "final.csv"  # the final stage per network: mean validation/test accuracy, paired difference to the control
 TIMINGS = "timings.json"  # where the search's wall time went, per phase
 LATENCY_DIR = "latency"  # latency measurements per topology hash and machine (--latency-budget, --objectives)
 PARETO = f"{BEST_DIR}/pareto.csv"  # with several --objectives: every non-dominated trial
@@ -248,6 +251,13 @@ class RunFolder:
         self._drop_resume_state(outcome)
         self.reports[outcome.round] = outcome  # written after best/: a report must never cost the run
 
+    def final_finished(self, outcome: Any) -> None:
+        """The final stage's rows into trials.csv, and final.csv: one row per network (the report's table)."""
+        for row in outcome.rows:
+            self.rows[str(row["trial_id"])] = dict(row)
+        self._write_trials()
+        self._write_text(FINAL_CSV, final_table(outcome).to_csv(index=False))
+
     def _drop_resume_state(self, outcome: Any) -> None:
         """Finished trials never resume: drop their optimizer state (most of a checkpoint's size).
 
@@ -289,7 +299,7 @@ class RunFolder:
             "mean": list(plan.dataset.mean),
             "std": list(plan.dataset.std),
             "trial_id": str(outcome.best["trial_id"]),
-            "round": int(outcome.best["round"]),
+            "round": int(outcome.best["round"]) if outcome.best.get("round") is not None else None,
             "epochs": int(outcome.best["epochs"]),
             "strategy": s.strategy,
             "budget": s.budget,
@@ -298,6 +308,16 @@ class RunFolder:
             "proxy_width": float(getattr(s, "width", 1.0)),
             **{k: outcome.best[k] for k in LATENCY_COLUMNS if outcome.best.get(k) is not None},
         }
+        final = getattr(outcome, "final", None)
+        if final is not None:  # the answer of the final stage: which network, which seed's weights, and why
+            f = final.fidelity
+            metrics.update({
+                "stage": "final", "network": str(outcome.best["network"]), "seed": int(outcome.best["seed"]),
+                "control": bool(final.decision.kept_control), "decision": final.decision.sentence,
+                "resolution": int(f.resolution), "proxy_width": float(f.width),
+                "round": None, "final": final_summary(final)})
+            metrics.update({k: m[k] for k in ("dataset", "mean", "std") if k in m})  # the final data's
+            m.pop("round", None)
         m.update(metrics)
         best = self.path / BEST_DIR
         best.mkdir(exist_ok=True)
@@ -343,7 +363,8 @@ class RunFolder:
     def _write_trials(self) -> None:
         import pandas as pd
 
-        rows = sorted(self.rows.values(), key=lambda r: (int(r.get("round") or 0), str(r.get("trial_id"))))
+        rows = sorted(self.rows.values(), key=lambda r: (r.get("stage") == "final", int(r.get("round") or 0),
+                                                         str(r.get("trial_id"))))
         if not rows:
             return
         cols: list[str] = []
@@ -372,6 +393,34 @@ class RunFolder:
         self._write_text(rel, yaml.safe_dump(_plain(obj), sort_keys=False))
 
 
+
+
+def final_table(outcome: Any) -> Any:
+    """The final stage per network (a DataFrame): seeds, mean validation and test accuracy, and the paired
+    difference to the control on validation (t interval) and test, in points; the chosen one marked."""
+    import pandas as pd
+
+    comps = {c.name: c for c in outcome.decision.comparisons}
+    rows = []
+    for n in outcome.networks:
+        c = comps.get(n.name)
+        rows.append({"network": n.name, "control": n.control, "search_rank": n.rank or None,
+                     "seeds": len(n.seeds_ok()), "failed_seeds": len(n.val) - len(n.seeds_ok()),
+                     "val_acc": n.mean_val(), "test_acc": n.mean_test(),
+                     "val_diff_pt": None if c is None else c.diff, "val_diff_lo": None if c is None else c.lo,
+                     "val_diff_hi": None if c is None else c.hi, "test_diff_pt": None if c is None else c.test_diff,
+                     "beats_control": None if c is None else c.beats,
+                     "chosen": n.name == outcome.decision.chosen})
+    return pd.DataFrame(rows)
+
+
+def final_summary(outcome: Any) -> dict[str, Any]:
+    """best/metrics.json's `final`: the fidelity, the seeds, the rule and every network's line (plain JSON)."""
+    d = outcome.decision
+    table = final_table(outcome).astype(object)
+    return {"fidelity": outcome.fidelity.to_dict(), "seeds": list(outcome.seeds), "margin_pt": d.margin,
+            "confidence": d.confidence, "chosen": d.chosen, "kept_control": d.kept_control, "sentence": d.sentence,
+            "networks": [{k: _nan_to_none(v) for k, v in r.items()} for r in table.to_dict("records")]}
 
 
 def _relative_storage(storage: str, run: Path) -> str:

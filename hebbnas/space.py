@@ -4,7 +4,8 @@ A space names the base topology, the deployment input shape the budget is counte
 trials train on (`proxy:`), the defaults of `hebbnas search` (`search:`), the training options every
 trial shares unchanged (`fixed:`, `TrainConfig` fields), and the distributions Optuna samples from
 (`derive:` derivation knobs, `random:` width multipliers of the random baseline, `train:` training
-knobs). Sampling only reads these values, so a trial's space function stays cheap.
+knobs, an opt-in: architecture comparisons share one recipe), and how the final stage retrains its
+networks (`final:`). Sampling only reads these values, so a trial's space function stays cheap.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_su
 them train a uniformly narrowed copy of each candidate (the width proxy); the budget still counts the
 full-width topology at the deploy shape."""
 SEARCH_KEYS = ("strategy", "trials", "max_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
-               "cpus_per_trial", "gpus_per_trial", "prescreen", "prescreen_score")
+               "cpus_per_trial", "gpus_per_trial", "prescreen", "prescreen_score", "final_top", "final_seeds")
 """Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them)."""
+FINAL_KEYS = ("epochs", "train_subset", "val_images", "augment", "width", "resolution", "margin")
+"""Keys of the `final:` section: the final stage's fidelity (how its networks retrain) and the margin a
+finalist must clear against the control. Missing keys fall back to the proxy's (epochs: a trial's + 2)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class Space:
     random: dict[str, Distribution] = field(default_factory=dict)
     train: dict[str, Distribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)  # the final stage's fidelity (FINAL_KEYS)
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The parsed YAML as given, so a run can record its space and a resume rebuild the same one."""
@@ -130,7 +135,8 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
     """Validate a space given as a dict (the parsed YAML)."""
     if not isinstance(raw, Mapping):
         raise HebbnasError(f"{source}: a search space must be a YAML mapping")
-    known = {"name", "base", "deploy_input", "width_multiple", "proxy", "search", "fixed", *SECTIONS, "description"}
+    known = {"name", "base", "deploy_input", "width_multiple", "proxy", "search", "fixed", "final", *SECTIONS,
+             "description"}
     extra = set(raw) - known
     if extra:
         raise HebbnasError(f"{source}: unknown keys {sorted(extra)}")
@@ -151,10 +157,10 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
         if not isinstance(body, Mapping):
             raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
         sections[sec] = {str(k): Distribution.parse(f"{source}: {sec}.{k}", v) for k, v in body.items()}
-    for sec in ("proxy", "search", "fixed"):
+    for sec in ("proxy", "search", "fixed", "final"):
         if not isinstance(raw.get(sec) or {}, Mapping):
             raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
-    for sec, keys in (("proxy", PROXY_KEYS), ("search", SEARCH_KEYS)):
+    for sec, keys in (("proxy", PROXY_KEYS), ("search", SEARCH_KEYS), ("final", FINAL_KEYS)):
         extra = set(raw.get(sec) or {}) - set(keys)
         if extra:
             raise HebbnasError(f"{source}: unknown keys in {sec}: {sorted(extra)} (known: {', '.join(keys)})")
@@ -166,6 +172,7 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
         proxy=dict(raw.get("proxy") or {}),
         search=dict(raw.get("search") or {}),
         fixed=dict(raw.get("fixed") or {}),
+        final=dict(raw.get("final") or {}),
         source=source,
         raw=dict(raw),
         **sections,

@@ -33,8 +33,17 @@ REJECTED = "rejected"
 """Result key of a trial whose candidate broke the latency budget: it never trained (the reason, one line)."""
 TRIAL_ERROR = "trial_error"
 """Result key of a trial that failed in its own right (model error, NaN loss): final, never retried."""
-LEAD_COLUMNS = ("trial_id", "round", "strategy", "status", "optuna_state", "epochs", "val_acc", "best_val_acc",
-                "macs", "params", "topology_hash")
+LEAD_COLUMNS = ("trial_id", "stage", "round", "strategy", "network", "seed", "control", "drawn_by", "status",
+                "optuna_state", "epochs", "val_acc", "best_val_acc", "test_acc", "macs", "params", "topology_hash")
+STAGES = ("search", "final")
+"""trials.csv's `stage`: a search trial (one seed, the trial fidelity, chosen by Optuna) or a final-stage unit
+(a finalist or the control retrained at the final fidelity on one of the paired seeds)."""
+STAGE_KEYS = ("stage", "network", "seed", "control", "test_acc")
+"""Result keys a trial row copies when present: where it stands (stage, network, seed, control) and the
+final stage's test accuracy (reported beside validation, never used to choose)."""
+DRAWN_BY = ("enqueued", "start-up", "model", "random")
+"""How the sampler produced a search trial (`drawn_by`): enqueued by the strategy (the paper's widths, a
+derivation), a random start-up draw of TPE, a draw from TPE's model, or a random sampler's draw."""
 TAIL_COLUMNS = ("node_id", "nodes", "error", "topology")
 OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": (METRIC, "max"), "latency": ("latency_ms", "min"),
                                           "macs": ("macs", "min"), "params": ("params", "min")}
@@ -89,17 +98,19 @@ class TrialStatus(str, enum.Enum):
 
 
 def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any] | None, status: str,
-              *, round_: int, strategy: str, error: str = "", nodes: Sequence[str] = ()) -> dict[str, Any]:
-    """One row of trials.csv: id, round, strategy, status, knobs, the six widths of every module, costs,
-    and every node the trial ran on (`nodes`, in order, ';'-separated: a node lost mid-trial stays visible)."""
+              *, round_: int | None, strategy: str, error: str = "", nodes: Sequence[str] = ()) -> dict[str, Any]:
+    """One row of trials.csv: id, stage, round (none in the final stage), strategy, status, knobs, the six
+    widths of every module, costs, and every node the trial ran on (`nodes`, in order, ';'-separated: a node lost mid-trial stays visible)."""
     result = result or {}
     row: dict[str, Any] = {
-        "trial_id": trial_id, "round": round_, "strategy": strategy, "status": str(TrialStatus.parse(status)),
+        "trial_id": trial_id, "stage": result.get("stage", "search"), "round": round_, "strategy": strategy,
+        "status": str(TrialStatus.parse(status)),
         "epochs": int(result.get(EPOCH_ATTR, 0) or 0),
         "val_acc": None if result.get(TRIAL_ERROR) else result.get(METRIC), "best_val_acc": result.get("best_val_acc"),
         "macs": result.get("macs"), "params": result.get("params"), "topology_hash": result.get("topology_hash", ""),
         "started": _started(result),
     }
+    row.update({k: result[k] for k in STAGE_KEYS[1:] if result.get(k) is not None})
     row.update({k: v for k, v in sorted(config.items())})
     if result.get(PRESCREEN_CONFIG):  # the knobs of the candidate that trained, not only Optuna's suggestion
         row.update(json.loads(str(result[PRESCREEN_CONFIG])))

@@ -16,7 +16,7 @@ from hebbnas.errors import HebbnasError
 
 SEARCH_OPTIONS = ("budget", "space", "dataset", "data_dir", "trials", "max_epochs", "seed_epochs", "rounds", "strategy",
                   "seed", "out", "smoke", "cpus_per_trial", "gpus_per_trial", "concurrency", "storage", "width",
-                  "prescreen", "compile", "latency_budget", "objectives")
+                  "prescreen", "compile", "latency_budget", "objectives", "final_top", "final_seeds")
 """Options that define a search; `--resume` takes them from the run's config.yaml instead."""
 
 
@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--objectives", default=None, metavar="LIST",
                    help="accuracy (default), or accuracy plus any of latency, macs, params (e.g. accuracy,latency): "
                    "Optuna's multi-objective search; best/pareto.csv lists every non-dominated trial")
+    s.add_argument("--final-top", type=int, default=None, metavar="K",
+                   help="the final stage: the top K distinct networks of the search and the control (the paper's "
+                   "widths at the same budget) retrain on paired seeds at the space's final fidelity, and the answer "
+                   "is chosen there (default 2; 0 skips it: the search's best trial is the answer)")
+    s.add_argument("--final-seeds", type=int, default=None, metavar="S",
+                   help="paired seeds of the final stage (default 2); a finalist replaces the control only when its "
+                   "paired difference on validation has a t interval above zero (or above the space's final.margin)")
     s.add_argument("--address", default=None, help="connect to a running Ray cluster (auto, or host:port); "
                    "RAY_ADDRESS works too. Default: start Ray on this machine")
     s.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial = its torch threads (default from the space: 1)")
@@ -93,6 +100,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "width": args.width, "prescreen": args.prescreen, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "concurrency": args.concurrency,
         "compile": args.compile, "latency_budget": args.latency_budget, "objectives": args.objectives,
+        "final_top": args.final_top, "final_seeds": args.final_seeds,
     }
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
+    from hebbnas.search.final import FinalOutcome
     from hebbnas.topology import Topology
 
 
@@ -38,13 +39,14 @@ class SearchInterrupted(Exception):
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """All rounds, the overall best trial and its held-out test accuracy."""
+    """All rounds, the answer (the search's best trial, or the final stage's choice) and its test accuracy."""
 
     rounds: tuple[RoundOutcome, ...]
     best: dict[str, Any]
     best_checkpoint: dict[str, Any]
     test_acc: float
     seconds: float
+    final: FinalOutcome | None = None  # the final stage, when the search ran one (then `best` is its choice)
 
     @property
     def rows(self) -> list[dict[str, Any]]:

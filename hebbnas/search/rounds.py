@@ -22,17 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
 from hebbnas.trials import (
-    CHECKPOINT_FILE,
     OBJECTIVES,
     EPOCH_ATTR,
     METRIC,
     TrialStatus,
     best_key,
     best_row,
-    finished_status,
     fmt_macs,
-    trial_row,
 )
+from hebbnas.search.final import run_final_stage
+from hebbnas.search.grid import load_checkpoint, rows_from_grid
 from hebbnas.search.outcome import RoundOutcome, SearchInterrupted, SearchOutcome
 from hebbnas.search.sink import SearchSink, active_sink, current_session, tune_callback_class
 from hebbnas.search.searcher import Sampler, journal_at, make_searcher, read_optuna_states
@@ -65,6 +64,7 @@ class SearchPlan:
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, summed over rounds
     latency_cache: str | None = None  # where trials keep latency measurements (RUN/latency); None: not kept
     start: Topology | None = None  # round 1's seed: the space's base fitted to the budget (fitted once, here)
+    final_dataset: Any = None  # the final stage's data (its fidelity's resolution and subset); loaded when needed
 
     def start_topology(self) -> Topology:
         """The space's base with the data's head fitted to the budget: the one `fit` of the budget on the driver."""
@@ -72,8 +72,18 @@ class SearchPlan:
             self.start = seed_topology(self.settings.budget, self.space, self.dataset.num_classes)
         return self.start
 
-    def experiment_path(self, k: int) -> str:
-        return f"{self.storage.rstrip('/')}/round-{k}"
+    def experiment_path(self, k: int | str) -> str:
+        """Where Tune keeps round k's experiment (`round-K`), or the final stage's (`final`)."""
+        return f"{self.storage.rstrip('/')}/{k if isinstance(k, str) else f'round-{k}'}"
+
+    def final_data(self) -> Any:
+        """The final stage's data set: the proxy's when the fidelity trains on the same images at the same
+        resolution, else loaded once (same data set, same split seed)."""
+        if self.final_dataset is None:
+            from hebbnas.pipeline import load_final_data
+
+            self.final_dataset = load_final_data(self.settings, self.space, self.dataset)
+        return self.final_dataset
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -152,7 +162,7 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
     with journal_at(plan.journal):  # a restored searcher reopens the journal where the run folder is now
         grid = tuner.fit()
     session = current_session()
-    rows, results = _rows_from_grid(grid, k, s, session.finished_ids(k) if session else None)
+    rows, results = rows_from_grid(grid, k, s.strategy, s.max_epochs, session.finished_ids(k) if session else None)
     done = sum(1 for r in rows if TrialStatus(r["status"]).finished)
     if len(rows) < n_trials or done < len(rows):
         for r in rows:
@@ -176,62 +186,6 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
         report_knobs = knobs(best, "derive")
     return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe,
                         probed=proxy_network(seed, s.width), experiment_path=grid.experiment_path, report_knobs=report_knobs)
-
-
-def _trial_id_of(result: Any) -> str:
-    return str(result.metrics.get("trial_id") or Path(str(result.path)).name)
-
-
-def _trial_status(grid: Any) -> dict[str, str]:
-    """Tune's status per trial id (private attribute; empty when Ray changes it)."""
-    try:
-        return {t.trial_id: str(t.status) for t in grid._experiment_analysis.trials}
-    except AttributeError:
-        return {}
-
-
-def _rows_from_grid(grid: Any, k: int, s: SearchSettings, finished_ids: set[str] | None
-                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows of a round's trials and Tune's result per trial id.
-
-    `finished_ids` (when Tune ran steps) says which trials really finished: Ctrl-C marks every trial
-    TERMINATED.
-    """
-    statuses = _trial_status(grid)
-    rows, results = [], {}
-    for r in grid:
-        tid = _trial_id_of(r)
-        err = r.error is not None or statuses.get(tid) == "ERROR"
-        tune_status = statuses.get(tid, "TERMINATED" if not err else "ERROR")
-        if finished_ids is not None and tid not in finished_ids and not err:
-            tune_status = "INTERRUPTED"
-        if tune_status in ("TERMINATED", "ERROR"):
-            status = finished_status(r.metrics, err, s.max_epochs)
-        else:
-            status = TrialStatus.parse(tune_status)  # pending, paused, running: an interrupted round
-        rows.append(trial_row(tid, r.config or {}, r.metrics, status, round_=k, strategy=s.strategy,
-                              error=error_line(r.error) if r.error is not None else "", nodes=_nodes(r)))
-        results[tid] = r
-    return rows, results
-
-
-def _nodes(result: Any) -> list[str]:
-    """Every node a trial reported from, in order (Tune keeps each report, so a resumed driver sees them too)."""
-    try:
-        df = result.metrics_dataframe
-    except Exception:  # noqa: BLE001 - an experiment without its results file: the last node only
-        return []
-    if df is None or "node_id" not in df.columns:
-        return []
-    return list(dict.fromkeys(str(n) for n in df["node_id"].dropna() if str(n)))
-
-
-def load_checkpoint(checkpoint: Any) -> dict[str, Any]:
-    """The export dict of a Tune checkpoint (any storage)."""
-    import torch
-
-    with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +236,13 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
                 _, seed, seed_state, _ = incumbent
             sink.round_finished(outcome)
             outcomes.append(outcome)
-    best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
-    assert best is not None  # every round has a best (checked above)
+        best = best_row([o.best for o in outcomes if o.best is not None], has_checkpoint=lambda tid: True)
+        assert best is not None  # every round has a best (checked above)
+        if s.final_fidelity is not None:  # the answer comes from the final stage, the search's best competes there
+            with plan.timed("final stage"):
+                final = run_final_stage(plan, [r for o in outcomes for r in o.rows], sink)
+            return SearchOutcome(tuple(outcomes), final.chosen_row, final.chosen_checkpoint,
+                                 float(final.chosen_row["test_acc"]), time.perf_counter() - t0, final=final)
     ckpt = next(o.best_checkpoint for o in outcomes if o.best is not None and o.best["trial_id"] == best["trial_id"])
     with plan.timed("test evaluation"):
         test_acc = evaluate_checkpoint(ckpt, data, progress=plan.progress)

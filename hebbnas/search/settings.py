@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,
     "latency_budget": None,
     "objectives": ("accuracy",),
+    "final_top": 2,  # finalists retrained beside the control in the final stage (0: no final stage)
+    "final_seeds": 2,  # paired seeds of the final stage
 }
 
 SMOKE: dict[str, Any] = {
@@ -55,9 +57,13 @@ SMOKE: dict[str, Any] = {
     "probe_resolution": 32,
     "seed_epochs": 1,
     "probe_images": 64,
+    "final_top": 1,
+    "final_seeds": 2,
 }
 """`--smoke`: a tiny train subset, few epochs, a small probe; for tests and a first look at a cluster. Its
 train subset is a ceiling: a smaller data set (your own folder of 120 images) is used whole."""
+SMOKE_FINAL: dict[str, Any] = {"epochs": 1, "train_subset": 160, "val_images": None, "resolution": 32, "width": None}
+"""`--smoke`'s final stage: one epoch on the smoke subset (so the tests exercise the stage in seconds)."""
 FLAGS: dict[str, str] = {"max_epochs": "--trial-epochs", "width": "--proxy-width"}
 """Settings whose command-line option is not ``--<key with dashes>`` (in `hebbnas search`)."""
 
@@ -79,6 +85,30 @@ class ProxySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FinalFidelity:
+    """How the final stage retrains its networks: one recipe for all (the space's `fixed:`, no sampled
+    knobs), on the proxy's data set, at this length, subset, validation size, augmentation, width and
+    resolution; and the margin (points) a finalist's paired interval must clear against the control."""
+
+    epochs: int
+    train_subset: int | None
+    val_images: int | None
+    augment: bool
+    width: float
+    resolution: int
+    margin: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def val_fraction(self) -> float | None:
+        """The validation share that gives `val_images` beside `train_subset` (None: the data set's default)."""
+        if self.val_images is None or self.train_subset is None:
+            return None
+        return self.val_images / (self.train_subset + self.val_images)
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,14 @@ class SearchSettings:
     compile: bool = False  # torch.compile every training forward (seed and trials): opt-in, pays only for long runs
     latency_budget: float | None = None  # ms per image at the deploy shape (batch 1), measured before a trial trains
     objectives: tuple[str, ...] = ("accuracy",)  # more than one: Optuna's multi-objective search, best/pareto.csv
+    final_top: int = 0  # finalists of the final stage (0: none; the search's best trial is the answer)
+    final_seeds: int = 2  # paired seeds every final-stage network trains on
+    final: dict[str, Any] = field(default_factory=dict)  # FinalFidelity fields, resolved
+
+    @property
+    def final_fidelity(self) -> FinalFidelity | None:
+        """The final stage's fidelity, or None when the search has no final stage."""
+        return FinalFidelity(**self.final) if self.final_top > 0 and self.final else None
 
     @property
     def measures_latency(self) -> bool:
@@ -248,9 +286,33 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         latency_budget=None if merged["latency_budget"] is None else _float(merged, "latency_budget", o, positive=True),
         objectives=_objectives(merged, o),
         fixed=dict(space.fixed),
+        final_top=_int(merged, "final_top", o, minimum=0),
+        final_seeds=_int(merged, "final_seeds", o),
     )
+    settings = dataclasses.replace(settings, final=_final(space, settings, smoke).to_dict())
     validate_settings(settings, space, o)
     return settings
+
+
+def _final(space: Space, s: SearchSettings, smoke: bool) -> FinalFidelity:
+    """The space's `final:` block over the proxy's values (epochs: a trial's + 2), `--smoke`'s over both."""
+    where = f"{space.source}: final"
+    given = {**space.final, **({k: v for k, v in SMOKE_FINAL.items()} if smoke else {})}
+    defaults = {"epochs": s.max_epochs + 2, "train_subset": s.train_subset, "val_images": None, "augment": False,
+                "width": s.width, "resolution": s.resolution, "margin": 0.0}
+    v = {k: defaults[k] if given.get(k) is None else given[k] for k in defaults}
+    o = Origins({k: f"{where}.{k}" for k in given})
+    f = FinalFidelity(
+        epochs=_int(v, "epochs", o), augment=bool(v["augment"]), width=_width(v, o),
+        train_subset=None if v["train_subset"] is None else _int(v, "train_subset", o),
+        val_images=None if v["val_images"] is None else _int(v, "val_images", o),
+        resolution=_int(v, "resolution", o), margin=_float(v, "margin", o, positive=False))
+    if f.val_images is not None and f.train_subset is None:
+        raise HebbnasError(f"{where}.val_images needs {where}.train_subset (the validation share is taken beside it)")
+    floor = min_input_size(space.base)
+    if f.resolution < floor:
+        raise HebbnasError(f"{o.where('resolution')} {f.resolution} is below the {floor} px the stem needs")
+    return f
 
 
 def parse_budget(v: Any, name: str = "--budget") -> float:

@@ -18,6 +18,7 @@ from hebbnas.trials import TRIAL_ERROR, finished_status, trial_row
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
+    from hebbnas.search.final import FinalOutcome, FinalSpec
     from hebbnas.search.outcome import RoundOutcome
     from hebbnas.topology import Topology
 
@@ -33,6 +34,8 @@ class SearchSink(Protocol):
     def trial_finished(self, k: int, row: Mapping[str, Any]) -> None: ...
     def trial_checkpoint(self, trial_id: str, checkpoint: Any) -> None: ...
     def round_finished(self, outcome: RoundOutcome) -> None: ...
+    def final_started(self, spec: FinalSpec, resumed: bool) -> None: ...
+    def final_finished(self, outcome: FinalOutcome) -> None: ...
 
 
 @dataclass
@@ -45,11 +48,11 @@ class _Session:
     """
 
     sink: SearchSink
-    finished: dict[int, set[str]] = field(default_factory=dict)
+    finished: dict[int | None, set[str]] = field(default_factory=dict)  # None: the final stage
     nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it reported from, in order
-    done_at_start: dict[int, set[str]] = field(default_factory=dict)
+    done_at_start: dict[int | None, set[str]] = field(default_factory=dict)
 
-    def finished_ids(self, k: int) -> set[str] | None:
+    def finished_ids(self, k: int | None) -> set[str] | None:
         """Trials of round k known to have finished, or None when Tune ran no step (nothing changed)."""
         if k not in self.done_at_start:
             return None
@@ -82,7 +85,8 @@ def tune_callback_class() -> type:
         """Forwards trial events to the active sink. Holds no sink itself, so it pickles into the
         experiment and still reports after `Tuner.restore`."""
 
-        def __init__(self, round_: int, strategy: str, max_epochs: int) -> None:
+        def __init__(self, round_: int | None, strategy: str, max_epochs: int) -> None:
+            """`round_` None: the final stage's experiment."""
             self.round = round_
             self.strategy = strategy
             self.max_epochs = max_epochs

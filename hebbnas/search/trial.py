@@ -155,20 +155,45 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         pre = _resume_metrics(tune.get_checkpoint())
         config = {**config, **json.loads(str(pre.get(PRESCREEN_CONFIG) or "{}"))}
     topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
-    macs = topology.macs(spec.deploy_input)
-    if macs > spec.budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
-        raise HebbnasError(f"trial {trial_id}: {macs:,} MACs exceed the budget {spec.budget:,.0f}")
-    params = topology.params()
+    macs, params = topology.macs(spec.deploy_input), topology.params()
     latency = candidate_latency(topology, spec) if spec.measure_latency else {}
     if spec.latency_budget is not None and latency["latency_ms"] > spec.latency_budget:
         tune.report({METRIC: math.nan, EPOCH_ATTR: 0, "round": spec.round, "trial_id": trial_id, "macs": macs,
-                     "params": params, "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
+                     "params": params, "stage": "search", "seed": spec.seed, "topology_hash": topology.hash(),
+                     "topology": topology.to_json(indent=None),
                      "node_id": _node_id(), **latency, **pre,
                      REJECTED: f"latency {latency['latency_ms']:.2f} ms > budget {spec.latency_budget:g} ms"})
         return
     cfg = train_config(spec, config)
-    net = proxy_network(topology, spec.proxy_width)  # what trains; the budget counts `topology`
-    torch.manual_seed(spec.seed)
+    meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
+            "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
+            "budget": spec.budget, "round": spec.round, "proxy_width": spec.proxy_width,
+            "candidate_topology": topology.to_dict()}
+    extra = {"round": spec.round, "stage": "search", "seed": spec.seed, **pre, **latency}
+    train_and_report(topology, proxy_network(topology, spec.proxy_width), cfg, dataset, meta, extra,
+                     budget=spec.budget, deploy_input=spec.deploy_input)
+
+
+def train_and_report(topology: Topology, net: Topology, cfg: Any, dataset: Dataset, meta: Mapping[str, Any],
+                     extra: Mapping[str, Any], *, budget: float, deploy_input: tuple[int, int, int],
+                     test: bool = False) -> None:
+    """Train `net` (what trains; `topology` is what the budget counts) inside a Tune trial: one report and
+    one checkpoint per epoch, resumed from Tune's checkpoint. Search trials and final-stage units share it.
+
+    With `test`, the last epoch's report also carries the test accuracy (the final stage reports it beside
+    validation; nothing chooses by it).
+    """
+    import torch
+    from ray import tune
+
+    from hebbnas.model import build, inference_state_dict
+    from hebbnas.train import evaluate, train
+
+    macs = topology.macs(deploy_input)
+    if macs > budget:  # backstop: fit guarantees this, a bug must not train an over-budget net
+        raise HebbnasError(f"{meta.get('trial_id')}: {macs:,} MACs exceed the budget {budget:,.0f}")
+    params = topology.params()
+    torch.manual_seed(cfg.seed)
     model = build(net)
     state, best, start = None, 0.0, 0
     ckpt = tune.get_checkpoint()
@@ -182,11 +207,6 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
             tune.report(dict(saved["metrics"]))
             return
     node_id = _node_id()
-    meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
-            "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
-            "budget": spec.budget, "round": spec.round, "proxy_width": spec.proxy_width,
-            "candidate_topology": topology.to_dict()}
-
     cpu = time.process_time()
 
     def on_epoch(r: Any) -> bool:
@@ -195,17 +215,20 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         cpu, cpu_seconds = time.process_time(), time.process_time() - cpu
         metrics = {
             METRIC: r.val_accuracy, "best_val_acc": best, EPOCH_ATTR: r.epoch + 1, "train_loss": r.train_loss,
-            "train_acc": r.train_accuracy, "macs": macs, "params": params, "round": spec.round,
+            "train_acc": r.train_accuracy, "macs": macs, "params": params,
             "topology_hash": topology.hash(), "topology": topology.to_json(indent=None),
             "epoch_seconds": r.seconds, "cpu_seconds": cpu_seconds, "resumed_from": start, "node_id": node_id,
-            **pre, **latency,
+            **extra,
         }
+        if test and r.epoch + 1 >= cfg.epochs:
+            metrics["test_acc"] = evaluate(model, dataset.test.x, dataset.test.y, cfg.eval_batch_size)
         with tempfile.TemporaryDirectory(prefix="hebbnas-ckpt-") as d:
             export = {"topology": net.to_dict(),
                       "state_dict": {k: v.detach().cpu().contiguous() for k, v in inference_state_dict(model).items()},
                       "metrics": {**meta, METRIC: r.val_accuracy, "best_val_acc": best, "epoch": r.epoch + 1,
                                   "macs": macs, "params": params}}
             torch.save(export, Path(d) / CHECKPOINT_FILE)
+            pre = {k: v for k, v in extra.items() if k.startswith("prescreen")}
             torch.save({"train": r.checkpoint(), "best_val_acc": best, "prescreen": pre, "metrics": metrics},
                        Path(d) / TRAIN_STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
