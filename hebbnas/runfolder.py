@@ -376,6 +376,9 @@ class RunFolder:
         tail = [c for c in TAIL_COLUMNS]
         rest = [c for c in cols if c not in lead + tail + knob_cols + width_cols]
         df = pd.DataFrame(rows, columns=lead + knob_cols + width_cols + rest + tail)
+        for c in ("round", "seed"):  # whole numbers, empty where a row has none (the final stage has no round)
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
         tmp = self.path / ".trials.csv.tmp"
         df.to_csv(tmp, index=False)
         os.replace(tmp, self.path / TRIALS_CSV)
@@ -404,7 +407,7 @@ def final_table(outcome: Any) -> Any:
     rows = []
     for n in outcome.networks:
         c = comps.get(n.name)
-        rows.append({"network": n.name, "control": n.control, "search_rank": n.rank or None,
+        rows.append({"network": n.name, "control": n.control, "search_rank": n.rank,
                      "seeds": len(n.seeds_ok()), "failed_seeds": len(n.val) - len(n.seeds_ok()),
                      "val_acc": n.mean_val(), "test_acc": n.mean_test(),
                      "val_diff_pt": None if c is None else c.diff, "val_diff_lo": None if c is None else c.lo,

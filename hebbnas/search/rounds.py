@@ -124,13 +124,15 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
     from ray.tune.schedulers import ASHAScheduler
 
     s = plan.settings
-    searcher = make_searcher(Sampler.for_space(plan.space, s.strategy), max_epochs=s.max_epochs,
-                             seed=s.seed + 1000 * (spec.round - 1), n_trials=n_trials,
-                             journal=plan.journal, study_name=f"round-{spec.round}",
+    strategy = get_strategy(s.strategy)
+    points = strategy.initial_points(plan.space, spec.round, n_trials, seed=spec.seed_topology, probe=probe,
+                                     probed=spec.probed_topology)
+    seed = s.seed + 1000 * (spec.round - 1)
+    optuna_sampler, startup = strategy.sampler(seed, n_trials, len(points))
+    searcher = make_searcher(Sampler.for_space(plan.space, s.strategy, startup), max_epochs=s.max_epochs,
+                             seed=seed, n_trials=n_trials, journal=plan.journal, study_name=f"round-{spec.round}",
                              objectives=[OBJECTIVES[o] for o in s.objectives], latency_budget=s.latency_budget,
-                             points=get_strategy(s.strategy).initial_points(
-                                 plan.space, spec.round, n_trials, seed=spec.seed_topology, probe=probe,
-                                 probed=spec.probed_topology))
+                             points=points, optuna_sampler=optuna_sampler)
     asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.max_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     callback = tune_callback_class()(spec.round, s.strategy, s.max_epochs)

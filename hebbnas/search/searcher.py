@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError
 from hebbnas.trials import EPOCH_ATTR, METRIC, REJECTED, TRIAL_ERROR
+
+DRAWN_BY_KEY = "drawn_by"
+"""The config key (and trials.csv column) that says how a trial was drawn (`hebbnas.trials.DRAWN_BY`)."""
 
 if TYPE_CHECKING:
     from hebbnas.space import Distribution, Space
@@ -33,19 +37,38 @@ class Sampler:
 
     strategy: str
     params: tuple[tuple[str, Distribution], ...] = ()
+    startup: int | None = 0  # the sampler's start-up count (TPE); None: a random sampler
 
     @classmethod
-    def for_space(cls, space: Space, strategy: str) -> Sampler:
+    def for_space(cls, space: Space, strategy: str, startup: int | None = 0) -> Sampler:
         from hebbnas.strategies import get_strategy
 
         own = get_strategy(strategy).distributions(space)
         train = {f"train.{n}": d for n, d in space.train.items()}
-        return cls(strategy=strategy, params=tuple({**own, **train}.items()))
+        return cls(strategy=strategy, params=tuple({**own, **train}.items()), startup=startup)
 
-    def __call__(self, trial: Any) -> None:
+    def __call__(self, trial: Any) -> dict[str, str]:
+        drawn = self.drawn_by(trial)  # before sampling: what the sampler sees now decides how it draws
         for name, dist in self.params:
             dist.suggest(trial, name)
-        return None
+        return {DRAWN_BY_KEY: drawn}
+
+    def drawn_by(self, trial: Any) -> str:
+        """enqueued (the strategy's fixed point), start-up (TPE's random draws before its model has
+        `startup` finished trials), model (TPE's model) or random (a random sampler); '' when unknown."""
+        import optuna
+
+        ot = getattr(trial, "ot_trial", trial)  # Ray wraps Optuna's trial to capture the suggestions
+        try:
+            if "fixed_params" in ot.study._storage.get_trial(ot._trial_id).system_attrs:
+                return "enqueued"
+            if self.startup is None:
+                return "random"
+            done = ot.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                               optuna.trial.TrialState.PRUNED))
+            return "model" if len(done) >= self.startup else "start-up"
+        except Exception:  # noqa: BLE001 - informative only
+            return ""
 
 
 def optuna_outcome(result: Mapping[str, Any] | None, error: bool, max_epochs: int) -> str:
@@ -69,6 +92,9 @@ def _optuna_search_class() -> type:
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the strategy's enqueued networks are exact (tpe's derivations), so their multipliers may lie outside
+    # the sampled range on purpose; Optuna uses them and says so once per value
+    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
 
     class PrunedOptunaSearch(OptunaSearch):
         """OptunaSearch that tells Optuna the truth about early-stopped and errored trials.
@@ -187,8 +213,9 @@ def _optuna_search_class() -> type:
 def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int,
                   journal: str | None = None, study_name: str | None = None,
                   points: list[dict[str, Any]] | None = None, objectives: Sequence[tuple[str, str]] = (),
-                  latency_budget: float | None = None) -> Any:
-    """A PrunedOptunaSearch over `sampler` (TPE, seeded; random start for about half of the trials).
+                  latency_budget: float | None = None, optuna_sampler: Any = None) -> Any:
+    """A PrunedOptunaSearch over `sampler` with `optuna_sampler` (the strategy's; default TPE, seeded, random
+    start for about half of the trials).
 
     With `journal` (a file path) the study lives in an Optuna JournalStorage file, named `study_name`
     (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory. `points` are
@@ -198,7 +225,7 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
     """
     import optuna
 
-    tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 2)))
+    tpe = optuna_sampler or optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 2)))
     cls = _optuna_search_class()
     extra: dict[str, Any] = {}
     if journal is not None:

@@ -56,6 +56,17 @@ class Strategy:
         seed (the space's base fitted to the budget)."""
         return seed
 
+    def sampler(self, seed: int, n_trials: int, n_enqueued: int) -> tuple[Any, int | None]:
+        """Optuna's sampler for a round and its start-up count (None: every draw is random).
+
+        TPE by default. Enqueued trials are not random draws, so the start-up count is the enqueued ones
+        plus random draws on half of the rest (at least 2, at most 10): with no enqueued trial, as before.
+        """
+        import optuna
+
+        startup = n_enqueued + max(2, min(10, (n_trials - n_enqueued) // 2))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), startup
+
     def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
                        probe: ProbeResult | None = None, probed: Topology | None = None) -> list[dict[str, Any]]:
         """Configurations Optuna runs first in a round (`enqueue_trial`), before it samples; `seed`,

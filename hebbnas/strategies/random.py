@@ -30,6 +30,12 @@ class Random(Strategy):
     def distributions(self, space: Space) -> dict[str, Distribution]:
         return {f"width.{k}": d for k, d in width_distributions(space).items()}
 
+    def sampler(self, seed: int, n_trials: int, n_enqueued: int) -> tuple[Any, int | None]:
+        """Random search is random: Optuna's RandomSampler for every trial."""
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=seed), None
+
     def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
                  probed: Topology | None = None, start: Topology | None = None) -> Topology:
         return scaled_topology(seed, knobs(config, "width"))
@@ -46,12 +52,18 @@ def width_distributions(space: Space) -> dict[str, Distribution]:
     return {k: space.random.get(k, space.random[WIDTH_SCALE]) for k in keys}
 
 
+REMOVED = 1e-9
+"""The multiplier of a width an enqueued network removed (tpe's derivations can drop a branch); anything
+below `REMOVE_BELOW` gives width 0. Sampled ranges are positive and never reach it."""
+REMOVE_BELOW = 1e-6
+
+
 def scaled_topology(t: Topology, multipliers: Mapping[str, float]) -> Topology:
-    """Each non-zero width times its multiplier (at least 1); a missing multiplier is 1."""
-    widths = {}
-    for m in t.modules:
-        widths[m.name] = tuple(
-            max(1, int(round(w * float(multipliers.get(f"{m.name}.{f}", 1.0))))) if w else 0
-            for f, w in zip(WIDTH_FIELDS, m.widths)
-        )
+    """Each non-zero width times its multiplier (at least 1, or 0 for a multiplier below `REMOVE_BELOW`);
+    a missing multiplier is 1."""
+    def width(w: int, m: float) -> int:
+        return 0 if not w or m < REMOVE_BELOW else max(1, int(round(w * m)))
+
+    widths = {mod.name: tuple(width(w, float(multipliers.get(f"{mod.name}.{f}", 1.0)))
+                              for f, w in zip(WIDTH_FIELDS, mod.widths)) for mod in t.modules}
     return t.with_widths(widths)

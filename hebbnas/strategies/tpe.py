@@ -4,20 +4,22 @@ and the probe's best derivations.
 Mechanism borrowed: EagleEye and AutoSlim both start from strong known allocations and let measured
 accuracy decide; here Optuna's TPE sampler is seeded (`enqueue_trial`) with the paper's widths (every
 multiplier 1) and with the derivations of the round's probe under the policies that did best on the zoo
-(split + partial, then split: analysis/results/zoo.md), each expressed as per-width multipliers of the
-seed (clipped to the space's range). TPE then models what trained well. The paper's widths are trained
+(split + partial, then split: analysis/results/zoo.md), each expressed as the exact per-width multipliers
+of the seed that give the derived network (not clipped to the sampled range). TPE then models what trained
+well; its random start-up draws are counted after the enqueued trials (`Strategy.sampler`), and trials.csv
+says for every trial how it was drawn (`drawn_by`). The paper's widths are trained
 first, so the search's best validation accuracy is never below theirs (unless ASHA stopped that trial
 at an earlier epoch than the others ran). `--prescreen N` works as for every strategy.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hebbnas.strategies import register
-from hebbnas.strategies.random import Random, width_distributions
+from hebbnas.strategies import Strategy, register
+from hebbnas.strategies.random import REMOVED, Random, width_distributions
+from hebbnas.topology import WIDTH_FIELDS
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
@@ -34,6 +36,7 @@ class TPE(Random):
 
     name = "tpe"
     probes_seed = True
+    sampler = Strategy.sampler  # TPE, its start-up draws counted after the enqueued networks (not Random's)
 
     def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
                        probe: ProbeResult | None = None, probed: Topology | None = None) -> list[dict[str, Any]]:
@@ -44,25 +47,30 @@ class TPE(Random):
 
             for knobs in DERIVED_POLICIES:
                 derived = derive(probed, probe, Policy(**knobs)).topology
-                points.append(multipliers(seed, derived, dists))
+                points.append(multipliers(seed, derived, probed, dists))
         return points[:n_trials]
 
 
-def multipliers(seed: Topology, target: Topology, dists: Mapping[str, Any]) -> dict[str, float]:
-    """Per-width multipliers that bring `seed`'s proportions to `target`'s, clipped to each distribution.
+def multipliers(seed: Topology, derived: Topology, probed: Topology, dists: Mapping[str, Any]) -> dict[str, float]:
+    """Per-width multipliers of `seed` whose trial is the derivation itself: exact, never clipped.
 
-    The target may be at another scale (a derivation of a narrowed copy): multipliers are normalised so
-    their geometric mean is 1, since the budget fit sets the scale anyway.
+    `derived` has the proportions of the network the probe was taken on (`probed`, the seed's width-proxy
+    copy), stem included; scaling its widths by the seed's stem over the probed stem gives the seed's
+    stem beside the derivation's Inception widths, so the budget fit (which scales stem and widths
+    together) gives what the hebbian strategy trains for this policy. Optuna records the multipliers as
+    they are, also outside the sampled range (TPE's own draws stay inside it). A branch the derivation
+    removed (width 0) gets the multiplier `REMOVED`, which removes it again.
     """
-    raw: dict[str, float] = {}
-    for m_seed, m_target in zip(seed.modules, target.modules):
-        for f in ("b1", "b2_red", "b2", "b3_red", "b3", "b4"):
+    r = sum(_stem(seed)) / sum(_stem(probed))
+    out: dict[str, float] = {}
+    for m_seed, m_der in zip(seed.modules, derived.modules):
+        for f in WIDTH_FIELDS:
             key = f"{m_seed.name}.{f}"
             if key in dists:
-                raw[key] = max(getattr(m_target, f), 1) / getattr(m_seed, f)
-    norm = math.exp(sum(math.log(v) for v in raw.values()) / max(len(raw), 1))
-    out = {}
-    for key, v in raw.items():
-        d = dists[key]
-        out[f"width.{key}"] = float(min(max(v / norm, d.low), d.high))
+                w = getattr(m_der, f)
+                out[f"width.{key}"] = w * r / getattr(m_seed, f) if w else REMOVED
     return out
+
+
+def _stem(t: Topology) -> tuple[int, int, int]:
+    return t.stem.conv1, t.stem.conv2, t.stem.conv3
