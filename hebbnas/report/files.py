@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from hebbnas.derive import Derivation
 
 ROUND_DIR = re.compile(r"^round-(\d+)$")
+DERIVATION_DIR = "derivation-"
+"""report/round-K/derivation-N/: the round's probe under the strategy's N-th derivation (the first is round-K/)."""
 
 
 def _jsonable(v: Any) -> Any:
@@ -139,8 +141,44 @@ def read_report(path: str | Path) -> str:
     """The Markdown of an existing report, for ``hebbnas report DIR``; for a search run the latest
     round's report, preceded by a line naming the round."""
     d, which = find_report(path)
+    parts = [which] if which else []
+    for rd in [d, *sorted(p for p in d.glob(f"{DERIVATION_DIR}*") if (p / "report.md").is_file())]:
+        try:
+            parts.append(rd.joinpath("report.md").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise HebbnasError(f"cannot read {rd / 'report.md'}: {e}") from None
+    final = _final_section(Path(path))
+    return "\n\n".join(parts + ([final] if final else []))
+
+
+def _final_section(run: Path) -> str:
+    """The final stage of a search run, from best/metrics.json ('' when the run had none)."""
+    p = run / "best" / "metrics.json"
     try:
-        text = (d / "report.md").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise HebbnasError(f"cannot read {d / 'report.md'}: {e}") from None
-    return f"{which}\n\n{text}" if which else text
+        final = json.loads(p.read_text()).get("final") if p.is_file() else None
+    except (OSError, ValueError):
+        return ""
+    if not final:
+        return ""
+    f = final["fidelity"]
+    lines = ["# Final stage", "",
+             f"The search's finalists and the control (the paper's widths fitted to the same budget) retrained on "
+             f"seeds {', '.join(map(str, final['seeds']))}: {f['epochs']} epochs, "
+             f"{f['train_subset'] or 'all'} training images, width {f['width']:g} at {f['resolution']} px, "
+             f"augmentation {'on' if f['augment'] else 'off'}. Chosen on validation; test accuracy is reported, "
+             "never used to choose.", "",
+             "| network | seeds | val acc | test acc | val diff to control (pt) [95% t] | test diff (pt) |",
+             "| --- | ---: | ---: | ---: | --- | ---: |"]
+    for n in final["networks"]:
+        if n["control"]:
+            diff, tdiff = "control", ""
+        else:
+            ci = f" [{n['val_diff_lo']:+.2f}, {n['val_diff_hi']:+.2f}]" if n.get("val_diff_lo") is not None else ""
+            diff = f"{n['val_diff_pt']:+.2f}{ci}" if n.get("val_diff_pt") is not None else "-"
+            tdiff = f"{n['test_diff_pt']:+.2f}" if n.get("test_diff_pt") is not None else "-"
+        mark = " (chosen)" if n["chosen"] else ""
+        val = "-" if n["val_acc"] is None else f"{n['val_acc']:.4f}"
+        test = "-" if n["test_acc"] is None else f"{n['test_acc']:.4f}"
+        lines.append(f"| {n['network']}{mark} | {n['seeds']} | {val} | {test} | {diff} | {tdiff} |")
+    lines += ["", f"**Decision:** {final['sentence']}."]
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hebbnas.report.files import write_report
+from hebbnas.report.files import DERIVATION_DIR, write_report
 from hebbnas.topology import Topology
 
 
@@ -29,8 +29,11 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input:
     fitted = Topology.from_json(best["topology"])
     derive_knobs = dict(outcome.report_knobs) or knobs(best, "derive")
     deploy = tuple(deploy_input)
+    derivations = list(getattr(outcome, "report_derivations", ()) or [("", derive_knobs)])
     if outcome.probe is not None and derive_knobs:
-        _hebbian_report(out_dir, outcome, fitted, derive_knobs, settings, deploy)
+        for i, (label, kn) in enumerate(derivations):
+            where = out_dir if i == 0 else out_dir / f"{DERIVATION_DIR}{i + 1}"
+            _hebbian_report(where, outcome, fitted, dict(kn), settings, deploy, label)
         return
     text = [f"# Round {outcome.round}: best trial {best['trial_id']} ({settings.strategy})", "",
             f"validation accuracy {float(best['val_acc']):.4f}, budget {format_budget(settings.budget)} MACs", ""]
@@ -44,7 +47,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input:
 
 
 def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs: Mapping[str, Any], settings: Any,
-                    deploy: tuple[int, int, int]) -> None:
+                    deploy: tuple[int, int, int], label: str = "") -> None:
     """The full report: the round's probe, clustered with the report knobs, beside the trained widths."""
     from hebbnas import derive
     from hebbnas.strategies import get_strategy
@@ -56,4 +59,6 @@ def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs:
         title = f"Cluster-to-branch report, round {outcome.round}"
     else:  # the baselines' winner, read as the derivation would read it (default knobs)
         title = f"Cluster-to-branch report, round {outcome.round}: the {settings.strategy} baseline's best network"
+    if label:
+        title += f"; derivation: {label}"
     write_report(out_dir, derivation, fitted, corr, deploy, budget=settings.budget, title=title)

@@ -31,6 +31,7 @@ class RoundOutcome:
     probed: Topology
     experiment_path: str
     report_knobs: dict[str, Any] = field(default_factory=dict)
+    report_derivations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, knobs): every derivation reported
 
 
 class SearchInterrupted(Exception):

@@ -181,13 +181,10 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
         for tid, r in results.items():
             if r.checkpoint is not None:
                 sink.trial_checkpoint(tid, r.checkpoint)
-    report_knobs = {}
-    if best is not None:
-        from hebbnas.strategies import knobs
-
-        report_knobs = knobs(best, "derive")
+    derivations = tuple(get_strategy(s.strategy).report_derivations(plan.space, best)) if best is not None else ()
     return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe,
-                        probed=proxy_network(seed, s.width), experiment_path=grid.experiment_path, report_knobs=report_knobs)
+                        probed=proxy_network(seed, s.width), experiment_path=grid.experiment_path,
+                        report_knobs=dict(derivations[0][1]) if derivations else {}, report_derivations=derivations)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,9 +226,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
             if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network
                 with plan.timed("seed and probe"):
                     probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
-                outcome = dataclasses.replace(
-                    outcome, probe=probe, probed=proxy_network(seed, s.width),
-                    report_knobs={n: d.default() for n, d in plan.space.derive.items()})
+                outcome = dataclasses.replace(outcome, probe=probe, probed=proxy_network(seed, s.width))
             if strategy.keeps_incumbent:  # a round's best replaces the incumbent only if it is better
                 if incumbent is None or best_key(outcome.best) > best_key(incumbent[0]):
                     incumbent = (outcome.best, seed, seed_state, probe)

@@ -67,6 +67,11 @@ class Strategy:
         startup = n_enqueued + max(2, min(10, (n_trials - n_enqueued) // 2))
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), startup
 
+    def report_derivations(self, space: Space, best: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """What the round's cluster-to-branch report shows: (label, derivation knobs) per derivation, the
+        first in report/round-K/, the others beside it. By default the derivation's central knobs."""
+        return [("the derivation's default knobs", {n: d.default() for n, d in space.derive.items()})]
+
     def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
                        probe: ProbeResult | None = None, probed: Topology | None = None) -> list[dict[str, Any]]:
         """Configurations Optuna runs first in a round (`enqueue_trial`), before it samples; `seed`,

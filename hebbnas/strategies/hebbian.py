@@ -32,6 +32,10 @@ class Hebbian(Strategy):
     def distributions(self, space: Space) -> dict[str, Distribution]:
         return {f"derive.{n}": d for n, d in space.derive.items()}
 
+    def report_derivations(self, space: Space, best: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The knobs of the round's best trial: the derivation that won."""
+        return [("the best trial's knobs", knobs(best, "derive"))]
+
     def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
                  probed: Topology | None = None, start: Topology | None = None) -> Topology:
         """The derivation of the probed network (its widths are the probe's channels); the fit scales it."""

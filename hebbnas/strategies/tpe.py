@@ -38,6 +38,12 @@ class TPE(Random):
     probes_seed = True
     sampler = Strategy.sampler  # TPE, its start-up draws counted after the enqueued networks (not Random's)
 
+    def report_derivations(self, space: Space, best: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The derivations this strategy enqueued, each on the round's probe (what the probe saw and what
+        each derivation made of it)."""
+        defaults = {n: d.default() for n, d in space.derive.items()}
+        return [(f"{policy_label(p)} (enqueued by tpe)", {**defaults, **p}) for p in DERIVED_POLICIES]
+
     def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
                        probe: ProbeResult | None = None, probed: Topology | None = None) -> list[dict[str, Any]]:
         dists = width_distributions(space)
@@ -74,3 +80,8 @@ def multipliers(seed: Topology, derived: Topology, probed: Topology, dists: Mapp
 
 def _stem(t: Topology) -> tuple[int, int, int]:
     return t.stem.conv1, t.stem.conv2, t.stem.conv3
+
+
+def policy_label(policy: Mapping[str, Any]) -> str:
+    """'split + partial' for {"allocation": "split", "partial": True}: a derivation policy in words."""
+    return " + ".join([str(policy.get("allocation", "clusters"))] + (["partial"] if policy.get("partial") else []))
