@@ -187,6 +187,34 @@ def first_epoch_above(values: Sequence[float], level: float = 0.8) -> int | None
     return None
 
 
+def levelled_off(train_curve: Sequence[float], epochs: int = 2, gain: float = 0.01) -> bool:
+    """The pilot's rule (converged-planning.md): training accuracy gained less than `gain` (1 point) over
+    the last `epochs` epochs (the last value minus the value `epochs` earlier)."""
+    c = [float(x) for x in train_curve]
+    if len(c) <= epochs:
+        return False
+    return c[-1] - c[-1 - epochs] < gain
+
+
+def shared_seed_percentiles(acc: Any, cands: Sequence[str], randoms: Sequence[str]) -> tuple[dict[str, float], list]:
+    """Each candidate's percentile among the randoms, all means taken over the seeds every one of them
+    (cands and randoms) has, so a 5-seed mean is never ranked against 2-seed means. Returns the
+    percentiles and those seeds."""
+    rows = list(dict.fromkeys([*cands, *randoms]))
+    sub = acc.loc[rows]
+    seeds = [s for s in sub.columns if sub[s].notna().all()]
+    if not seeds or not len(randoms):
+        return {c: math.nan for c in cands}, seeds
+    means = sub[seeds].mean(axis=1)
+    pop = means.loc[list(randoms)].values
+    return {c: zoo.percentile_within(float(means.loc[c]), pop) for c in cands}, seeds
+
+
+def _seed_range(seeds: Sequence[int]) -> str:
+    s = sorted(int(x) for x in seeds)
+    return f"{s[0]}-{s[-1]}" if len(s) > 1 and s == list(range(s[0], s[-1] + 1)) else ", ".join(map(str, s))
+
+
 def verdict(zoo_d: float, lo: float, hi: float) -> str:
     """What became of a zoo difference `zoo_d` (significant there) at convergence: converged difference
     interval [lo, hi]. holds: same sign, interval excludes 0 and contains or exceeds the zoo's size;
@@ -220,7 +248,11 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     acc = acc.loc[order]
     randoms = [c for c in order if kinds[c] == "random"]
     focal = [c for c in order if kinds[c] != "random"]
-    lines = [f"# {'The converged protocol' if name == 'converged' else name}: the zoo's candidates trained to convergence", ""]
+    length = (f"{prot['main']['epochs']} epochs on {prot['main']['train_images']:,} images" if prot
+              else "the longer recipe")
+    lines = [f"# {'The converged protocol' if name == 'converged' else name}: the zoo's candidates trained {length}",
+             "", f"\"Converged\" names the protocol (and its files); it means {length} with augmentation, "
+             "not training run until accuracy stops rising (see \"Levelled off?\" below).", ""]
     for s in meta.get("sessions", []):
         lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, {s['units']} units, "
                      f"{s['jobs']} job(s) x {s['threads']} thread(s), code at {s['commit']}")
@@ -238,16 +270,26 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     plan = out / f"{name}-planning.md"
     if plan.exists():
         lines += ["", plan.read_text().strip()]
-    lines += ["", "## Accuracy at convergence", "",
-              "| candidate | kind | seeds | test acc (mean) | sd | final train acc | zoo test acc (13 seeds) |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", f"## Accuracy after {length}", "",
+              "| candidate | kind | seeds | test acc (mean) | sd | final train acc | levelled off (units) | zoo test acc "
+              "(13 seeds) |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     zoo_means = _zoo_means(zoo_dir)
     train_final = df.groupby("candidate")["final_train_acc"].mean()
+    flat = df.assign(flat=df["train_curve"].map(lambda c: levelled_off(json.loads(c))))
+    n_flat = flat.groupby("candidate")["flat"].sum()
     for c in order:
         a = acc.loc[c].dropna()
         lines.append(f"| {c} | {kinds[c]} | {a.size} | {a.mean():.4f} | "
                      f"{a.std(ddof=1) if a.size > 1 else float('nan'):.4f} | {train_final[c]:.4f} | "
-                     f"{zoo_means.get(c, float('nan')):.4f} |")
+                     f"{int(n_flat[c])} of {a.size} | {zoo_means.get(c, float('nan')):.4f} |")
+    flat_units = flat[flat["flat"]]
+    lines += ["", f"Levelled off? By the pilot's rule (training accuracy gains less than 1 point over the last two "
+              f"epochs), **{len(flat_units)} of {len(flat)}** units had levelled off: "
+              + (", ".join(f"{c} seed {int(s)}" for c, s in zip(flat_units["candidate"], flat_units["seed"])) or "none")
+              + f"; the other {len(flat) - len(flat_units)} were still gaining 1 point or more per two epochs when "
+              "the schedule ended (the cosine schedule reaches 0 at the last epoch, so the recipe, not a plateau, "
+              "stopped them)."]
     paper = acc.loc["paper"].dropna() if "paper" in acc.index else None
     if paper is not None:
         lines += ["", f"Paper's widths: mean test accuracy **{paper.mean():.4f}** over {paper.size} seed(s) "
@@ -256,40 +298,58 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     # each policy vs paper, paired t; vs the random median, additive fit with bootstrap
     rng = np.random.default_rng(0)
     zoo_vs_paper = _zoo_paper_diffs(zoo_dir)
-    lines += ["", "## Each hebbian policy against paper and the random candidates", "",
-              "| policy | vs paper, paired t [95%] (seeds) | zoo vs paper | what became of it | percentile among the "
-              "randoms | vs random median [95%] |", "| --- | --- | --- | --- | ---: | --- |"]
     heb = [c for c in focal if kinds[c] == "hebbian"]
+    here_seeds = sorted(int(x) for x in acc.columns[acc.loc["paper"].notna()]) if "paper" in acc.index else []
+    zoo_same = _zoo_paper_diffs(zoo_dir, here_seeds)
+    pcts, pct_seeds = shared_seed_percentiles(acc, heb + (["paper"] if "paper" in acc.index else []), randoms)
+    pct_label = f"seeds {_seed_range(pct_seeds)}" if pct_seeds else "no shared seeds"
+    lines += ["", "## Each hebbian policy against paper and the random candidates", "",
+              f"| policy | vs paper, paired t [95%] (seeds) | zoo vs paper (all its paired seeds) | zoo vs paper, "
+              f"seeds {_seed_range(here_seeds) if here_seeds else '-'} | what became of it | percentile among the "
+              f"randoms ({pct_label}) | vs random median [95%] |", "| --- | --- | --- | --- | --- | ---: | --- |"]
     arms = [[order.index(c)] for c in heb + (["paper"] if "paper" in order else [])]
     rows_r = [order.index(c) for c in randoms]
     to_median = zoo.diff_to_median_additive(acc.values, arms, rows_r, n_boot=n_boot, rng=rng) if len(randoms) >= 2 \
         else [(math.nan,) * 3] * len(arms)
-    rmeans = acc.loc[randoms].mean(axis=1).values if randoms else np.array([])
+    ratios_same, ratios_all = [], []
     for i, c in enumerate(heb + ["paper"]):
         if c not in acc.index:
             continue
-        pct = zoo.percentile_within(float(acc.loc[c].mean()), rmeans) if rmeans.size else math.nan
+        pct = pcts.get(c, math.nan)
         med = to_median[i]
         vs_median = zoo._ci(*med) if not math.isnan(med[0]) else "-"
         if c == "paper":
-            lines.append(f"| paper | - | - | - | {pct:.0f} | {vs_median} |")
+            lines.append(f"| paper | - | - | - | - | {pct:.0f} | {vs_median} |")
             continue
         d, seeds = zoo.pair_diff(acc, c, "paper")
         if d.size >= 2:
             t = zoo.t_interval(d)
-            zd = zoo_vs_paper.get(c)
+            zd, zs = zoo_vs_paper.get(c), zoo_same.get(c)
+            if zd is not None and t[0] != 0:
+                ratios_all.append(zd / t[0])
+            if zs is not None and t[0] != 0:
+                ratios_same.append(zs / t[0])
             lines.append(f"| {c} | {zoo._ci(*t)} ({d.size}) | {'-' if zd is None else f'{100 * zd:+.2f} pt'} | "
+                         f"{'-' if zs is None else f'{100 * zs:+.2f} pt'} | "
                          f"{'-' if zd is None else verdict(zd, t[1], t[2])} | {pct:.0f} | {vs_median} |")
         else:
-            lines.append(f"| {c} | needs 2 paired seeds (has {d.size}) | - | - | {pct:.0f} | {vs_median} |")
-    lines += ["", "Vs paper: mean of the seed-wise differences with the t interval from their own scatter. Vs the "
+            lines.append(f"| {c} | needs 2 paired seeds (has {d.size}) | - | - | - | {pct:.0f} | {vs_median} |")
+    if ratios_same:
+        lines += ["", f"The zoo's differences to paper are **{min(ratios_same):.2f} to {max(ratios_same):.2f} times** "
+                  f"those here on the same seeds {_seed_range(here_seeds)} ({min(ratios_all):.2f} to "
+                  f"{max(ratios_all):.2f} times with the zoo's differences over all its paired seeds, 42 to 57 in the "
+                  "committed zoo)."]
+    lines += ["", f"Percentiles rank means over {pct_label}, the seeds every candidate here has (paper and the "
+              "policies have more; their 5-seed means are not ranked against the randoms' 2-seed means). "
+              "Vs paper: mean of the seed-wise differences with the t interval from their own scatter. Vs the "
               "random median: candidate effects from an additive candidate + seed fit over every unit, minus the "
               "median random effect; bootstrap over random candidates and, within each group of seeds with the "
-              "same candidates, over seeds (zoo.py's `diff_to_median_additive`). The randoms have one seed each, "
-              "so their own noise is inside the spread of the population, not removed from it."]
+              "same candidates, over seeds (zoo.py's `diff_to_median_additive`). The randoms have "
+              "few seeds each (2 here), so their own noise is inside the spread of the population, not removed from "
+              "it."]
 
     # zoo -> converged
-    lines += ["", "## Does the zoo rank like convergence?", ""]
+    lines += ["", f"## Does the zoo rank like the {prot['main']['epochs'] if prot else 'longer'}-epoch protocol?", ""]
     means = acc.mean(axis=1)
     common = [c for c in order if c in zoo_means]
     if len(common) >= 4:
@@ -297,7 +357,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
         rr = [c for c in common if kinds[c] == "random"]
         r_rand = zoo.spearman_boot([zoo_means[c] for c in rr], [means[c] for c in rr], n_boot=n_boot, rng=rng) \
             if len(rr) >= 4 else (math.nan,) * 3
-        lines += [f"Spearman between the zoo's 13-seed mean test accuracy and the converged mean: all {len(common)} "
+        lines += [f"Spearman between the zoo's 13-seed mean test accuracy and the mean here: all {len(common)} "
                   f"candidates **{r_all[0]:+.2f}** [{r_all[1]:+.2f}, {r_all[2]:+.2f}]; the {len(rr)} randoms alone "
                   f"**{r_rand[0]:+.2f}** [{r_rand[1]:+.2f}, {r_rand[2]:+.2f}] (bootstrap over candidates, 95%)."]
 
@@ -334,11 +394,20 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     pm = df.groupby("candidate")["proxy_macs"].first()
     if len(randoms) >= 4:
         r = zoo.spearman_boot(pm.loc[randoms].values, means.loc[randoms].values, n_boot=n_boot, rng=rng)
+        paper_pm = float(pm.loc["paper"]) if "paper" in pm.index else float(pm.loc[focal].min())
+        narrow_here = [c for c in randoms if has_papers_stem(pm.loc[c], paper_pm)]
+        wide_here = [c for c in randoms if c not in narrow_here]
         lines.append(f"Fitting gave most random candidates wider stems, so their trained 1/4-width copies carry more "
                      f"MACs ({pm.loc[randoms].min() / 1e6:.2f}e6 to {pm.loc[randoms].max() / 1e6:.2f}e6) than paper and "
                      f"the hebbian policies ({pm.loc[focal].min() / 1e6:.2f}e6 to {pm.loc[focal].max() / 1e6:.2f}e6). "
-                     f"Among the randoms here, Spearman(proxy MACs, converged accuracy) = {r[0]:+.2f} "
-                     f"[{r[1]:+.2f}, {r[2]:+.2f}]." + _zoo_stem_line(zoo_dir))
+                     f"Among the randoms here, Spearman(proxy MACs, accuracy) = {r[0]:+.2f} "
+                     f"[{r[1]:+.2f}, {r[2]:+.2f}]; it cannot test the confound: of these {len(randoms)} randoms "
+                     f"{len(narrow_here)} ({', '.join(narrow_here) or 'none'}) {'has' if len(narrow_here) == 1 else 'have'} "
+                     f"paper's stem and the other {len(wide_here)} are tied on proxy MACs (within "
+                     f"{100 * (pm.loc[wide_here].max() / pm.loc[wide_here].min() - 1) if wide_here else 0:.2f}% of each "
+                     "other), so the rank correlation rests on differences of at most "
+                     f"{int(pm.loc[wide_here].max() - pm.loc[wide_here].min()) if wide_here else 0:,} MACs."
+                     + _zoo_stem_line(zoo_dir))
     text = "\n".join(lines) + "\n"
     path = out / f"{name}.md"
     path.write_text(text)
@@ -364,29 +433,56 @@ def _zoo_means(zoo_dir: Path) -> dict[str, float]:
     return acc[seeds].mean(axis=1).to_dict()
 
 
-def _zoo_paper_diffs(zoo_dir: Path) -> dict[str, float]:
-    """Each zoo policy's mean paired difference to paper, over the seeds both have."""
+def _zoo_paper_diffs(zoo_dir: Path, seeds: Sequence[int] | None = None) -> dict[str, float]:
+    """Each zoo policy's mean paired difference to paper, over the seeds both have (only `seeds` among
+    them when given: the comparison on the seeds of another run)."""
     z = _zoo_main(zoo_dir)
     if z is None:
         return {}
     acc = z.pivot_table(index="candidate", columns="seed", values="test_acc")
-    return {c: float(zoo.pair_diff(acc, c, "paper")[0].mean()) for c in acc.index
-            if c.startswith("hebbian-") and "paper" in acc.index}
+    if seeds is not None:
+        acc = acc[[s for s in acc.columns if s in set(seeds)]]
+    out = {}
+    for c in acc.index:
+        if c.startswith("hebbian-") and "paper" in acc.index:
+            d = zoo.pair_diff(acc, c, "paper")[0]
+            if d.size:
+                out[c] = float(d.mean())
+    return out
+
+
+STEM_TOLERANCE = 0.01
+"""A candidate "has paper's stem" when its trained copy's MACs are within 1% of paper's: the fitted
+candidates' proxy MACs fall in two groups 10% apart (paper's stem, 8.83e6; the wider stem, 9.73e6),
+and within a group they differ by less than 0.02%."""
+
+
+def has_papers_stem(proxy_macs: float, paper_proxy_macs: float, tol: float = STEM_TOLERANCE) -> bool:
+    return abs(float(proxy_macs) / float(paper_proxy_macs) - 1) <= tol
+
+
+def stem_line(z: Any) -> str:
+    """The zoo's randoms split by stem (proxy MACs within 1% of paper's or not), their mean test accuracy
+    over the seeds every candidate has, and Spearman(proxy MACs, accuracy) among them. `z` is the zoo's
+    main phase (zoo.csv rows)."""
+    acc, seeds = zoo.paired_accuracy(z)
+    mean = acc[seeds].mean(axis=1)
+    pm = z.groupby("candidate")["proxy_macs"].first()
+    rnd = pm.loc[sorted(set(z.loc[z["kind"] == "random", "candidate"]))]
+    if "paper" not in pm.index or rnd.empty:
+        return ""
+    r = zoo.spearman(rnd.values, mean.loc[rnd.index].values)
+    same = [c for c in rnd.index if has_papers_stem(rnd[c], pm["paper"])]
+    wide = [c for c in rnd.index if c not in same]
+    mean_of = lambda cs: f"{mean.loc[cs].mean():.4f}" if cs else "-"  # noqa: E731
+    return (f" In the zoo's {rnd.size} randoms ({len(seeds)} seeds each), Spearman(proxy MACs, accuracy) = {r:+.2f}; "
+            f"the {len(same)} with paper's stem ({', '.join(same) or 'none'}: proxy MACs within 1% of paper's) "
+            f"average {mean_of(same)}, the {len(wide)} with wider stems {mean_of(wide)}.")
 
 
 def _zoo_stem_line(zoo_dir: Path) -> str:
     z = _zoo_main(zoo_dir)
-    if z is None:
-        return ""
-    acc, seeds = zoo.paired_accuracy(z)
-    mean = acc[seeds].mean(axis=1)
-    rnd = z[z["kind"] == "random"].groupby("candidate")["proxy_macs"].first()
-    r = zoo.spearman(rnd.values, mean.loc[rnd.index].values)
-    base = rnd.min()
-    narrow, wide = mean.loc[rnd.index[rnd == base]], mean.loc[rnd.index[rnd > base]]
-    return (f" In the zoo's 24 randoms (13 seeds each), Spearman(proxy MACs, accuracy) = {r:+.2f}; the "
-            f"{narrow.size} with paper's stem average {narrow.mean():.4f}, the {wide.size} with wider stems "
-            f"{wide.mean():.4f}.")
+    return "" if z is None else stem_line(z)
 
 
 # ---------------------------------------------------------------------------------------------

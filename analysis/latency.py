@@ -77,6 +77,16 @@ def report(out: Path, budget: float) -> Path:
                      f"{g['ms_per_image'].median():.3f} / {g['ms_per_image'].max():.3f} | {r[0]:+.2f} "
                      f"[{r[1]:+.2f}, {r[2]:+.2f}] | {len(near)}, {spread:.2f}x |")
     noisy = int(df["noisy"].sum())
+    mac_range = df["macs"].max() / df["macs"].min() - 1
+    lines += ["", f"The candidates' MACs differ by at most {100 * mac_range:.2f}% (every one is fitted to the same "
+              "budget), so Spearman(MACs, latency) among them can only measure noise: it does not test whether MACs "
+              "predict latency (that needs candidates across a range of MACs). The spreads at equal MACs are one "
+              "measurement per candidate and setting; repeatability was not measured in this run. For scale "
+              "(issue 32): `hebbnas show googlenet --latency` run three times in a row on a quiet machine gave "
+              "14.95, 15.31 and 17.46 ms (1.17x from repeat to repeat) while each run's IQR was about 2%, as large "
+              "as part of the between-candidate spread above. Still to do: every candidate measured at least twice "
+              "in interleaved order, with the repeat-to-repeat Spearman and spread beside the between-candidate "
+              "spread."]
     from hebbnas.report.markdown import markdown_table
 
     piv = df.pivot_table(index=["candidate", "macs", "params"], columns=["runtime", "batch"], values="ms_per_image",

@@ -153,6 +153,32 @@ def t_interval(d: np.ndarray) -> tuple[float, float, float]:
     return float(d.mean()), float(ci.low), float(ci.high)
 
 
+def t_pvalue(d: np.ndarray) -> float:
+    """Two-sided p-value of the paired t test that the seed-wise differences `d` (S,) have mean 0
+    (S - 1 df); 0 for a constant non-zero sample, 1 for an all-zero one."""
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 1 or d.size < 2:
+        raise ValueError("need a 1-d array of at least 2 seed-wise differences")
+    if d.std() == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate):
+    the i-th smallest of m is multiplied by m - i (i from 0), made non-decreasing in that order and
+    capped at 1. Returned in the input's order."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adj = np.empty(m)
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        adj[j] = running
+    return [float(x) for x in adj]
+
+
 def seeds_for_paired_t(sd: float, target: float, limit: int = 10_000) -> int:
     """The fewest paired seeds n whose t(n - 1) * sd / sqrt(n) is at most `target`, for a pair whose
     seed-wise differences scatter by `sd` (`limit` if none is)."""

@@ -157,3 +157,21 @@ def test_diff_to_median_additive_uses_each_arm_own_scatter_and_seeds() -> None:
     assert lq2 < pq2 < hq2 and abs(pq2 - (0.74 - 0.77)) < 0.015
     naive = np.nanmean(x[0]) - np.median(np.nanmean(x[3:], axis=1))
     assert abs(naive - (0.74 - 0.77)) > 0.02
+
+
+def test_holm_multiplies_the_ith_smallest_by_m_minus_i_and_keeps_the_order() -> None:
+    # m = 4: 0.01 * 4 = 0.04, 0.02 * 3 = 0.06, 0.03 * 2 = 0.06, 0.5 * 1 = 0.5; input order kept
+    assert stats.holm([0.5, 0.02, 0.01, 0.03]) == pytest.approx([0.5, 0.06, 0.04, 0.06])
+    # step-down monotone: a later (larger) p never gets a smaller adjusted value than an earlier one
+    assert stats.holm([0.01, 0.011]) == pytest.approx([0.02, 0.02])
+    assert stats.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert stats.holm([0.04]) == pytest.approx([0.04])  # a family of one is not adjusted
+
+
+def test_t_pvalue_is_the_two_sided_paired_t() -> None:
+    d = np.array([0.01, 0.02, 0.03])  # mean 0.02, sd 0.01, t = 0.02 / (0.01 / sqrt 3) = 3.46 on 2 df
+    assert stats.t_pvalue(d) == pytest.approx(0.0742, abs=1e-3)
+    assert stats.t_pvalue(-d) == pytest.approx(stats.t_pvalue(d))
+    assert stats.t_pvalue(np.array([0.01, 0.01])) == 0.0
+    with pytest.raises(ValueError):
+        stats.t_pvalue(np.array([0.01]))

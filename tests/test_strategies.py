@@ -201,7 +201,7 @@ def test_the_equal_compute_comparison_smoke(zoo_smoke, tmp_path) -> None:  # noq
     fin = pd.read_csv(tmp_path / "s" / "strategies-finalists.csv")
     assert sorted(fin["strategy"].unique()) == sorted(TRAINED) and (fin.groupby("strategy")["seed"].count() == 2).all()
     assert fin["test_acc"].between(0, 1).all()
-    assert "## Finalists in the converged protocol (k = 3)" in (tmp_path / "s" / "strategies.md").read_text()
+    assert "## Finalists retrained in converged.py's protocol (k = 3)" in (tmp_path / "s" / "strategies.md").read_text()
 
 
 # the comparison's read-out: selection on validation, scoring on test, runs that end early
@@ -251,3 +251,40 @@ def test_the_read_out_uses_complete_repeats_only() -> None:
     df = pd.DataFrame({"strategy": ["reallocate", "slim", "tpe", "reallocate", "slim", "reallocate", "slim", "tpe"],
                        "seed": [0, 0, 0, 1, 1, 2, 2, 2]})
     assert complete_repeats(df) == [0, 2]  # seed 1's tpe run never finished
+
+
+def test_a_network_proposed_twice_in_a_run_is_one_unit() -> None:
+    import pandas as pd
+
+    from analysis.strategies import distinct_units, table
+
+    rows = [{"unit": u, "topology_hash": h, "val_acc": v, "test_acc": t}
+            for u, h, v, t in ((1, "a", 0.70, 0.70), (2, "b", 0.72, 0.71), (3, "a", 0.70, 0.70), (4, "c", 0.80, 0.60),
+                               (5, "b", 0.72, 0.71), (6, "d", 0.75, 0.74))]
+    d = distinct_units(rows)
+    assert [(r["unit"], r["row"], r["topology_hash"]) for r in d] == [(1, 1, "a"), (2, 2, "b"), (3, 4, "c"), (4, 6, "d")]
+    zoo_main = pd.DataFrame([{"candidate": c, "seed": 0, "val_acc": v, "test_acc": v}
+                             for c, v in (("paper", 0.8), ("random-00", 0.6), ("random-01", 0.75))])
+    kinds = pd.Series({"paper": "paper", "random-00": "random", "random-01": "random"})
+    df = pd.DataFrame([{"strategy": "slim", "seed": 0, **r} for r in rows])
+    t = table(df, zoo_main, kinds, [0], ks=(3, 8)).set_index(["strategy", "k"])
+    # k = 3 reads three distinct networks (rows 1, 2, 4), so it sees c (row 4), not the repeat in row 3
+    assert t.loc[("slim", 3), "test_acc"] == 0.60 and t.loc[("slim", 3), "unit"] == 4
+    assert t.loc[("slim", 3), "units_used"] == 3
+    # k = 8: the run has 4 distinct networks in 6 rows and is charged 4
+    assert t.loc[("slim", 8), "units_used"] == 4
+
+
+def test_the_stated_question_is_answered_on_paper_here_with_holm() -> None:
+    from analysis.strategies import _question_lines
+
+    strong = np.array([0.030, 0.031, 0.029])  # +3 pt, tight: p ~ 0.0007, Holm x2 still < 0.05
+    weak = np.array([0.020, 0.030, 0.025])  # +2.5 pt, p = 0.013: passes alone, not x 7
+    noisy = np.array([0.01, 0.04, 0.02])  # p = 0.09: fails
+    text = "\n".join(_question_lines([("tpe", 8, "paper-here", strong), ("slim", 8, "paper-here", noisy),
+                                      ("tpe", 8, "paper", noisy)], 3))
+    assert "family of 2" in text and "**Answer: yes: tpe at k = 8**" in text  # the zoo-paper row is not in the family
+    # the same nominal result in a family of 7 does not survive Holm
+    fam = [("tpe", 8, "paper-here", weak)] + [(f"s{i}", 8, "paper-here", noisy) for i in range(6)]
+    text = "\n".join(_question_lines(fam, 3))
+    assert "**Answer: no**" in text and "Without the adjustment tpe at k = 8 would pass" in text
