@@ -22,6 +22,7 @@ MOUNT = "repo"  # site folder that holds the files from outside docs/
 # an inline Markdown link or image target: ](path) or ](path#anchor) or ](path "title")
 _LINK = re.compile(r"(\]\()([^)\s#]+)")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_ADDED: set[str] = set()  # the files added from outside docs/, which `mkdocs serve` watches too
 
 
 def _github_slug(value: str, separator: str) -> str:
@@ -80,9 +81,16 @@ def on_files(files, config):
                 continue  # left for mkdocs to report
             seen.add(target)
             files.append(File.generated(config, f"{MOUNT}/{target}", abs_src_path=str(source)))
+            _ADDED.add(str(source))
             if target.endswith(".md"):
                 queue.append((target, source))
     return files
+
+
+def on_serve(server, config, builder):
+    for path in sorted(_ADDED):
+        server.watch(path)
+    return server
 
 
 def on_page_markdown(markdown, page, config, files):
