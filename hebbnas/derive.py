@@ -1,7 +1,7 @@
 """From clusters to widths, and from widths to a topology that fits the MAC budget.
 
-`fit` is shared by every strategy (hebbian, random, paper): one global width multiplier, found by
-bisection, scales the stem and every Inception width; widths are rounded to a multiple (8 by
+`fit` is shared by every strategy (`hebbnas.strategies`): whatever widths a strategy chose, one global
+width multiplier, found by bisection, scales the stem and every Inception width; widths are rounded to a multiple (8 by
 default), and a greedy pass then spends what rounding left of the budget, so the result uses the
 budget instead of wasting up to a rounding step of it.
 """

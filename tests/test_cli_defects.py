@@ -60,6 +60,19 @@ def test_values_from_a_space_are_named_by_file_and_key(tmp_path: Path, capsys: p
     assert "--probe-resolution" not in err and "--grace-period" not in err
 
 
+@pytest.mark.parametrize("extra", [[], ["--latency"], ["--latency", "--json"]])
+def test_show_an_input_too_small_is_one_line_naming_the_flag(extra: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import hebbnas.latency
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was built and run")
+
+    monkeypatch.setattr(hebbnas.latency, "measure", never)  # refused before any measurement
+    assert main(["show", "googlenet", *extra, "--input", "3x8x8"]) == 2
+    assert "--input 3x8x8: input too small" in _one_line(capsys)
+
+
 @pytest.mark.parametrize("cmd", [["train", "googlenet", "--dataset", "digits", "--epochs", "1"],
                                  ["probe", "--budget", "1.5e9", "--smoke"]])
 def test_an_unwritable_out_is_refused_before_training(cmd: list[str], tmp_path: Path,

@@ -24,7 +24,7 @@ HELP = "search Inception widths under a MAC budget with Ray Tune + Optuna; write
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hebbnas.strategies import names
+    from hebbnas.strategies import get_strategy, names
 
     s = sub.add_parser(
         "search", help=HELP,
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_alias(s, "--epochs", "max_epochs", int)
     s.add_argument("--seed-epochs", type=int, default=None,
                    help="epochs the seed network trains before it is probed (default: the space's proxy.seed_epochs)")
-    s.add_argument("--rounds", type=int, default=None, help="rounds (hebbian, reallocate, slim): the best net of a round is re-probed")
+    multi = ", ".join(n for n in names() if get_strategy(n).multi_round)
+    s.add_argument("--rounds", type=int, default=None, help=f"rounds ({multi}): the best net of a round is re-probed")
     s.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and Optuna (default 0)")
     s.add_argument("--proxy-width", dest="width", type=float, default=None,
                    help="width proxy: trials and the seed train each candidate's narrowed copy, e.g. 0.25; the "

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from hebbnas.errors import HebbnasError
 from hebbnas.topology import Topology, load_topology, parse_input_shape, show_table
 
 
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_show(args: argparse.Namespace) -> int:
     t = load_topology(args.topology)
     shape = parse_input_shape(args.input)
+    try:
+        t.macs(shape)  # the closed-form costs check the shape (a map too small, a wrong channel count)
+    except HebbnasError as e:  # before --latency builds and runs the network
+        raise HebbnasError(f"--input {args.input}: {e}") from None
     if args.latency:
         return _latency(t, shape, args)
     if not args.json:

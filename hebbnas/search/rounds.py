@@ -1,10 +1,12 @@
 """Rounds: the whole search as a sequence of Ray Tune experiments, one per round.
 
-Round 1's seed is the space's base fitted to the budget. A strategy that probes (hebbian) trains the
-seed briefly and probes it before the trials, which derive their widths from that probe; the baselines
-probe their round's best network afterwards, so every strategy leaves the same probe and report. With
-several rounds the best trained network of a round is re-probed and seeds the next (Arora's
-layer-by-layer construction). After the last round the best trial, by the run folder's one rule, is
+Round 1's seed is the space's base fitted to the budget. A strategy that probes its seed
+(`Strategy.probes_seed`: hebbian, slim, tpe) trains the seed briefly and probes it before the trials,
+which derive their widths from that probe; the others probe their round's best network afterwards, so
+every strategy leaves the same probe and report. With several rounds (`Strategy.multi_round`) the best
+trained network of a round is re-probed and seeds the next (Arora's layer-by-layer construction); for a
+strategy that keeps its incumbent (`Strategy.keeps_incumbent`: reallocate) the next round's seed is the
+best network so far. After the last round the best trial, by the run folder's one rule, is
 evaluated once on the test split.
 
 Values in, values out: everything that reaches the run folder goes through the `SearchSink`.

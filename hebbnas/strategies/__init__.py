@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from hebbnas.topology import Topology
 
 BUILTIN: tuple[str, ...] = ("hebbian", "random", "paper", "reallocate", "slim", "tpe")
-"""The shipped strategies, in the order the CLI lists them (the first is the default)."""
+"""The shipped strategies, in the order the CLI lists them (the default, tpe, is `DEFAULTS["strategy"]` in
+hebbnas/search/settings.py)."""
 _REGISTRY: dict[str, type[Strategy]] = {}
 
 
