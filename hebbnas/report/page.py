@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hebbnas.errors import HebbnasError
-from hebbnas.report.files import ROUND_DIR
+from hebbnas.report.files import DERIVATION_DIR, ROUND_DIR
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,12 +61,19 @@ _PAGE = """<!DOCTYPE html>
 <h2>Best model</h2>
 {{ pairs(best) }}
 {%- endif %}
+{%- if final %}
+<h2>Final stage</h2>
+<p>{{ final.intro }}</p>
+{{ table(final_columns, final.rows, final.chosen, 'network') }}
+<p><b>Decision:</b> {{ final.sentence }}.</p>
+{%- endif %}
 {%- if trials %}
 <h2>Trials ({{ trials|length }})</h2>
 <p class='muted'>Sorted by validation accuracy; the best trial is highlighted. Widths per module are in trials.csv.</p>
 {{ table(trial_columns, trials, best_id) }}
-<h2>Accuracy against cost</h2><p class='muted'>Every trial with a validation accuracy; the red line and circles mark
-the Pareto front (no other trial is both cheaper and more accurate), the star the best trial.</p>
+<h2>Accuracy against cost</h2><p class='muted'>Every search trial with a validation accuracy; the red line and
+circles mark the Pareto front (no other trial is both cheaper and more accurate), the star the best trial.
+{%- if binding %} {{ binding }}{% endif %}</p>
 <div class='plots'>{% for cost, uri in tradeoffs %}<img alt='validation accuracy vs {{ cost }}' src='{{ uri }}'>{% endfor %}</div>
 {%- endif %}
 {%- for r in rounds %}
@@ -151,8 +158,10 @@ def render_html(run: str | Path) -> str:
     cfg = _config(root, CONFIG)
     metrics = json.loads((root / BEST_METRICS).read_text()) if (root / BEST_METRICS).is_file() else {}
     rows = read_run_rows(root)
-    rounds = _round_dirs(root / REPORT_DIR) or ([(0, root / REPORT_DIR)] if (root / REPORT_DIR / "report.md").is_file()
-                                              else [])
+    rounds = _round_dirs(root / REPORT_DIR) or ([(0, root / REPORT_DIR, "")]
+                                              if (root / REPORT_DIR / "report.md").is_file() else [])
+    search = [r for r in rows if r.get("stage", "search") != "final"]
+    costs, binding = _costs(search, metrics.get("budget") or cfg.get("budget"))
     if not cfg and not rows and not rounds:
         raise HebbnasError(f"{root} is not a run or probe folder (no config.yaml, trials.csv or report/)")
     best_id = str(metrics["trial_id"]) if metrics.get("trial_id") is not None else None
@@ -160,13 +169,14 @@ def render_html(run: str | Path) -> str:
     env.filters["cell"] = _cell
     title = f"hebbnas report: {root.name}"
     trials, columns = _trials(rows)
-    best_keys = ("trial_id", "round", "val_acc", "best_val_acc", "test_acc", "macs", "params", "input", "epochs",
-                 "dataset", "resolution", "search_seconds")
+    best_keys = ("trial_id", "stage", "network", "seed", "round", "val_acc", "best_val_acc", "test_acc", "macs",
+                 "params", "input", "epochs", "dataset", "resolution", "proxy_width", "search_seconds")
     return env.from_string(_PAGE).render(
         title=title, css=_CSS, path=str(root.resolve()), settings=_settings(cfg),
         best={k: metrics[k] for k in best_keys if k in metrics}, trials=trials, trial_columns=columns,
-        best_id=best_id, tradeoffs=[(c, _png_data_uri(tradeoff_figure(rows, c, best_id))) for c in _costs(rows)]
-        if rows else [], rounds=[_round(k, d) for k, d in rounds])
+        best_id=best_id, tradeoffs=[(c, _png_data_uri(tradeoff_figure(search, c, best_id))) for c in costs]
+        if search else [], binding=binding, rounds=[_round(k, d, label) for k, d, label in rounds],
+        final=_final(metrics.get("final")), final_columns=FINAL_COLUMNS)
 
 
 def write_html_report(run: str | Path, out: str | Path | None = None) -> Path:
@@ -222,22 +232,61 @@ def _trials(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], li
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    lead = [c for c in ("trial_id", "round", "status", "optuna_state", "epochs", "val_acc", "best_val_acc", "macs",
-                        "params", "latency_ms", "latency_iqr_ms", "nodes") if c in df.columns]
+    if "nodes" in df.columns:
+        df["nodes"] = short_nodes(df["nodes"])
+        if df["nodes"].nunique(dropna=True) <= 1:  # one machine: nothing to tell apart
+            df = df.drop(columns="nodes")
+    lead = [c for c in ("trial_id", "stage", "round", "network", "seed", "drawn_by", "status", "optuna_state",
+                        "epochs", "val_acc", "best_val_acc", "test_acc", "macs", "params", "latency_ms",
+                        "latency_iqr_ms", "nodes") if c in df.columns and df[c].notna().any()]
     knobs = sorted(c for c in df.columns if c.split(".")[0] in TRIAL_KNOBS)
     df = df[lead + knobs].sort_values(["val_acc"], ascending=False, na_position="last")
     return df.to_dict("records"), list(df.columns)
 
 
-def _round(k: int, d: Path) -> dict[str, Any]:
-    """One round's section: totals (report.json), the module table (modules.csv), the plots."""
+def short_nodes(nodes: Any) -> Any:
+    """Ray's 56-character node ids as node-1, node-2, ... in order of appearance (';'-separated lists kept)."""
+    names: dict[str, str] = {}
+
+    def one(v: Any) -> Any:
+        if not isinstance(v, str) or not v:
+            return v
+        return ";".join(names.setdefault(n, f"node-{len(names) + 1}") for n in v.split(";"))
+
+    return nodes.map(one)
+
+
+FINAL_COLUMNS = ["network", "control", "search_rank", "seeds", "val_acc", "test_acc", "val_diff_pt", "val_diff_lo",
+                 "val_diff_hi", "test_diff_pt", "beats_control"]
+"""The final stage's table on the page (best/metrics.json's `final.networks`)."""
+
+
+def _final(final: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not final:
+        return None
+    f = final["fidelity"]
+    intro = (f"The search's finalists and the control (the paper's widths fitted to the same budget) retrained on "
+             f"seeds {', '.join(map(str, final['seeds']))}: {f['epochs']} epochs, {f['train_subset'] or 'all'} "
+             f"training images, width {f['width']:g} at {f['resolution']} px, augmentation "
+             f"{'on' if f['augment'] else 'off'}. Differences are in points, finalist minus control on the same "
+             f"seed, with a {final['confidence']:.0%} t interval; the answer is chosen on validation, test accuracy "
+             "is reported, never used to choose.")
+    return {"intro": intro, "rows": final["networks"], "chosen": str(final["chosen"]), "sentence": final["sentence"]}
+
+
+def _round(k: int, d: Path, label: str = "") -> dict[str, Any]:
+    """One round's section (or one of its further derivations): its title, totals (report.json), the module
+    table (modules.csv), the plots."""
     import pandas as pd
 
-    out: dict[str, Any] = {"head": f"Round {k}: cluster-to-branch report" if k else "Cluster-to-branch report",
-                           "path": str(d), "totals": [], "modules": [], "module_columns": [], "widths": None,
-                           "heatmaps": []}
+    head = f"Round {k}: cluster-to-branch report" if k else "Cluster-to-branch report"
+    out: dict[str, Any] = {"head": head, "path": str(d), "totals": [], "modules": [], "module_columns": [],
+                           "widths": None, "heatmaps": []}
     if (d / "report.json").is_file():
-        tot = json.loads((d / "report.json").read_text()).get("totals") or {}
+        rep = json.loads((d / "report.json").read_text())
+        if rep.get("title"):
+            out["head"] = str(rep["title"])
+        tot = rep.get("totals") or {}
         shape = "x".join(map(str, tot.get("input_shape") or []))
         for label, key in (("fitted", "fitted"), ("paper (Table 1)", "paper"), ("paper scaled to the budget",
                                                                                 "paper_scaled")):
@@ -256,16 +305,37 @@ def _round(k: int, d: Path) -> dict[str, Any]:
     return out
 
 
-def _costs(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The costs accuracy is plotted against: MACs and params, and the measured latency when trials have one."""
-    return ["macs", "params"] + (["latency_ms"] if any(_finite(r.get("latency_ms")) for r in rows) else [])
+BINDING = 0.01
+"""MACs within this share of the budget count as at the budget (the fit fills it up to rounding)."""
 
 
-def _round_dirs(report_root: Path) -> list[tuple[int, Path]]:
+def _costs(rows: Sequence[Mapping[str, Any]], budget: Any = None) -> tuple[list[str], str]:
+    """The costs accuracy is plotted against, and a note when the budget binds: MACs only when trials differ
+    in them (every fitted trial sits at the budget, so a MAC axis would show rounding), params always, the
+    measured latency when trials have one."""
+    macs = [float(r["macs"]) for r in rows if _finite(r.get("macs"))]
+    note = ""
+    plot_macs = True
+    if macs and _finite(budget) and min(macs) >= (1 - BINDING) * float(budget):
+        plot_macs = False
+        note = (f"The budget binds: every trial's MACs lie within {100 * (1 - min(macs) / float(budget)):.2g}% of "
+                f"{float(budget):.3g}, so accuracy is plotted against what varies (parameters"
+                f"{', latency' if any(_finite(r.get('latency_ms')) for r in rows) else ''}).")
+    costs = (["macs"] if plot_macs else []) + ["params"]
+    return costs + (["latency_ms"] if any(_finite(r.get("latency_ms")) for r in rows) else []), note
+
+
+def _round_dirs(report_root: Path) -> list[tuple[int, Path, str]]:
+    """(round, folder, '') per round, each followed by its further derivations (derivation-N/)."""
     if not report_root.is_dir():
         return []
-    return sorted(((int(m.group(1)), d) for d in report_root.iterdir()
-                   if d.is_dir() and (m := ROUND_DIR.match(d.name))), key=lambda t: t[0])
+    rounds = sorted(((int(m.group(1)), d) for d in report_root.iterdir()
+                     if d.is_dir() and (m := ROUND_DIR.match(d.name))), key=lambda t: t[0])
+    out: list[tuple[int, Path, str]] = []
+    for k, d in rounds:
+        out.append((k, d, ""))
+        out += [(k, e, e.name) for e in sorted(d.glob(f"{DERIVATION_DIR}*")) if e.is_dir()]
+    return out
 
 
 def _png_data_uri(fig_or_path: Any) -> str:

@@ -88,12 +88,12 @@ def finalists(rows: Sequence[Mapping[str, Any]], control_hash: str, top: int) ->
     usable.sort(key=best_key, reverse=True)
     out, seen = [], {control_hash}
     for r in usable:
+        if len(out) >= top:
+            break
         h = str(r.get("topology_hash") or Topology.from_json(r["topology"]).hash())
         if h not in seen:
             seen.add(h)
             out.append(r)
-        if len(out) == top:
-            break
     return out
 
 
