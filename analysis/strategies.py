@@ -94,10 +94,14 @@ def run_reallocate(p: zoo.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, probe: Any, probed: Any
-               ) -> list[dict[str, Any]]:
+def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, probe: Any, probed: Any,
+               own_sampler: bool = False) -> list[dict[str, Any]]:
     """Optuna's TPE (seeded like a search's round) over a strategy's own knobs, one unit per trial, after
-    the strategy's enqueued points (`initial_points`), as a search round would run them."""
+    the strategy's enqueued points (`initial_points`), as a search round would run them.
+
+    `own_sampler`: the strategy's own sampler and start-up count (`Strategy.sampler`, what `hebbnas search`
+    uses since issue 30: start-up draws counted after the enqueued trials); False keeps this study's
+    committed runs (TPE with max(2, min(10, k // 2)) start-up trials, the enqueued ones included)."""
     import optuna
 
     from hebbnas.derive import fit
@@ -111,9 +115,11 @@ def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, pr
     dists = strat.distributions(space)
     base = get_topology("googlenet").with_classes(10)
     start = zoo.static_candidates(p)[0].topology
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=max(2, min(10, k // 2))))
-    for pt in strat.initial_points(space, 1, k, seed=base, probe=probe, probed=probed):
+    points = strat.initial_points(space, 1, k, seed=base, probe=probe, probed=probed)
+    sampler = strat.sampler(seed, k, len(points))[0] if own_sampler else optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=max(2, min(10, k // 2)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for pt in points:
         study.enqueue_trial(pt)
     rows: list[dict[str, Any]] = []
     while len(rows) < k:
@@ -136,7 +142,7 @@ def _row(i: int, t: Any, rec: dict[str, Any], accepted: bool, move: str) -> dict
 
 
 def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, seed: int, k: int,
-                 threads: int = 1) -> list[dict[str, Any]]:
+                 threads: int = 1, own_sampler: bool = False) -> list[dict[str, Any]]:
     """One repeat of a trained strategy on `seed` (in a worker process when the runs go in parallel)."""
     import torch
 
@@ -154,7 +160,8 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
         start = zoo.static_candidates(p)[0].topology
         rec = unit(start, True)
         rows = [_row(1, start, rec, accepted=True, move="start (probed)")]
-        rows += run_optuna(p, unit, k - 1, seed, "slim", load_probe(rec["probe_path"]), start.narrowed(p.main.width))
+        rows += run_optuna(p, unit, k - 1, seed, "slim", load_probe(rec["probe_path"]), start.narrowed(p.main.width),
+                           own_sampler)
         for i, r in enumerate(rows, 1):
             r["unit"] = i
     elif strategy == "tpe":
@@ -162,7 +169,7 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
         rows = [{"unit": 1, "topology_hash": probed.hash(), "val_acc": math.nan, "test_acc": math.nan,
                  "params": probed.params(), "macs": math.nan, "accepted": False, "move": "probe seed",
                  "widths": "", "unit_s": None}]
-        rows += run_optuna(p, unit, k - 1, seed, "tpe", probe, probed)
+        rows += run_optuna(p, unit, k - 1, seed, "tpe", probe, probed, own_sampler)
         for i, r in enumerate(rows, 1):
             r["unit"] = i
     else:

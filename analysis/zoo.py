@@ -340,6 +340,25 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Pa
     }
 
 
+def machine() -> str:
+    """Where a unit trained: the CPU model, the host name and the boot (units compared should share it)."""
+    import platform
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:  # one boot of one machine: units with the same boot id surely trained on the same machine
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "?"
+    return f"{model or platform.processor() or '?'} on {platform.node()}, boot {boot}"
+
+
 def code_commit() -> str:
     """The short commit of the code running this script (a worktree's own HEAD), or 'unknown'."""
     import subprocess
@@ -381,6 +400,7 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
     rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
     rec["unit_s"] = round(time.perf_counter() - t0, 1)
     rec["commit"] = code_commit()  # the code that trained this unit (issue 32: every newly cached unit)
+    rec["machine"] = machine()  # and the machine: the same code rounds differently on another CPU
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(rec, indent=1))

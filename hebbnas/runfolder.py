@@ -338,7 +338,7 @@ class RunFolder:
         import pandas as pd
 
         keys = {OBJECTIVES[o][0]: OBJECTIVES[o][1] for o in objectives}
-        front = pareto_rows(self.rows.values(), keys)
+        front = pareto_rows([r for r in self.rows.values() if r.get("stage", "search") == "search"], keys)
         cols = ["trial_id", "round", "status", *keys, *[c for c in LATENCY_COLUMNS if c not in keys],
                 "epochs", "topology_hash"]
         df = pd.DataFrame(front, columns=list(dict.fromkeys(cols))).sort_values("val_acc", ascending=False)

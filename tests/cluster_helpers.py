@@ -94,8 +94,11 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["budget"] == budget and cfg["strategy"] == strategy and cfg["deploy_input"] == list(DEPLOY)
     assert {"python", "torch", "ray", "optuna", "hebbnas"} <= set(cfg["versions"])
-    df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
-    assert len(df) == n_trials and df["trial_id"].is_unique
+    every = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert every["trial_id"].is_unique and set(every["stage"]) <= {"search", "final"}
+    final = every[every["stage"] == "final"]
+    df = every[every["stage"] == "search"].reset_index(drop=True)
+    assert len(df) == n_trials
     assert set(df["status"]) <= {"completed", "stopped"}
     assert (df["macs"] <= budget).all() and (df["strategy"] == strategy).all()
     assert {"inception3a.b1", "inception4c.b2", "inception5b.b4", "best_val_acc", "epochs", "params"} <= set(df.columns)
@@ -107,7 +110,19 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     assert (df.loc[df["status"] == "completed", "optuna_state"] == "COMPLETE").all()
     metrics = json.loads((run / "best" / "metrics.json").read_text())
     assert metrics["macs"] <= budget and metrics["input"] == list(DEPLOY) and metrics["strategy"] == strategy
-    assert metrics["trial_id"] in set(df["trial_id"])
+    if cfg["settings"].get("final_top"):  # the answer comes from the final stage: control + finalists x seeds
+        s = cfg["settings"]
+        assert metrics["trial_id"] in set(final["trial_id"]) and metrics["stage"] == "final"
+        assert len(final) == (1 + len(set(final["network"]) - {"control"})) * s["final_seeds"]
+        assert final["control"].astype(str).str.lower().eq("true").sum() == s["final_seeds"]
+        assert (final["status"] == "completed").all() and final["test_acc"].notna().all()
+        assert (final["epochs"] == s["final"]["epochs"]).all() and (final["macs"] <= budget).all()
+        assert set(final["network"]) - {"control"} <= set(df["trial_id"])
+        assert metrics["final"]["sentence"] and (run / "final.csv").is_file()
+        for _, row in final.iterrows():
+            assert (run / "trials" / row["trial_id"] / "checkpoint.pt").is_file()
+    else:
+        assert metrics["trial_id"] in set(df["trial_id"])
     # best/ rebuilds and reproduces the recorded test accuracy
     saved = torch.load(run / "best" / "model.pt", weights_only=True)
     t = Topology.from_json((run / "best" / "topology.json").read_text())
@@ -130,7 +145,9 @@ def _no_asha_space(tmp_path: Path, epochs: int) -> Path:
 
     raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
     raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
-    raw["search"].update(trials=3, max_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1)
+    raw["search"].update(trials=3, max_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1,
+                         final_top=1)
+    raw["final"] = {"epochs": 2}  # a short final stage: the control and one finalist on two seeds
     p = tmp_path / "no-asha.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p

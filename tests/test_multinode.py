@@ -106,6 +106,7 @@ def test_trials_spread_over_two_worker_nodes(cluster: tuple[Any, dict[str, str]]
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    df = df[df["stage"] == "search"]
     workers = {n["NodeID"] for n in _nodes(c) if n["Resources"].get("CPU", 0) > 0}
     assert len(df) == 4 and set(df["node_id"]) <= workers and df["node_id"].nunique() == 2, df["node_id"].tolist()
     print(f"4 smoke trials on two workers in {time.perf_counter() - t0:.0f} s")
@@ -150,6 +151,7 @@ def test_a_worker_lost_mid_trial_costs_that_trial_at_most_an_epoch(cluster: tupl
         _kill_group(proc.pid)
     recovered = time.perf_counter() - t_kill
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    df = df[df["stage"] == "search"]
     assert len(df) == 3 and df["trial_id"].is_unique and (df["status"] == "completed").all()
     assert _journal_trials(run) == (3, 0)  # no trial sampled twice
     hist = _results(run)[victim_tid]
@@ -186,6 +188,7 @@ def test_a_killed_driver_resumes_against_the_running_cluster(cluster: tuple[Any,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    df = df[df["stage"] == "search"]
     assert len(df) == 3 and df["trial_id"].is_unique and (df["status"] == "completed").all(), (
         df[["trial_id", "status", "error"]].to_string() + "\n" + r.stdout[-2000:] + r.stderr[-3000:])
     trained, orphans = _journal_trials(run)

@@ -134,9 +134,10 @@ def test_baselines_share_the_run_folder_layout(hebbian_run: Path, ray_head: tupl
         assert res.returncode == 0, res.stderr[-3000:]
         df = _check_run(run, BUDGET, strategy, 1)
         knob_groups = {c.split(".")[0] for c in df.columns if c.startswith(("derive.", "width.", "train."))}
-        assert knob_groups == ({"width", "train"} if strategy == "random" else {"train"})
+        assert knob_groups == ({"width"} if strategy == "random" else set())  # one recipe: no training knob
+        assert set(df["drawn_by"]) == ({"random"} if strategy == "random" else {"start-up"})
         if strategy == "paper":
-            assert df["topology_hash"].nunique() == 1  # the paper's net, only training knobs vary
+            assert df["topology_hash"].nunique() == 1  # the paper's net
         layouts[strategy] = _layout(run)
     assert layouts["random"] == layouts["paper"] == layouts["hebbian"]
 
@@ -176,6 +177,7 @@ def test_latency_budget_rejects_before_training_and_objectives_write_the_front(r
                   "--latency-budget", "0.001", "--address", address, "--out", str(run))
     assert res.returncode == 2 and "no trial trained to the end" in res.stderr, res.stderr[-2000:]
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    df = df[df["stage"] == "search"]
     assert len(df) == 2 and (df["status"] == "rejected").all() and (df["epochs"] == 0).all()
     assert (df["latency_ms"] > 0.001).all() and df["error"].str.contains("budget 0.001 ms").all()
     assert len(list((run / "latency").glob("*.json"))) == df["topology_hash"].nunique()  # cached per topology
@@ -335,7 +337,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
         resumed = [json.loads(ln)["resumed_from"] for ln in (exp / t / "result.json").open()]
         assert max(resumed) == max(before[t]) > 0
     states = json.loads((run / "best" / "metrics.json").read_text())
-    assert states["trial_id"] in trial_dirs
+    assert states["stage"] == "final"  # the answer comes from the final stage (checked by _check_run)
     # the Optuna journal moved with the folder and the resume kept its one study (optuna-dashboard's view)
     import optuna
 
@@ -346,6 +348,68 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     ot = optuna.load_study(study_name="round-1", storage=storage).trials
     assert sum(t.state.name == "COMPLETE" for t in ot) == n_trials
     assert not any(t.state.name == "RUNNING" for t in ot)
+
+
+def test_a_search_killed_in_its_final_stage_resumes_without_losing_or_repeating_units(tmp_path: Path) -> None:
+    """SIGKILL the whole process group while the final stage's first units are mid-way, then --resume: the
+    rounds are read back (no trial trains again), every unit continues from its checkpoint and finishes, no
+    unit is added or lost, and the decision and best/ come from the stage."""
+    import yaml
+
+    from hebbnas.space import SPACES_DIR
+
+    run, log = tmp_path / "killed-final", tmp_path / "first.log"
+    epochs = 8
+    raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
+    raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
+    raw["search"].update(trials=2, max_epochs=1, grace_period=1, concurrency=2, cpus_per_trial=1, final_top=1,
+                         final_seeds=2)
+    raw["final"] = {"epochs": epochs}
+    space = tmp_path / "final.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([*HEBBNAS, "search", "--budget", str(BUDGET), "--strategy", "random", "--space",
+                                 str(space), "--out", str(run)], env=ENV, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            text = log.read_text().split("final stage:", 1)
+            stage = text[1] if len(text) > 1 else ""
+            running = {ln.split()[0] for ln in stage.splitlines() if ln.startswith("  ") and ln.endswith("running")}
+            if len(running) >= 2 or "completed" in stage:
+                break
+            time.sleep(0.2)
+        stage = log.read_text().split("final stage:", 1)[-1]
+        assert "completed" not in stage, "a unit finished before the kill:\n" + log.read_text()
+        time.sleep(1.0)  # away from the state upload that follows each report
+        assert proc.poll() is None, "the search ended before it could be killed:\n" + log.read_text()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        _kill_group(proc.pid)
+    exp = run / "tune" / "final"
+    before = {d.name: _epochs(d) for d in exp.iterdir() if d.is_dir()}
+    midway = {t for t, e in before.items() if e}
+    assert len(midway) >= 1 and all(max(before[t]) < epochs for t in midway), before
+    search_dirs = sorted(d.name for d in (run / "tune" / "round-1").iterdir() if d.is_dir())
+    assert not (run / "best").exists()
+
+    res = _search("--resume", str(run))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "final stage: resuming" in res.stdout and "decision:" in res.stdout
+    df = _check_run(run, BUDGET, "random", 2)
+    assert sorted(d.name for d in (run / "tune" / "round-1").iterdir() if d.is_dir()) == search_dirs
+    every = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    final = every[every["stage"] == "final"]
+    units = sorted(d.name for d in exp.iterdir() if d.is_dir())
+    assert units == sorted(final["trial_id"]) and len(units) == 4  # control + 1 finalist, 2 seeds: none added
+    for t in units:
+        assert _epochs(exp / t) == list(range(1, epochs + 1)), f"{t} lost or repeated epochs"
+    for t in midway:
+        resumed = [json.loads(ln)["resumed_from"] for ln in (exp / t / "result.json").open()]
+        assert max(resumed) == max(before[t]) > 0
+    assert len(df) == 2
 
 
 def _epochs(trial_dir: Path) -> list[int]:

@@ -98,6 +98,7 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
     if rows and any(c not in rows[0] for c in ("trial_id", "status", METRIC)):
         missing = [c for c in ("trial_id", "status", METRIC) if c not in rows[0]]
         raise HebbnasError(f"{run / rf.TRIALS_CSV} lacks column(s) {', '.join(missing)}")
+    rows = [r for r in rows if r.get("stage", "search") == "search"]  # an interrupted final stage chose nothing
     usable = [r for r in rows if _usable(r)]
     best = best_row(rows, has_checkpoint=lambda tid: rf.trial_checkpoint_path(run, tid).is_file())
     if best is None:

@@ -1,0 +1,297 @@
+"""Confirmed winners (issue 30, item 5): which strategy's *final-stage* answer is best at convergence?
+
+The default strategy was chosen from 2-epoch picks, and its pick lost to the paper's widths once
+retrained. Here every strategy ends as `hebbnas search` now ends: a search of K units in the zoo's
+protocol (analysis/zoo.py: 2 epochs on 5,000 Fashion-MNIST images, 1/4 width at 128 px, budget 3e8 MACs),
+then a final stage: its top two distinct networks by validation accuracy and the control (the paper's
+widths) retrained in the converged protocol (analysis/converged.py: 10 epochs on 20,000 images, crop +
+flip) on seeds 0 and 1, and the answer chosen there by `hebbnas.search.select.decide` (the control unless
+a finalist's paired validation difference has a 95% t interval above zero). The answer's converged test
+accuracy is the score; the plan is in finals-planning.md, fixed before any unit.
+
+    tpe         hebbnas.strategies.tpe as it searches now (exact enqueued derivations, start-up draws after
+                them: analysis/strategies.py's run_optuna with the strategy's own sampler)
+    random      random search: K of the zoo's 24 random candidates drawn without replacement (seeded by the
+                repeat), their zoo units on the repeat's seed (no training)
+    reallocate  analysis/strategies.py's run (the paper's widths, then probe-proposed moves)
+    slim        analysis/strategies.py's run (TPE over the energy of the global threshold)
+
+Repeat r runs every strategy's search on the zoo's seed r (units cached with the zoo's and strategies'
+units); the final stages of all repeats use converged seeds 0 and 1 (units cached with the converged run's).
+
+    python analysis/finals.py --jobs 2              # the study (hours; cached, resumable, repeat by repeat)
+    python analysis/finals.py --report-only         # finals.md from finals.csv
+    python analysis/finals.py --smoke --out /tmp/f  # seconds (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis import converged, strategies, zoo  # noqa: E402
+
+RESULTS = ROOT / "analysis" / "results"
+STRATEGIES = ("tpe", "random", "reallocate", "slim")
+"""In the order they run within a repeat (the issue's three first, slim if the budget allows)."""
+K = 16
+REPEATS = (0, 1, 2)
+FINAL_TOP = 2
+FINAL_SEEDS = (0, 1)
+CONTROL = "paper"
+
+
+# ---------------------------------------------------------------------------------------------
+# the search part of a run: units in order (topology, validation and test accuracy on the repeat's seed)
+
+
+def random_run(zoo_main: Any, randoms: Sequence[Any], seed: int, k: int) -> list[dict[str, Any]]:
+    """Random search on seed `seed`: k of the zoo's random candidates, drawn without replacement with a
+    generator seeded by the repeat, in draw order, with their zoo units' accuracies (nothing trains)."""
+    rng = np.random.default_rng(1000 + seed)
+    pick = [randoms[i] for i in rng.permutation(len(randoms))[:k]]
+    z = zoo_main[zoo_main["seed"] == seed].set_index("candidate")
+    rows = []
+    for i, c in enumerate(pick, 1):
+        rows.append({"unit": i, "name": c.name, "topology_hash": c.topology.hash(),
+                     "val_acc": float(z.loc[c.name, "val_acc"]), "test_acc": float(z.loc[c.name, "test_acc"]),
+                     "topology": c.topology.to_json(indent=None)})
+    return rows
+
+
+def search_finalists(rows: Sequence[dict[str, Any]], control_hash: str, top: int = FINAL_TOP) -> list[dict[str, Any]]:
+    """The run's top `top` distinct networks by validation accuracy (ties: the earlier unit), other than the
+    control, which the final stage trains anyway. Pure; unit-tested."""
+    pool = [r for r in rows if isinstance(r.get("topology"), str) and r["topology"]
+            and not math.isnan(float(r["val_acc"]))]
+    pool.sort(key=lambda r: (-float(r["val_acc"]), int(r["unit"])))
+    out, seen = [], {control_hash}
+    for r in pool:
+        if len(out) >= top:
+            break
+        if r["topology_hash"] not in seen:
+            seen.add(r["topology_hash"])
+            out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the final stage of a run, decided as hebbnas search decides
+
+
+def decide_run(units: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One run's final stage from its unit rows (network, control, seed, val_acc, test_acc): the decision
+    of `hebbnas.search.select.decide` and the chosen network's mean test accuracy. Pure; unit-tested."""
+    from hebbnas.search.select import NetworkResult, decide
+
+    nets: dict[str, dict[str, Any]] = {}
+    for u in units:
+        d = nets.setdefault(u["network"], {"control": bool(u["control"]), "rank": int(u.get("rank", 0)), "val": {},
+                                           "test": {}})
+        d["val"][int(u["seed"])] = u["val_acc"]
+        d["test"][int(u["seed"])] = u["test_acc"]
+    results = [NetworkResult(n, d["control"], d["val"], d["test"], d["rank"]) for n, d in nets.items()]
+    dec = decide(results)
+    chosen = next(r for r in results if r.name == dec.chosen)
+    control = next(r for r in results if r.control)
+    return {"chosen": dec.chosen, "kept_control": dec.kept_control, "sentence": dec.sentence,
+            "chosen_test": chosen.mean_test(), "chosen_val": chosen.mean_val(),
+            "control_test": control.mean_test(), "diff_test_pt": 100 * (chosen.mean_test() - control.mean_test())}
+
+
+# ---------------------------------------------------------------------------------------------
+# the study
+
+
+def _search_rows(strategy: str, seed: int, zp: zoo.Protocol, cache: Path, zoo_cache: Path, zoo_main: Any,
+                 randoms: Sequence[Any], k: int, threads: int) -> tuple[str, int, list[dict[str, Any]]]:
+    if strategy == "random":
+        return strategy, seed, random_run(zoo_main, randoms, seed, k)
+    rows = strategies.run_strategy(zp, cache, zoo_cache, strategy, seed, k, threads, own_sampler=True)
+    return strategy, seed, strategies.distinct_units([r for r in rows if isinstance(r.get("topology"), str)])
+
+
+def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats: Sequence[int],
+        strategy_names: Sequence[str], k: int, log: Any = print) -> Path:
+    """Repeat by repeat: every strategy's search (two at a time), then the final stage's units (two at a
+    time, deduplicated across strategies), then the rows of finals.csv; rewritten as repeats complete."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    import pandas as pd
+
+    from hebbnas.topology import Topology
+
+    if smoke:
+        zp, cp, zoo_randoms = zoo.smoke_protocol(), converged.smoke_protocol(), ("random-00", "random-01", "random-02")
+        cp = dataclasses.replace(cp, seeds=FINAL_SEEDS, focal_seeds=(), grow=())
+    else:
+        zp, cp, zoo_randoms = zoo.cpu_protocol(), converged.protocol(), None
+    zoo_cache, scache, ccache = zoo_dir / "zoo-cache", out / "strategies-cache", out / "converged-cache"
+    zoo_main = converged._zoo_main(zoo_dir)
+    statics = zoo.static_candidates(zp)
+    paper = statics[0].topology
+    randoms = [c for c in statics if c.kind == "random" and (zoo_randoms is None or c.name in zoo_randoms)]
+    names = {paper.hash(): CONTROL, **{c.topology.hash(): c.name for c in statics}}
+    rows: list[dict[str, Any]] = []
+    path = out / "finals.csv"
+    for r in repeats:
+        log(f"repeat {r}: searches ({', '.join(strategy_names)}, {k} units each, the zoo's seed {r})")
+        runs: dict[str, list[dict[str, Any]]] = {}
+        with zoo.executor(jobs) as ex:
+            pending = [ex.submit(_search_rows, s, r, zp, scache, zoo_cache, zoo_main, randoms, k, threads)
+                       for s in strategy_names]
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    pending.remove(f)
+                    s, _, got = f.result()
+                    runs[s] = got
+                    best = max(got, key=lambda x: x["val_acc"])
+                    log(f"  {s}: {len(got)} distinct units, best val {best['val_acc']:.4f}")
+        plan: list[tuple[str, str, Any, int, int]] = []  # (strategy, network, topology, rank, seed)
+        for s in strategy_names:
+            fin = search_finalists(runs[s], paper.hash())
+            nets = [(CONTROL, paper, 0)] + [(names.get(f["topology_hash"], f["topology_hash"]),
+                                             Topology.from_json(f["topology"]), i + 1) for i, f in enumerate(fin)]
+            plan += [(s, n, t, rank, seed) for seed in FINAL_SEEDS for n, t, rank in nets]
+        todo = {(t.hash(), seed): t for _, _, t, _, seed in plan}
+        log(f"repeat {r}: final stage, {len(todo)} distinct units on seeds {FINAL_SEEDS} (cached ones are read)")
+        recs: dict[tuple[str, int], dict[str, Any]] = {}
+        with zoo.executor(jobs) as ex:
+            futs = {ex.submit(zoo.cached_unit, cp, ccache, cp.main, t, seed, threads): key
+                    for key, t in todo.items() for seed in [key[1]]}
+            while futs:
+                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+                for f in done:
+                    key = futs.pop(f)
+                    recs[key] = f.result()
+                    if recs[key].get("trained_now"):
+                        log(f"  {names.get(key[0], key[0])} seed {key[1]}: val {recs[key]['val_acc']:.4f} test "
+                            f"{recs[key]['test_acc']:.4f} ({recs[key]['unit_s']:.0f} s) [{len(futs)} left]")
+        for s, n, t, rank, seed in plan:
+            rec = recs[(t.hash(), seed)]
+            rows.append({"strategy": s, "repeat": r, "network": n, "topology_hash": t.hash(), "rank": rank,
+                         "seed": seed, "val_acc": rec["val_acc"], "test_acc": rec["test_acc"],
+                         "control": n == CONTROL, "search_units": len(runs[s]),
+                         "search_best_val": max(x["val_acc"] for x in runs[s]), "unit_s": rec.get("unit_s"),
+                         "commit": rec.get("commit", ""), "topology": t.to_json(indent=None)})
+        tmp = out / ".finals.csv.tmp"
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        tmp.replace(path)
+        log(f"repeat {r}: complete ({len(rows)} final units so far)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# read-out
+
+
+def summarise(df: Any) -> Any:
+    """Per (strategy, repeat): the decision and the chosen network's converged test accuracy. Pure."""
+    import pandas as pd
+
+    out = []
+    for (s, r), g in df.groupby(["strategy", "repeat"], sort=False):
+        d = decide_run(g.to_dict("records"))
+        out.append({"strategy": s, "repeat": r, **d, "units": int(g["search_units"].iloc[0]) + len(g)})
+    return pd.DataFrame(out)
+
+
+def report(out: Path, n_boot: int = 0) -> Path:
+    import pandas as pd
+
+    from hebbnas.search.select import paired_interval
+
+    df = pd.read_csv(out / "finals.csv", keep_default_na=False)
+    runs = summarise(df)
+    meta = json.loads((out / "finals-meta.json").read_text()) if (out / "finals-meta.json").exists() else {}
+    lines = ["# Confirmed winners: each strategy's final-stage answer at convergence", ""]
+    for s in meta.get("sessions", []):
+        lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, code at {s['commit']}")
+    commits = sorted({str(c) for c in df["commit"] if str(c)})
+    lines += [f"- final units' code commits: {', '.join(commits) or '-'} (units from the converged run carry none: "
+              "f20fdbb, an earlier machine)", ""]
+    plan = out / "finals-planning.md"
+    if plan.exists():
+        lines += [plan.read_text().strip(), ""]
+    complete = sorted(r for r, g in runs.groupby("repeat") if set(g["strategy"]) >= set(STRATEGIES[:3]))
+    lines += ["## Result", "", f"Complete repeats: {', '.join(map(str, complete)) or 'none'} (of {list(REPEATS)}).", "",
+              "| strategy | repeats | paper kept | chosen network's converged test acc (mean) | chosen minus paper, "
+              "test (pt) [95% t over repeats] | trained units per run |",
+              "| --- | ---: | ---: | ---: | --- | ---: |"]
+    means = {}
+    for s, g in runs.groupby("strategy", sort=False):
+        m, lo, hi = paired_interval(list(g["diff_test_pt"]))
+        means[s] = float(g["chosen_test"].mean())
+        ci = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else f"{m:+.2f}"
+        lines.append(f"| {s} | {len(g)} | {int(g['kept_control'].sum())} of {len(g)} | {means[s]:.4f} | {ci} | "
+                     f"{g['units'].mean():.0f} |")
+    lines += ["", "Per run (strategy, repeat): the decision of the final stage.", "",
+              "| strategy | repeat | chosen | test acc | paper test acc | decision |", "| --- | ---: | --- | ---: | ---: | --- |"]
+    for _, x in runs.iterrows():
+        lines.append(f"| {x['strategy']} | {x['repeat']} | {x['chosen']} | {x['chosen_test']:.4f} | "
+                     f"{x['control_test']:.4f} | {x['sentence']} |")
+    if means:
+        best = max(means, key=lambda s: (means[s], -STRATEGIES.index(s) if s in STRATEGIES else 0))
+        lines += ["", f"Highest mean confirmed-winner test accuracy: **{best}** ({means[best]:.4f})."]
+    path = out / "finals.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="seconds-long schema check (digits, tiny everything)")
+    ap.add_argument("--report-only", action="store_true", help="rebuild finals.md from finals.csv in --out")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", default=",".join(map(str, REPEATS)), help="the zoo seeds of the repeats")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default analysis/results)")
+    ap.add_argument("--zoo", type=Path, default=None, help="the zoo's results folder (default analysis/results; "
+                    "with --smoke, --out)")
+    args = ap.parse_args(argv)
+    out = args.out or RESULTS
+    if args.report_only:
+        print(report(out).read_text())
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    zoo_dir = args.zoo or (out if args.smoke else RESULTS)
+    command = "python analysis/finals.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+    def log(msg: str) -> None:
+        print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M UTC"), time.time()
+    k = 4 if args.smoke else K
+    run(out, zoo_dir, args.jobs, args.threads, args.smoke, [int(x) for x in args.repeats.split(",")],
+        [x for x in args.strategies.split(",") if x], k, log)
+    meta_path = out / "finals-meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sessions": []}
+    meta["sessions"].append({"command": command, "started": started, "wall_s": round(time.time() - t0, 1),
+                             "jobs": args.jobs, "threads": args.threads, "commit": zoo.code_commit(),
+                             "torch": torch.__version__})
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(report(out).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
