@@ -194,7 +194,24 @@ def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats:
         pd.DataFrame(rows).to_csv(tmp, index=False)
         tmp.replace(path)
         log(f"repeat {r}: complete ({len(rows)} final units so far)")
+        if r == repeats[0]:
+            machine_check(out, cp, paper, jobs, threads, log)
     return path
+
+
+def machine_check(out: Path, cp: zoo.Protocol, paper: Any, jobs: int, threads: int, log: Any = print) -> None:
+    """The control's converged units retrained on this machine into their own cache (the plan's check of
+    the machine effect; reported beside, never used to decide): finals-paper-here.csv."""
+    import pandas as pd
+
+    cache = out / "finals-paper-here-cache"
+    log(f"machine check: paper on seeds {FINAL_SEEDS} retrained here ({cache.name})")
+    with zoo.executor(jobs) as ex:
+        recs = [f.result() for f in [ex.submit(zoo.cached_unit, cp, cache, cp.main, paper, s, threads)
+                                     for s in FINAL_SEEDS]]
+    pd.DataFrame([{"seed": s, "val_acc": r["val_acc"], "test_acc": r["test_acc"], "machine": r.get("machine", ""),
+                   "commit": r.get("commit", "")} for s, r in zip(FINAL_SEEDS, recs)]).to_csv(
+        out / "finals-paper-here.csv", index=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +263,14 @@ def report(out: Path, n_boot: int = 0) -> Path:
     for _, x in runs.iterrows():
         lines.append(f"| {x['strategy']} | {x['repeat']} | {x['chosen']} | {x['chosen_test']:.4f} | "
                      f"{x['control_test']:.4f} | {x['sentence']} |")
+    here = out / "finals-paper-here.csv"
+    if here.exists():
+        h = pd.read_csv(here)
+        ctrl = df[df["control"].astype(str) == "True"].drop_duplicates("seed").set_index("seed")["test_acc"]
+        diffs = [100 * (float(ctrl[s]) - float(t)) for s, t in zip(h["seed"], h["test_acc"]) if s in ctrl.index]
+        lines += ["", f"Machine check (the plan's): paper retrained on this study's machine gives test "
+                  f"{', '.join(f'{t:.4f}' for t in h['test_acc'])} on seeds {', '.join(map(str, h['seed']))}; the "
+                  f"reused control units minus these: {', '.join(f'{d:+.2f}' for d in diffs)} points."]
     if means:
         best = max(means, key=lambda s: (means[s], -STRATEGIES.index(s) if s in STRATEGIES else 0))
         lines += ["", f"Highest mean confirmed-winner test accuracy: **{best}** ({means[best]:.4f})."]
