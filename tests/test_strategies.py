@@ -119,17 +119,26 @@ def test_slim_keeps_each_branch_share_of_independent_units(paper: Topology) -> N
                 assert w == w0  # white: 99% of the energy needs (nearly) every unit
 
 
-def test_tpe_enqueues_the_paper_first_then_derivations_as_clipped_multipliers(paper: Topology) -> None:
+def test_tpe_enqueues_the_paper_first_then_derivations_as_exact_multipliers(paper: Topology) -> None:
+    from hebbnas.derive import fit
+    from hebbnas.strategies import knobs
+    from hebbnas.strategies.random import scaled_topology
+
     space = load_space("googlenet")
     dists = width_distributions(space)
     pts = get_strategy("tpe").initial_points(space, 1, 5)
     assert pts == [{f"width.{k}": 1.0 for k in dists}]  # without a probe: the paper's widths only
-    assert multipliers(paper, paper, dists) == {f"width.{k}": pytest.approx(1.0) for k in dists}
+    assert multipliers(paper, paper, paper, dists) == {f"width.{k}": pytest.approx(1.0) for k in dists}
     doubled = paper.with_widths({m.name: tuple(2 * w for w in m.widths) for m in paper.modules})
-    assert multipliers(paper, doubled, dists) == {f"width.{k}": pytest.approx(1.0) for k in dists}  # scale-free
+    m2 = multipliers(paper, doubled, paper, dists)
+    assert fit(scaled_topology(paper, knobs(m2, "width")), 1.5e9, name="x") == fit(doubled, 1.5e9, name="x")
     skewed = paper.with_widths({"inception3a": (paper.module("inception3a").b1 * 100, *paper.module("inception3a").widths[1:])})
-    m = multipliers(paper, skewed, dists)
-    assert m["width.inception3a.b1"] == dists["inception3a.b1"].high  # clipped to the space
+    m = multipliers(paper, skewed, paper, dists)
+    assert m["width.inception3a.b1"] == pytest.approx(100.0) > dists["inception3a.b1"].high  # never clipped
+    removed = paper.with_widths({"inception3a": (*paper.module("inception3a").widths[:3], 0, 0,
+                                                 paper.module("inception3a").b4)})
+    kept = scaled_topology(paper, knobs(multipliers(paper, removed, paper, dists), "width"))
+    assert kept.module("inception3a").widths[3:5] == (0, 0)  # a branch the derivation removed stays removed
 
 
 def test_keeps_incumbent_strategy_trains_its_start_once(monkeypatch: pytest.MonkeyPatch) -> None:

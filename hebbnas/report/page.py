@@ -78,6 +78,7 @@ circles mark the Pareto front (no other trial is both cheaper and more accurate)
 {%- endif %}
 {%- for r in rounds %}
 <h2>{{ r.head }}</h2>
+{%- if r.subtitle %}<p class='muted'>{{ r.subtitle }}</p>{% endif %}
 {%- if r.totals %}<p>{% for line in r.totals %}{{ line }}{% if not loop.last %}<br>{% endif %}{% endfor %}</p>{% endif %}
 {%- if r.modules %}
 <h3>Modules: derived widths beside the paper's</h3>
@@ -280,12 +281,11 @@ def _round(k: int, d: Path, label: str = "") -> dict[str, Any]:
     import pandas as pd
 
     head = f"Round {k}: cluster-to-branch report" if k else "Cluster-to-branch report"
-    out: dict[str, Any] = {"head": head, "path": str(d), "totals": [], "modules": [], "module_columns": [],
-                           "widths": None, "heatmaps": []}
+    out: dict[str, Any] = {"head": head + (f" ({label})" if label else ""), "path": str(d), "totals": [],
+                           "modules": [], "module_columns": [], "widths": None, "heatmaps": [], "subtitle": ""}
     if (d / "report.json").is_file():
         rep = json.loads((d / "report.json").read_text())
-        if rep.get("title"):
-            out["head"] = str(rep["title"])
+        out["subtitle"] = str(rep.get("title") or "")
         tot = rep.get("totals") or {}
         shape = "x".join(map(str, tot.get("input_shape") or []))
         for label, key in (("fitted", "fitted"), ("paper (Table 1)", "paper"), ("paper scaled to the budget",
