@@ -148,7 +148,7 @@ def test_final_stage_settings() -> None:
     s = resolve_settings(space, "googlenet", {"budget": "1.5e9"})
     f = s.final_fidelity
     assert s.final_top == 2 and s.final_seeds == 2 and f is not None
-    assert f.epochs == 6 and not f.augment and f.width == 1.0 and f.resolution == s.resolution
+    assert f.epochs == 4 and not f.augment and f.width == 1.0 and f.resolution == s.resolution
     assert resolve_settings(space, "googlenet", {"budget": "1.5e9", "final_top": 0}).final_fidelity is None
     smoke = resolve_settings(space, "googlenet", {"budget": "1.5e9"}, smoke=True).final_fidelity
     assert smoke is not None and smoke.epochs == 1 and smoke.train_subset == 160

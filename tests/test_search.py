@@ -66,7 +66,6 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
         ({"strategy": "random", "rounds": 2}, "needs --strategy hebbian"),
         ({"trials": 1, "rounds": 2}, "needs --strategy hebbian"),  # the default (tpe) has one round
         ({"strategy": "hebbian", "trials": 1, "rounds": 2}, "fewer than --rounds"),
-        ({"max_epochs": 1}, r"grace period 2 \(\S*googlenet.yaml: search.grace_period\) exceeds --trial-epochs 1"),
         ({"trials": 0}, "--trials must be an integer >= 1"),
         ({"max_epochs": 0}, "--trial-epochs must be an integer >= 1"),
         ({"cpus_per_trial": 0}, "cpus-per-trial must be a positive number"),
@@ -76,6 +75,12 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
 def test_impossible_settings(space, options: dict, match: str) -> None:  # noqa: ANN001
     with pytest.raises(HebbnasError, match=match):
         resolve_settings(space, "googlenet", {"budget": BUDGET, **options})
+
+
+def test_a_grace_period_longer_than_a_trial_names_where_it_came_from() -> None:
+    with pytest.raises(HebbnasError, match=r"grace period 2 \(\S*fashion-mnist.yaml: search.grace_period\) exceeds "
+                       r"--trial-epochs 1"):
+        resolve_settings(load_space("fashion-mnist"), "fashion-mnist", {"budget": BUDGET, "max_epochs": 1})
 
 
 def test_space_sections_are_checked() -> None:
