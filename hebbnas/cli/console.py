@@ -126,10 +126,11 @@ class Console:
         width = float(metrics.get("proxy_width", 1.0))
         if width < 1:
             self.message(
-                f"note: trials trained {width:g}-width copies (the width proxy): best/topology.json is the full-width "
-                f"topology, and best/model.pt holds its proxy's weights, not the deployed model. Train it with: "
-                f"hebbnas train {path / BEST_TOPOLOGY} --dataset {metrics.get('dataset')} --out DIR; "
-                f"then: hebbnas export DIR")
+                f"note: {'the final stage' if final else 'trials'} trained {width:g}-width copies (the width proxy): "
+                f"best/topology.json is the full-width topology, and best/model.pt holds its proxy's weights, not the "
+                f"deployed model. Train it with: hebbnas train {path / BEST_TOPOLOGY} --dataset "
+                f"{metrics.get('dataset')} --resolution {metrics.get('resolution')} --out DIR (or give the space's "
+                f"final: block width: 1 and the deploy resolution, on GPUs); then: hebbnas export DIR")
 
 
 def _where(k: int | None, row: Mapping[str, Any]) -> str:
