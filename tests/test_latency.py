@@ -57,6 +57,27 @@ def test_show_latency_prints_a_profile_beside_the_macs(tmp_path, capsys: pytest.
     assert main(["show", str(path), "--input", "3x64x64", "--latency", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["runs"] >= 30 and obj["median_ms"] > 0 and obj["macs"] == tiny_topology().macs(SMALL)
+    assert len(obj["repeat_medians_ms"]) == 2 and obj["repeat_spread"] >= 1.0  # how repeatable the median is
+
+
+def test_show_latency_says_how_repeatable_its_figure_is(tmp_path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    import hebbnas.latency as latency_mod
+    from hebbnas.latency import Latency
+
+    medians = iter([10.0, 12.5, 11.0])
+    base = Latency(median_ms=0, q1_ms=0, q3_ms=0, runs=30, batch=1, input=SMALL, runtime="eager", threads=1,
+                   device="cpu", channels_last=False)
+    monkeypatch.setattr(latency_mod, "measure", lambda *a, **k: dataclasses.replace(
+        base, median_ms=(m := next(medians)), q1_ms=m * 0.99, q3_ms=m * 1.01))
+    path = tmp_path / "t.json"
+    path.write_text(tiny_topology().to_json())
+    assert main(["show", str(path), "--input", "3x64x64", "--latency", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "medians 10.00, 12.50, 11.00 ms over 3 back-to-back measurements, 1.25x apart" in out
+    assert main(["show", str(path), "--input", "3x64x64", "--latency", "--repeat", "0"]) == 2
 
 
 def test_rejected_trials_are_finished_never_usable_and_told_apart() -> None:

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --latency: torch eager (default) or onnxruntime on the ONNX export (hebbnas[onnx])")
     s.add_argument("--runs", type=int, default=30, help="with --latency: timed runs (at least 30)")
     s.add_argument("--device", default="cpu", help="with --latency: cpu (default), cuda or cuda:N")
+    s.add_argument("--repeat", type=int, default=2, metavar="N",
+                   help="with --latency: measure N times back to back and print how far the medians lie apart "
+                   "(default 2): a run's IQR understates how repeatable its median is")
     s.set_defaults(func=cmd_show)
 
 
@@ -62,13 +65,35 @@ def _latency(t: Topology, shape: tuple[int, int, int], args: argparse.Namespace)
     """Measure and print the per-block profile (or one JSON object with --json)."""
     from hebbnas.latency import measure
 
-    lat = measure(t, shape, batch=args.batch, runtime=args.runtime, runs=args.runs, device=args.device,
-                  profile=args.runtime == "eager")
+    if args.repeat < 1:
+        raise HebbnasError(f"--repeat must be at least 1, got {args.repeat}")
+    lats = [measure(t, shape, batch=args.batch, runtime=args.runtime, runs=args.runs, device=args.device,
+                    profile=args.runtime == "eager") for _ in range(args.repeat)]
+    lat, medians = lats[0], [x.median_ms for x in lats]
+    spread = max(medians) / min(medians)
     if args.json:
-        print(json.dumps({"name": t.name, "macs": t.macs(shape), "params": t.params(), **lat.to_dict()}))
+        print(json.dumps({"name": t.name, "macs": t.macs(shape), "params": t.params(), **lat.to_dict(),
+                          "repeat_medians_ms": medians, "repeat_spread": spread}))
         return 0
     print(profile_table(t, shape, lat))
+    print(repeatability_line(medians))
     return 0
+
+
+REPEAT_SPREAD_SEEN = 1.17
+"""Back-to-back `hebbnas show googlenet --latency` runs on a quiet 2-core machine gave 14.95, 15.31 and 17.46 ms
+(issue 32, 2026-12-07) while each run's IQR was about 2%: how far one median may move on its own."""
+
+
+def repeatability_line(medians: list[float]) -> str:
+    """How repeatable the figure is: the repeats' medians and their max/min ratio, beside what was seen."""
+    ms = ", ".join(f"{m:.2f}" for m in medians)
+    if len(medians) < 2:
+        return (f"repeatability: one measurement ({ms} ms); back-to-back medians have differed by up to "
+                f"{REPEAT_SPREAD_SEEN:.2f}x on a 2-core machine, so compare candidates measured interleaved")
+    return (f"repeatability: medians {ms} ms over {len(medians)} back-to-back measurements, "
+            f"{max(medians) / min(medians):.2f}x apart (seen up to {REPEAT_SPREAD_SEEN:.2f}x on a 2-core machine); "
+            "differences smaller than that are not resolved by one measurement")
 
 
 def profile_table(t: Topology, shape: tuple[int, int, int], lat: Any) -> str:
