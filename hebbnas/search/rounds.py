@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
@@ -32,7 +31,18 @@ from hebbnas.trials import (
     best_row,
     fmt_macs,
 )
-from hebbnas.search.final import run_final_stage
+from hebbnas.search.final import (
+    EXPERIMENT,
+    UNIT_KEY,
+    FinalOutcome,
+    FinalSpec,
+    chosen_unit,
+    decide_rows,
+    finalists,
+    network_results,
+    plan_units,
+    run_final_unit,
+)
 from hebbnas.search.grid import load_checkpoint, rows_from_grid
 from hebbnas.search.outcome import RoundOutcome, SearchInterrupted, SearchOutcome
 from hebbnas.search.sink import SearchSink, active_sink, current_session, tune_callback_class
@@ -246,6 +256,79 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
     with plan.timed("test evaluation"):
         test_acc = evaluate_checkpoint(ckpt, data, progress=plan.progress)
     return SearchOutcome(tuple(outcomes), best, ckpt, test_acc, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the final stage as a Tune experiment (its units and rule: hebbnas.search.final)
+
+
+def final_spec(plan: SearchPlan, rows: Sequence[Mapping[str, Any]]) -> FinalSpec:
+    """The stage's units (from the finished rounds' rows: the same on every resume) and its one recipe."""
+    s = plan.settings
+    control = plan.start_topology()
+    seeds = tuple(s.seed + i for i in range(s.final_seeds))
+    units = plan_units(finalists([r for r in rows if r.get("stage", "search") == "search"], control.hash(),
+                                 s.final_top), control, seeds)
+    data = plan.final_data()
+    return FinalSpec(units=units, train=recipe(plan.space, s.compile), fidelity=s.final_fidelity, budget=s.budget,
+                     deploy_input=plan.space.deploy_input, threads=plan.threads, strategy=s.strategy,
+                     dataset=data.name, mean=tuple(data.mean), std=tuple(data.std))
+
+
+def _final_trainable(plan: SearchPlan, spec: FinalSpec) -> Any:
+    from ray import tune
+
+    fn = tune.with_parameters(run_final_unit, spec=spec, dataset=plan.final_data())
+    res = {"cpu": plan.settings.cpus_per_trial}
+    if plan.settings.gpus_per_trial:
+        res["gpu"] = plan.settings.gpus_per_trial
+    return tune.with_resources(fn, res)
+
+
+def _final_tuner(plan: SearchPlan, spec: FinalSpec) -> Any:
+    from ray import tune
+
+    s = plan.settings
+    callback = tune_callback_class()(None, s.strategy, spec.fidelity.epochs)
+    return tune.Tuner(
+        _final_trainable(plan, spec),
+        param_space={UNIT_KEY: tune.grid_search(list(range(len(spec.units))))},
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=s.concurrency, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=plan.storage, verbose=0, callbacks=[callback],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  failure_config=failure_config()),
+    )
+
+
+def run_final_stage(plan: SearchPlan, rows: Sequence[Mapping[str, Any]], sink: SearchSink) -> FinalOutcome:
+    """Train (or resume, or read back) the final stage and decide; raise SearchInterrupted if it did not finish."""
+    s = plan.settings
+    spec = final_spec(plan, rows)
+    path = plan.experiment_path(EXPERIMENT)
+    tuner = restore_tuner(path, _final_trainable(plan, spec))
+    sink.final_started(spec, resumed=tuner is not None)
+    if tuner is None:
+        tuner = _final_tuner(plan, spec)
+    grid = tuner.fit()
+    session = current_session()
+    got, results = rows_from_grid(grid, None, s.strategy, spec.fidelity.epochs,
+                                  session.finished_ids(None) if session else None)
+    done = [r for r in got if TrialStatus(r["status"]).finished]
+    if len(got) < len(spec.units) or len(done) < len(got):
+        for r in done:
+            sink.trial_finished(None, r)
+        raise SearchInterrupted(f"final stage: {len(done)} of {len(spec.units)} units finished")
+    for tid, r in results.items():
+        if r.checkpoint is not None:
+            sink.trial_checkpoint(tid, r.checkpoint)
+    decision = decide_rows(got, spec.units, spec.fidelity.margin)
+    chosen = chosen_unit(got, decision.chosen)
+    outcome = FinalOutcome(rows=tuple(got), networks=tuple(network_results(got, spec.units)), decision=decision,
+                           chosen_row=chosen, chosen_checkpoint=load_checkpoint(results[chosen["trial_id"]].checkpoint),
+                           fidelity=spec.fidelity, seeds=tuple(sorted({u.seed for u in spec.units})))
+    sink.final_finished(outcome)
+    return outcome
 
 
 def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[str, Any] | None,

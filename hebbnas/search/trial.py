@@ -142,9 +142,6 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
     import torch
     from ray import tune
 
-    from hebbnas.model import build, inference_state_dict
-    from hebbnas.train import train
-
     torch.set_num_threads(spec.threads)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id() or "local"
