@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import math
-import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis import converged, zoo  # noqa: E402
+from analysis.runlog import Session, command_line, log  # noqa: E402
 from analysis.stats import spearman, spearman_boot  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
@@ -183,20 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     zoo_dir = args.zoo or (out if args.smoke else RESULTS)
     cache = out / "converged-cache"
-    command = "python analysis/final_fidelity.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-
-    def log(msg: str) -> None:
-        print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
-
-    started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M UTC"), time.time()
+    session = Session(command_line("final_fidelity.py", argv))
     run(out, cache, zoo_dir, args.jobs, args.threads, args.smoke, log)
-    meta_path = out / "final-fidelity-meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sessions": []}
-    meta["sessions"].append({"command": command, "started": started, "wall_s": round(time.time() - t0, 1),
-                             "jobs": args.jobs, "threads": args.threads, "commit": zoo.code_commit(),
-                             "torch": torch.__version__})
-    meta_path.write_text(json.dumps(meta, indent=1))
+    session.record(out / "final-fidelity-meta.json", jobs=args.jobs, threads=args.threads)
     print(report(out, n_boot=200 if args.smoke else 4000).read_text())
     return 0
 

@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import math
-import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis import converged, strategies, zoo  # noqa: E402
+from analysis.runlog import Session, command_line, log  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
 STRATEGIES = ("tpe", "random", "reallocate", "slim")
@@ -299,21 +297,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     zoo_dir = args.zoo or (out if args.smoke else RESULTS)
-    command = "python analysis/finals.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-
-    def log(msg: str) -> None:
-        print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
-
-    started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M UTC"), time.time()
+    session = Session(command_line("finals.py", argv))
     k = 4 if args.smoke else K
     run(out, zoo_dir, args.jobs, args.threads, args.smoke, [int(x) for x in args.repeats.split(",")],
         [x for x in args.strategies.split(",") if x], k, log)
-    meta_path = out / "finals-meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sessions": []}
-    meta["sessions"].append({"command": command, "started": started, "wall_s": round(time.time() - t0, 1),
-                             "jobs": args.jobs, "threads": args.threads, "commit": zoo.code_commit(),
-                             "torch": torch.__version__})
-    meta_path.write_text(json.dumps(meta, indent=1))
+    session.record(out / "finals-meta.json", jobs=args.jobs, threads=args.threads)
     print(report(out).read_text())
     return 0
 
