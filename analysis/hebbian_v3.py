@@ -181,9 +181,13 @@ def run(p: zoo.Protocol, zoo_p: zoo.Protocol, out: Path, cache: Path, old_caches
                     pending[ex.submit(zoo.cached_unit, p, cache, p.main, c.topology, seed, threads)] = ("unit", unit)
                 waiting[unit].append(c)
 
-        want([paper], seeds[0])
-        for s in seeds[1:]:
-            want([paper], s)
+        order.append(("paper", 0))  # seed 0: the converged run's unit, else the probe unit's own record
+        found0 = find_unit(p, caches, paper.topology, 0)
+        if found0 is not None:
+            rows[("paper", 0)] = row(paper, found0[0], found0[1].name)
+        for s in seeds:
+            if s != 0:
+                want([paper], s)
         probe_info: dict[str, Any] = {}
         while pending:
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -191,6 +195,7 @@ def run(p: zoo.Protocol, zoo_p: zoo.Protocol, out: Path, cache: Path, old_caches
                 what, unit = pending.pop(f)
                 rec = f.result()
                 if what == "probe":
+                    rows.setdefault(("paper", 0), row(paper, rec, cache.name))
                     probed, probe = trained_probe(p, paper, rec)
                     cands = candidates(p, probed, probe)
                     write_derivation_reports(out, p, probed, probe)
