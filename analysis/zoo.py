@@ -287,10 +287,14 @@ def recipe_tag(p: Protocol) -> str:
     return "-" + hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Path | None = None) -> dict[str, Any]:
+def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Path | None = None,
+               probe_train_images: int | None = None, weights_to: Path | None = None) -> dict[str, Any]:
     """Train the narrowed copy of `topology` on `proxy` with `seed`; validation and test accuracy once.
     With `probe_to`, the trained copy is then probed (every Inception input, on the first
-    `probe_images` training images at `probe_resolution`) and the probe saved there (.npz)."""
+    `probe_images` training images at `probe_resolution`) and the probe saved there (.npz); the images
+    are those of the seed's `probe_train_images`-image training subset when given (the zoo's probe
+    images: `Protocol.main.train_images` of the zoo), else of the unit's own. With `weights_to`, the
+    trained copy's inference state dict is saved there."""
     import torch
 
     from hebbnas.data import Split
@@ -316,11 +320,17 @@ def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Pa
         from hebbnas.pipeline import probe_network
         from hebbnas.probe import save_probe
 
-        x = data.train.x[: p.probe_images]
+        src = data if probe_train_images in (None, proxy.train_images) else dataset_for(
+            p, proxy.resolution, probe_train_images, seed)
+        x = src.train.x[: p.probe_images]
         if x.shape[-1] != p.probe_resolution:
             x = torch.nn.functional.interpolate(x, size=(p.probe_resolution,) * 2, mode="bilinear",
                                                 align_corners=False)
         save_probe(probe_network(small, model, x.contiguous()), probe_to)
+    if weights_to is not None:
+        from hebbnas.model import inference_state_dict
+
+        torch.save(inference_state_dict(model), weights_to)
     curve = {"val_curve": [round(r.val_accuracy, 6) for r in result.history],
              "train_curve": [round(r.train_accuracy, 6) for r in result.history],
              "epoch_s": [round(r.seconds, 2) for r in result.history]} if p.curve else {}
@@ -376,17 +386,22 @@ def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int, recipe: str =
 
 
 def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0,
-                probe: bool = False) -> dict[str, Any]:
+                probe: bool = False, probe_train_images: int | None = None) -> dict[str, Any]:
     """The unit's record: read from the cache, or trained and written atomically (a killed run loses
     only the units in flight). Runs in a worker process when the zoo trains units in parallel.
 
-    With `probe`, the record's `probe_path` names the trained copy's probe (`<unit>.probe.npz`); a cached
-    unit without one is trained again (training is deterministic: the same record, now with a probe)."""
+    With `probe`, the record's `probe_path` names the trained copy's probe (`<unit>.probe.npz`, or
+    `<unit>.probe-n<N>.npz` when probed on the images of the seed's N-image training subset,
+    `probe_train_images`) and `weights_path` its weights (`<unit>.weights.pt`); a cached unit without
+    that probe is trained again (training is deterministic: the same record, now with a probe)."""
     path = unit_path(cache, proxy, topology, seed, recipe_tag(p))
-    probe_path = path.with_suffix(".probe.npz")
+    other = probe_train_images not in (None, proxy.train_images)
+    probe_path = path.with_suffix(f".probe-n{probe_train_images}.npz" if other else ".probe.npz")
+    weights_path = path.with_suffix(".weights.pt")
+    extra = {"probe_path": str(probe_path), "weights_path": str(weights_path)} if probe else {}
     if path.exists() and (not probe or probe_path.exists()):
         rec = json.loads(path.read_text())
-        return {**rec, "probe_path": str(probe_path)} if probe else rec
+        return {**rec, **extra}
     if threads:
         import torch
 
@@ -394,8 +409,11 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
     t0 = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_probe = probe_path.with_suffix(f".{os.getpid()}.tmp.npz") if probe else None
-    rec = train_unit(p, proxy, topology, seed, probe_to=tmp_probe)
-    if tmp_probe is not None:
+    tmp_weights = weights_path.with_suffix(f".{os.getpid()}.tmp.pt") if probe else None
+    rec = train_unit(p, proxy, topology, seed, probe_to=tmp_probe, probe_train_images=probe_train_images,
+                     weights_to=tmp_weights)
+    if tmp_probe is not None and tmp_weights is not None:
+        tmp_weights.replace(weights_path)
         tmp_probe.replace(probe_path)
     rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
     rec["unit_s"] = round(time.perf_counter() - t0, 1)
@@ -406,7 +424,7 @@ def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int
     tmp.write_text(json.dumps(rec, indent=1))
     tmp.replace(path)
     rec["trained_now"] = True
-    return {**rec, "probe_path": str(probe_path)} if probe else rec
+    return {**rec, **extra}
 
 
 def unit_row(cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:

@@ -148,8 +148,11 @@ def _fill(widths: dict[_Key, int], raw: dict[_Key, float], alpha_hi: float, mult
 
 BRANCH_OF_SCALE = {1: "branch1", 3: "branch2", 5: "branch3"}
 METHODS = ("average", "complete", "spectral")
-ALLOCATIONS = ("clusters", "split")
-"""`Policy.allocation`: clusters decide module widths and branch split, or the branch split only."""
+ALLOCATIONS = ("clusters", "split", "pca", "redundancy")
+"""`Policy.allocation`, the derivation policy: clusters decide module widths and branch split
+("clusters"), or the branch split only ("split"); principal components decide module widths and clusters
+the split ("pca"); a redundancy ranking moves MACs between modules of the probed topology ("redundancy").
+The last two are defined in `hebbnas.policies`."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,15 @@ class Policy:
             width. ``"split"``: the split only; every module keeps the output width (#1x1 + #3x3 +
             #5x5 + pool proj) of the probed topology, and only its division between 1x1, 3x3, 5x5
             and pool (with the reductions in proportion) comes from the clusters' spatial scales.
-            `width_exponent` has no effect then.
+            `width_exponent` has no effect then. ``"pca"``: the split as ``"split"``, and every module
+            keeps k / C of the probed module's width, k the principal components of its input that hold
+            `energy` of the variance, C its channels (PCA width, Garg, Panda & Roy 2020).
+            ``"redundancy"``: no clustering; the probed topology's widths (its branch split kept) after
+            `steps` moves of `step_share` of the Inception MACs each, from the modules whose input is
+            most redundant (1 - effective rank / channels) to the least (`hebbnas.policies`).
+        energy: "pca" only: the share of an input's variance its counted components hold.
+        steps: "redundancy" only: the number of moves.
+        step_share: "redundancy" only: the share of the Inception MACs one move takes.
     """
 
     method: str = "average"
@@ -183,6 +194,9 @@ class Policy:
     pool_ratio: float = 0.15
     width_exponent: float = 1.0
     allocation: str = "clusters"
+    energy: float = 0.99
+    steps: int = 4
+    step_share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
@@ -195,6 +209,11 @@ class Policy:
             raise HebbnasError(f"scale_cut must be in (0, 1), got {self.scale_cut!r}")
         if float(self.reduction_ratio) <= 0 or float(self.pool_ratio) < 0 or not 0 < float(self.width_exponent) <= 2:
             raise HebbnasError("reduction_ratio must be > 0, pool_ratio >= 0, width_exponent in (0, 2]")
+        if not 0.0 < float(self.energy) <= 1.0:
+            raise HebbnasError(f"energy must be in (0, 1], got {self.energy!r}")
+        if int(self.steps) != self.steps or self.steps < 0 or not 0.0 < float(self.step_share) < 1.0:
+            raise HebbnasError(f"steps must be an integer >= 0 and step_share in (0, 1), got {self.steps!r}, "
+                               f"{self.step_share!r}")
 
     @classmethod
     def from_knobs(cls, knobs: dict[str, object]) -> Policy:
@@ -245,6 +264,9 @@ class ModuleDerivation:
         clusters: every cluster of the input.
         raw_widths: the six widths before scaling and fitting (cluster units).
         note: a one-line remark for the report.
+        signal: what a policy other than the cluster ones read, as (name, value) pairs in report order
+            (pca: components, their energy share, the kept share k / C; redundancy: the measure, its
+            rank, the width factor, the MACs moved); empty for "clusters" and "split".
     """
 
     name: str
@@ -255,6 +277,7 @@ class ModuleDerivation:
     clusters: tuple[ClusterInfo, ...]
     raw_widths: tuple[float, float, float, float, float, float]
     note: str = ""
+    signal: tuple[tuple[str, float], ...] = ()
 
     @property
     def num_clusters(self) -> int:
@@ -369,6 +392,46 @@ def _keep_module_width(d: ModuleDerivation, probed: InceptionSpec) -> ModuleDeri
     return dataclasses.replace(d, raw_widths=tuple(float(v * factor) for v in raw), note=note)  # type: ignore[arg-type]
 
 
+def _pca_modules(mods: tuple[ModuleDerivation, ...], probe: ProbeResult,
+                 policy: Policy) -> tuple[ModuleDerivation, ...]:
+    """Each split-only module times k / C, k the principal components of its input that hold `energy`."""
+    from hebbnas.policies import pca_signals
+
+    sig = pca_signals(probe, [d.name for d in mods], policy.energy)
+    out = []
+    for d in mods:
+        s = sig[d.name]
+        note = (f"{d.note}; " if d.note else "") + (f"pca: {s.components} of {s.channels} components hold "
+                                                     f"{s.energy_share:.3f} of the variance: width x{s.share:.3f}")
+        out.append(dataclasses.replace(
+            d, raw_widths=tuple(float(v * s.share) for v in d.raw_widths), note=note,  # type: ignore[arg-type]
+            signal=(("components", float(s.components)), ("energy share", s.energy_share), ("kept share", s.share))))
+    return tuple(out)
+
+
+def _redundancy_modules(probed: Topology, probe: ProbeResult, policy: Policy) -> tuple[ModuleDerivation, ...]:
+    """The probed widths, each module times its factor from the redundancy ranking (no clustering)."""
+    from hebbnas.policies import module_redundancy, redundancy_moves
+
+    names = probed.module_names
+    moves = redundancy_moves(probed, module_redundancy(probe, names), steps=int(policy.steps),
+                             step_share=float(policy.step_share), input_shape=(probed.in_channels, *DEFAULT_INPUT[1:]))
+    out = []
+    for m in probed.modules:
+        mv, st = moves[m.name], probe.modules[m.name]
+        how = (f"gives {-mv.moved / 1e6:.3g}M MACs" if mv.moved < 0 else f"gets {mv.moved / 1e6:.3g}M MACs"
+               if mv.moved > 0 else "unchanged")
+        note = (f"redundancy {mv.redundancy:.3f} (rank {mv.rank} of {len(names)}, 1 = most redundant): {how}, "
+                f"widths x{mv.factor:.3f} of {m.name}'s, branch split kept; clusters not used")
+        out.append(ModuleDerivation(
+            name=m.name, in_channels=st.channels, map_size=(int(st.map_size[0]), int(st.map_size[1])),
+            dead=tuple(int(i) for i in np.flatnonzero(st.dead)), scale_measured=bool(st.ring_measurable.get(1)),
+            clusters=(), raw_widths=tuple(float(w * mv.factor) for w in m.widths),  # type: ignore[arg-type]
+            note=note, signal=(("redundancy", mv.redundancy), ("rank", float(mv.rank)), ("factor", mv.factor),
+                               ("MACs moved", mv.moved))))
+    return tuple(out)
+
+
 def derive(probed: Topology, probe: ProbeResult, policy: Policy | None = None, name: str | None = None) -> Derivation:
     """Derive every module's widths from the probe of `probed` (the network that was probed).
 
@@ -377,9 +440,14 @@ def derive(probed: Topology, probe: ProbeResult, policy: Policy | None = None, n
     """
     policy = policy or Policy()
     check_probe_matches(probe, probed.hash(), probed.in_channels_of())
-    mods = tuple(derive_module(m.name, probe.modules[m.name], m, policy) for m in probed.modules)
-    if policy.allocation == "split":
+    if policy.allocation == "redundancy":
+        mods = _redundancy_modules(probed, probe, policy)
+    else:
+        mods = tuple(derive_module(m.name, probe.modules[m.name], m, policy) for m in probed.modules)
+    if policy.allocation in ("split", "pca"):
         mods = tuple(_keep_module_width(d, probed.module(d.name)) for d in mods)
+    if policy.allocation == "pca":
+        mods = _pca_modules(mods, probe, policy)
     topo = _match_scale(probed, {m.name: m.raw_widths for m in mods})
     return Derivation(base=probed, policy=policy, modules=mods,
                       topology=dataclasses.replace(topo, name=name or f"{probed.name}-hebbian"))

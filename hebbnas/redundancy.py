@@ -36,18 +36,47 @@ Branch = tuple[str, str]
 def branch_redundancy(t: Topology, probe: ProbeResult) -> dict[Branch, float]:
     """1 - effective rank / width of the output slice of every non-empty branch whose output the probe
     saw, for the network `t` that was probed (a width proxy's narrowed copy when trials train one)."""
-    return {b: 1.0 - effective_rank(c) / c.shape[0] for b, c in branch_correlations(t, probe).items()}
+    return {b: redundancy(c) for b, c in branch_correlations(t, probe).items()}
+
+
+def without_dead(corr: np.ndarray, dead: np.ndarray | None) -> np.ndarray:
+    """`corr` with the rows and columns of `dead` channels zero, diagonal included: the probe stores a 1
+    on a dead channel's diagonal (`ModuleStats.corr`), which would count it as one independent direction."""
+    corr = np.asarray(corr, dtype=np.float64)
+    if dead is None or not np.any(dead):
+        return corr
+    out = corr.copy()
+    out[dead, :] = 0.0
+    out[:, dead] = 0.0
+    return out
+
+
+def redundancy(corr: np.ndarray, dead: np.ndarray | None = None) -> float:
+    """1 - effective rank / channels of one correlation matrix (a branch's output slice, or a whole
+    module's input): 0 when every channel is independent, near 1 when they repeat each other. With
+    `dead` (a mask), dead channels add no direction (see `without_dead`)."""
+    return 1.0 - effective_rank(without_dead(corr, dead)) / corr.shape[0]
+
+
+def components_for_energy(corr: np.ndarray, energy: float, dead: np.ndarray | None = None) -> tuple[int, float]:
+    """The fewest principal components (eigen-directions of the correlation, largest first) whose
+    eigenvalues hold at least `energy` of the total, and the share they actually hold (channels with a
+    zero row hold none; with `dead`, dead channels are zeroed first, see `without_dead`). An all-dead
+    matrix: one component holding nothing."""
+    ev = np.sort(np.clip(np.linalg.eigvalsh(without_dead(corr, dead)), 0.0, None))[::-1]
+    total = ev.sum()
+    if total <= 0:
+        return 1, 0.0
+    share = np.cumsum(ev) / total
+    k = min(int(np.searchsorted(share, energy - 1e-12) + 1), corr.shape[0])
+    return k, float(share[k - 1])
 
 
 def kept_fraction(corr: np.ndarray, energy: float) -> float:
     """The share of a branch's units needed to hold `energy` of its output's variance: the fewest
     eigen-directions of its correlation whose eigenvalues sum to `energy` of the total, over its width
     (dead units hold none)."""
-    ev = np.sort(np.clip(np.linalg.eigvalsh(np.asarray(corr, dtype=np.float64)), 0.0, None))[::-1]
-    if ev.sum() <= 0:
-        return 1.0 / corr.shape[0]
-    k = int(np.searchsorted(np.cumsum(ev) / ev.sum(), energy - 1e-12) + 1)
-    return min(k, corr.shape[0]) / corr.shape[0]
+    return components_for_energy(corr, energy)[0] / corr.shape[0]
 
 
 def branch_correlations(t: Topology, probe: ProbeResult) -> dict[Branch, np.ndarray]:

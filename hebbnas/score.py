@@ -70,7 +70,8 @@ def effective_rank(corr: np.ndarray) -> float:
     total = ev.sum()
     if total <= 0:
         return 1.0
-    p = ev[ev > 0] / total
+    p = ev / total
+    p = p[p > 0]  # after the division: a denormal eigenvalue over the total underflows to 0 (log 0 = -inf)
     return float(math.exp(-(p * np.log(p)).sum()))
 
 

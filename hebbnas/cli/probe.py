@@ -8,6 +8,7 @@ command shows what a search's first round would probe.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,7 +21,8 @@ HELP = "train a seed, probe it, derive and fit widths, write the cluster-to-bran
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hebbnas.derive import Policy
+    from hebbnas.derive import ALLOCATIONS, Policy
+    from hebbnas.policies import ENERGIES
 
     d = Policy()
     p = sub.add_parser(
@@ -42,6 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy-width", dest="width", type=float, default=None,
                    help="width proxy: train and probe the seed's narrowed copy, e.g. 0.25 (default: the space's, 1)")
     add_alias(p, "--width", "width", float)
+    p.add_argument("--policy", default=d.allocation, choices=ALLOCATIONS,
+                   help=f"derivation policy (default {d.allocation}): clusters decide module widths and branch "
+                   "split; split: the branch split only; pca: principal components of each module's input decide "
+                   "its width, clusters the split; redundancy: MACs move from the modules with the most redundant "
+                   "input to the least, from the seed's widths")
+    p.add_argument("--energy", type=float, default=d.energy,
+                   help=f"pca: variance share the counted components hold (default {d.energy:g}; "
+                   f"offered {' and '.join(f'{e:g}' for e in ENERGIES)})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"redundancy: moves of --step-share of the Inception MACs each (default {d.steps})")
+    p.add_argument("--step-share", type=float, default=d.step_share,
+                   help=f"redundancy: share of the Inception MACs one move takes (default {d.step_share:g})")
     p.add_argument("--method", default=d.method, choices=("average", "complete", "spectral"),
                    help=f"clustering method (default {d.method})")
     p.add_argument("--threshold", type=float, default=d.threshold,
@@ -78,7 +92,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                                                                    "width": ("--proxy-width", "--width")})}
     s = resolve_proxy(space, options, smoke=args.smoke, flags=flags)
     check_budget(budget, space, s.dataset)  # a budget below the irreducible cost fails before the data loads
-    policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut)
+    policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut,
+                    allocation=args.policy, energy=args.energy, steps=args.steps, step_share=args.step_share)
     progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
     data, probe_data = load_data(s, space, progress=progress)
     seed = seed_topology(budget, space, data.num_classes)
@@ -94,7 +109,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     probe, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=args.threads,
                                  seed=s.seed, progress=progress)
     t1 = time.perf_counter()
-    derivation = derive(probed, probe, policy, name=f"{space.base.name}-hebbian")
+    derivation = derive(probed, probe, policy, name=f"{space.base.name}-{_suffix(policy.allocation)}")
     fitted = fit(derivation.topology, budget, deploy, multiple=space.width_multiple, name=derivation.topology.name)
     t2 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +125,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                "resolution": s.resolution, "probe_resolution": s.probe_resolution,
                "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "width": s.width, "budget": budget,
                "input": list(deploy), "macs": fitted.macs(deploy), "params": fitted.params(),
-               "settings": s.to_dict()}
+               "policy": dataclasses.asdict(policy), "settings": s.to_dict()}
     (out / "probe.json").write_text(json.dumps(summary, indent=2))
     print(read_report(out / "report"))
     print(f"derived topology: MACs {summary['macs']:,} ({summary['macs'] / budget:.1%} of the budget), "
@@ -120,3 +135,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"wrote {out}/topology.json, {out}/probe.npz, {out}/report/")
     return 0
 
+
+def _suffix(allocation: str) -> str:
+    """The derived topology's name: `<base>-hebbian` for the cluster policies (as before), else the policy's."""
+    return "hebbian" if allocation in ("clusters", "split") else allocation

@@ -34,6 +34,8 @@ def _fmt(v: Any, kind: str = "") -> str:
         return f"{v:.1f}x"
     if kind == "f2":
         return f"{v:.2f}"
+    if kind == "f3":
+        return f"{v:.3f}"
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return f"{int(v):,}"
     return str(v)
@@ -121,6 +123,8 @@ def markdown_text(derivation: Derivation, fitted: Topology, input_shape: tuple[i
          for r in mt.to_dict(orient="records")]))
     out.append("")
 
+    out += _signal_section(derivation, mt)
+
     out += [f"## Widths: derived after fitting (paper), MACs at {shape}", ""]
     rows = []
     for r in mt.to_dict(orient="records"):
@@ -149,7 +153,45 @@ def markdown_text(derivation: Derivation, fitted: Topology, input_shape: tuple[i
     return "\n".join(out).rstrip() + "\n"
 
 
+SIGNAL_TEXT = {
+    "pca": "principal components of each module's input (its correlation) that hold "
+           "{energy:g} of the variance; the module keeps k / C of its probed width, the split follows the clusters",
+    "redundancy": "1 - effective rank / channels of each module's input, ranked (1 = most redundant); {steps} moves "
+                  "of {step_share:g} of the Inception MACs from the most redundant modules to the least, branch "
+                  "split kept",
+}
+
+
+def _signal_section(derivation: Derivation, mt: pd.DataFrame) -> list[str]:
+    """What the pca or redundancy policy read per module, beside the output width it led to ([] otherwise)."""
+    names = [k for k, _ in derivation.modules[0].signal] if derivation.modules else []
+    if not names:
+        return []
+    p = derivation.policy
+    what = SIGNAL_TEXT.get(p.allocation, p.allocation).format(**dataclasses.asdict(p))
+    rows = []
+    for r in mt.to_dict(orient="records"):
+        cells = [r["module"], _fmt(r["in_channels"])]
+        for k in names:
+            v = r.get(f"signal {k}")
+            cells.append(_fmt(int(v)) if k in ("components", "rank") else
+                         f"{v / 1e6:+,.2f}M" if k == "MACs moved" else _fmt(v, "f3"))
+        out_w = sum(int(r[c]) for c in ("#1x1", "#3x3", "#5x5", "pool proj"))
+        paper_w = sum(int(r[f"paper {c}"]) for c in ("#1x1", "#3x3", "#5x5", "pool proj"))
+        cells += [f"{out_w} ({paper_w})", f"{_fmt(r['macs'], 'M')} ({_fmt(r['paper macs'], 'M')})"]
+        rows.append(cells)
+    return [f"## Signal: what the {p.allocation} policy read, and the width it led to", "",
+            f"{what[0].upper()}{what[1:]}.", "",
+            markdown_table(["module", "in ch", *names, "output width (paper)", "MACs (paper)"], rows), ""]
+
+
 def _module_section(md: ModuleDerivation) -> list[str]:
+    if not md.clusters:  # a policy that does not cluster (redundancy)
+        raw = ", ".join(f"{col} {w:.3g}" for col, w in zip(PAPER_COLUMNS, md.raw_widths))
+        return [f"### {md.name}: {md.in_channels} channels at {shape_str(md.map_size)}, not clustered", "",
+                *([f"- note: {md.note}"] if md.note else []),
+                *([f"- dead channels ({len(md.dead)}): {_cap(compact_members(md.dead))}"] if md.dead else []),
+                f"- raw widths: {raw}", ""]
     n_dead = sum(is_dead(md, c.members) for c in md.clusters)
     dead = f", {n_dead} of them dead" if n_dead else ""
     live = [c for c in md.clusters if not is_dead(md, c.members)]

@@ -110,7 +110,8 @@ def module_table(derivation: Derivation, fitted: Topology,
     Width columns use the paper's names (``#1x1`` ... ``pool proj``) for the fitted topology and
     ``paper #1x1`` ... for Table 1; ``raw #1x1`` ... are the unfitted widths in cluster units. MACs are
     at `input_shape` (the deploy shape); ``3x3red saves`` is the MAC factor the 3x3 branch's reduction
-    saves (same for 5x5).
+    saves (same for 5x5). Under the pca and redundancy policies ``signal <name>`` columns hold what the
+    policy read per module (`ModuleDerivation.signal`), beside the widths it led to.
     """
     import pandas as pd
 
@@ -145,6 +146,7 @@ def module_table(derivation: Derivation, fitted: Topology,
         s = savings[md.name]
         row.update({"3x3 macs": s["3x3"], "3x3 macs no red": s["3x3 no red"], "3x3red saves": s["3x3 saves"],
                     "5x5 macs": s["5x5"], "5x5 macs no red": s["5x5 no red"], "5x5red saves": s["5x5 saves"]})
+        row.update({f"signal {k}": float(v) for k, v in md.signal})  # pca / redundancy: what the policy read
         row["note"] = md.note
         rows.append(row)
     df = pd.DataFrame(rows)
