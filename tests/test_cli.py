@@ -91,7 +91,7 @@ def test_one_spelling_of_the_output_option() -> None:
     (["probe", "--out", "x"], "the following arguments are required: --budget"),
     (["search", "--budget", "1e9", "--strategy", "nope"], "argument --strategy: invalid choice: 'nope'"),
     (["train", "googlenet", "--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
-    (["search", "--budget", "1e9", "--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["search", "--budget", "1e9", "--trial-epochs", "0"], "--trial-epochs must be an integer >= 1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_mistakes_are_one_line_naming_the_flag(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,11 +125,11 @@ def _train_unit(config: Mapping[str, Any], spec: FinalSpec, dataset: Dataset) ->
     trial_id = tune.get_context().get_trial_id() or "local"
     meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": f.resolution,
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
-            "budget": spec.budget, "proxy_width": f.width, "stage": "final", "network": unit.network,
+            "budget": spec.budget, "proxy_width": f.proxy_width, "stage": "final", "network": unit.network,
             "seed": unit.seed, "control": unit.control, "candidate_topology": unit.topology.to_dict()}
     extra = {"stage": "final", "network": unit.network, "seed": unit.seed, "control": unit.control,
              "finalist_rank": unit.rank, "epochs_planned": f.epochs}
-    train_and_report(unit.topology, proxy_network(unit.topology, f.width), cfg, dataset, meta, extra,
+    train_and_report(unit.topology, proxy_network(unit.topology, f.proxy_width), cfg, dataset, meta, extra,
                      budget=spec.budget, deploy_input=spec.deploy_input, test=True)
 
 
