@@ -100,7 +100,7 @@ class SearchResult:
                            json.loads((path / BEST_METRICS).read_text()), path / BEST_MODEL)
         final = pd.read_csv(path / FINAL_CSV) if (path / FINAL_CSV).is_file() else None
         return cls(run=path, best=best, trials=read_trials(path / TRIALS_CSV), final=final,
-                   settings=SearchSettings.from_dict(cfg["settings"], where=f"{path}/config.yaml: settings"))
+                   settings=SearchSettings.from_dict(cfg["settings"], source=f"{path}/config.yaml"))
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def resume_search(run: PathLike, *, address: str | None = None, verbose: bool = 
     path = Path(run).absolute()
     cfg = RunFolder.read_config(path)
     try:
-        settings = SearchSettings.from_dict(cfg["settings"], where=f"{path}/config.yaml: settings")
+        settings = SearchSettings.from_dict(cfg["settings"], source=f"{path}/config.yaml")
         space = parse_space(cfg["space"], source=str(cfg.get("space_source", "config.yaml")))
     except (KeyError, TypeError) as e:
         raise HebbnasError(f"{path}/config.yaml is incomplete ({e}); cannot resume") from None

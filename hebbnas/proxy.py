@@ -64,20 +64,21 @@ class ProxySettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "proxy") -> ProxySettings:
-        """From `to_dict` (config.yaml, probe.json); the old `width` is read as `proxy_width` (one line)."""
+    def from_dict(cls, d: Mapping[str, Any], source: str = "", key: str = "proxy") -> ProxySettings:
+        """From `to_dict` (config.yaml's `settings.proxy`, probe.json's `settings`); the old `width` is read as
+        `proxy_width`, in one line naming `source` (the file) and `key` (where in it)."""
         d = dict(d)
         if "width" in d and "proxy_width" not in d:
-            say_renamed("", f"{where}.width", f"{where}.proxy_width")
+            say_renamed(source, f"{key}.width", f"{key}.proxy_width")
             d["proxy_width"] = d.pop("width")
         known = {f.name for f in dataclasses.fields(cls)}
         extra = set(d) - known
         if extra:
-            raise HebbnasError(f"unknown proxy settings {sorted(extra)} in {where}")
+            raise HebbnasError(f"unknown proxy settings {sorted(extra)} in {source or key}")
         try:
             return cls(**d)
         except TypeError as e:
-            raise HebbnasError(f"incomplete proxy settings in {where}: {e}") from None
+            raise HebbnasError(f"incomplete proxy settings in {source or key}: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -151,10 +151,11 @@ class SearchSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "settings") -> SearchSettings:
+    def from_dict(cls, d: Mapping[str, Any], source: str = "") -> SearchSettings:
         """From `to_dict` (config.yaml's `settings`), or an older layout: the proxy's fields flat beside the
-        others, `width` for `proxy.proxy_width`, `max_epochs` for `trial_epochs` (each old name one line)."""
-        d = _current_layout(d, where)
+        others, `width` for `proxy.proxy_width`, `max_epochs` for `trial_epochs` (each old name one line,
+        naming `source`, the file)."""
+        d = _current_layout(d, source)
         known = {f.name for f in dataclasses.fields(cls)}
         extra = set(d) - known
         if extra:
@@ -163,8 +164,8 @@ class SearchSettings:
             d["objectives"] = tuple(d["objectives"])
         if not isinstance(d.get("proxy"), ProxySettings):
             if not isinstance(d.get("proxy"), Mapping):
-                raise HebbnasError(f"incomplete search settings: no proxy in {where}")
-            d["proxy"] = ProxySettings.from_dict(d["proxy"], f"{where}.proxy")
+                raise HebbnasError("incomplete search settings: no proxy")
+            d["proxy"] = ProxySettings.from_dict(d["proxy"], source, "settings.proxy")
         try:
             return cls(**d)
         except TypeError as e:
@@ -182,24 +183,24 @@ class SearchSettings:
         return base + (1 if k <= extra else 0)
 
 
-def _current_layout(d: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _current_layout(d: Mapping[str, Any], source: str) -> dict[str, Any]:
     """config.yaml's settings as this version writes them. Before the proxy had its own field, its values sat
     flat among the search's (`width` for `proxy_width`), and `trial_epochs` was `max_epochs`."""
     d = dict(d)
     for old, new in KEYS["search"].items():
         if old in d and new not in d:
-            say_renamed("", f"{where}.{old}", f"{where}.{new}")
+            say_renamed(source, f"settings.{old}", f"settings.{new}")
             d[new] = d.pop(old)
     if "proxy" not in d:
         names_ = [f.name for f in dataclasses.fields(ProxySettings)]
         proxy = {k: d.pop(k) for k in names_ if k in d}
         if "width" in d:
-            say_renamed("", f"{where}.width", f"{where}.proxy.proxy_width")
+            say_renamed(source, "settings.width", "settings.proxy.proxy_width")
             proxy["proxy_width"] = d.pop("width")
         proxy.setdefault("proxy_width", 1.0)  # before the width proxy existed
         d["proxy"] = proxy
     if isinstance(d.get("final"), Mapping) and "width" in d["final"] and "proxy_width" not in d["final"]:
-        say_renamed("", f"{where}.final.width", f"{where}.final.proxy_width")
+        say_renamed(source, "settings.final.width", "settings.final.proxy_width")
         d["final"] = {("proxy_width" if k == "width" else k): v for k, v in d["final"].items()}
     return d
 
