@@ -58,10 +58,10 @@ def test_the_front_door_names_stay_callable_beside_their_modules() -> None:
     (lambda out: hebbnas.probe(budget=3e8, out=out, trials=3), r"unknown proxy settings \['trials'\]"),
 ])
 def test_bad_input_raises_hebbnas_error_before_any_folder_or_ray(call, match: str, tmp_path: Path) -> None:  # noqa: ANN001
-    out = tmp_path / "run"
+    out, ray_before = tmp_path / "run", _ray_running()  # another test of the session may have left one running
     with pytest.raises(HebbnasError, match=match):
         call(out)
-    assert not out.exists() and not _ray_running()
+    assert not out.exists() and _ray_running() == ray_before
 
 
 def test_old_keyword_names_are_taken_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,11 +112,12 @@ def test_search_and_probe_from_python_with_smoke(tmp_path: Path) -> None:
     """`hebbnas.search(..., smoke=True)` starts a local Ray, runs the smoke search (final stage included),
     shuts Ray down, and returns the best network (which loads) and the trials; `hebbnas.probe` likewise."""
     out = tmp_path / "run"
+    from hebbnas.search.ray_cluster import shutdown_ray
+
+    shutdown_ray()  # a Ray another test left running would be used, and left running: start from none
     try:
         result = hebbnas.search(budget=3e8, smoke=True, out=out)
     finally:
-        from hebbnas.search.ray_cluster import shutdown_ray
-
         shutdown_ray()  # also when the search failed: no Ray outlives the test
     assert not _ray_running()
     assert result.run == out.absolute() and (out / "best" / "metrics.json").is_file()
