@@ -335,17 +335,28 @@ def _storage(arg: str | None, run: Path) -> str:
 
 def probe(budget: float | str = 1.5e9, out: PathLike | None = None, space: str | PathLike | Space = "googlenet",
           smoke: bool = False, *, method: str | None = None, threshold: float | None = None, partial: bool = False,
-          scale_cut: float | None = None, threads: int = 0, flags: Mapping[str, str] | None = None,
-          **options: Any) -> ProbeRun:
+          scale_cut: float | None = None, threads: int = 0, **options: Any) -> ProbeRun:
     """Seed -> train -> probe -> cluster -> derive -> fit, written as a report; the run of `hebbnas probe`.
 
-    The proxy (`options`: dataset, resolution, probe_resolution, probe_images, train_subset, seed_epochs,
-    proxy_width, seed, ...) defaults to the space's, as in a search, and the seed -> train -> probe step is
-    the search's own, so this shows what a search's first round would probe. `method`, `threshold`,
-    `partial` and `scale_cut` are the clustering policy (None: `hebbnas.derive.Policy`'s defaults);
-    `threads` the torch CPU threads (0: torch's choice). `out` (None: runs/probe-<budget>-<time>) must not
-    exist or be empty.
+    The proxy (`options`: dataset, data_dir, resolution, probe_resolution, probe_images, train_subset,
+    seed_epochs, proxy_width, seed; None: the space's) is resolved as a search resolves it, and the seed ->
+    train -> probe step is the search's own, so this shows what a search's first round would probe.
+    `method`, `threshold`, `partial` and `scale_cut` are the clustering policy (None:
+    `hebbnas.derive.Policy`'s defaults); `threads` the torch CPU threads (0: torch's choice). `out` (None:
+    runs/probe-<budget>-<time>) must not exist or be empty.
+
+    Raises:
+        HebbnasError: bad input (one line), before any data loads where it can be.
     """
+    return run_probe(budget, out, space, smoke, method=method, threshold=threshold, partial=partial,
+                     scale_cut=scale_cut, threads=threads, options=_new_names(options))
+
+
+def run_probe(budget: float | str, out: PathLike | None, space: str | PathLike | Space, smoke: bool, *,
+              method: str | None, threshold: float | None, partial: bool, scale_cut: float | None, threads: int,
+              options: Mapping[str, Any], flags: Mapping[str, str] | None = None) -> ProbeRun:
+    """`probe` (what `hebbnas probe` and `hebbnas.probe` both run); `flags` the spelling a user typed for an
+    option (messages name it)."""
     import json
 
     from hebbnas.derive import Policy, derive, fit
@@ -369,7 +380,7 @@ def probe(budget: float | str = 1.5e9, out: PathLike | None = None, space: str |
     d = Policy()
     policy = Policy(method=method or d.method, threshold=d.threshold if threshold is None else threshold,
                     partial=partial, scale_cut=d.scale_cut if scale_cut is None else scale_cut)
-    s = resolve_proxy(space_obj, _new_names(options), smoke=smoke, flags=flags)
+    s = resolve_proxy(space_obj, options, smoke=smoke, flags=flags)
     check_budget(b, space_obj, s.dataset)  # a budget below the irreducible cost fails before the data loads
     progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
     data, probe_data = load_data(s, space_obj, progress=progress)

@@ -43,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """`hebbnas.probe(...)` with the command's options, then the report and a summary printed."""
-    from hebbnas.api import probe
+    """`hebbnas.probe(...)` with the command's options (`hebbnas.api.run_probe`), then the report and a summary."""
+    from hebbnas.api import run_probe
     from hebbnas.report import read_report
 
-    r = probe(args.budget, args.out, args.space, args.smoke, method=args.method, threshold=args.threshold,
-              partial=args.partial, scale_cut=args.scale_cut, threads=args.threads, flags=typed_flags(args),
-              **proxy_options(args))
+    r = run_probe(args.budget, args.out, args.space, args.smoke, method=args.method, threshold=args.threshold,
+                  partial=args.partial, scale_cut=args.scale_cut, threads=args.threads, options=proxy_options(args),
+                  flags=typed_flags(args))
     s = r.summary
     print(read_report(r.report))
     print(f"derived topology: MACs {s['macs']:,} ({s['macs'] / s['budget']:.1%} of the budget), "
