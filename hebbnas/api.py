@@ -453,5 +453,13 @@ def _words(options: Mapping[str, Any]) -> list[str]:
         elif isinstance(v, (list, tuple)):
             words += [flag(k), ",".join(map(str, v))]
         else:
-            words += [flag(k), str(v)]
+            words += [flag(k), _number(v) if isinstance(v, float) else str(v)]
     return words
+
+
+def _number(v: float) -> str:
+    """The shortest spelling that reads back as `v`: 3e8, 1.5e9, 0.25, 123456789."""
+    import re
+
+    text = next(t for t in (f"{v:.{p}g}" for p in range(1, 18)) if float(t) == v)
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", text)
