@@ -67,7 +67,7 @@ def write_space(path: Path, base_space: Path, proto: dict[str, Any]) -> Path:
     proxy = dict(raw.get("proxy") or {})
     proxy.update({"dataset": proto["dataset"], "resolution": proto["resolution"],
                   "probe_resolution": proto["probe_resolution"], "seed_epochs": proto["seed_epochs"],
-                  "probe_images": proto["probe_images"], "width": proto.get("width", 1.0)})
+                  "probe_images": proto["probe_images"], "proxy_width": proto.get("width", 1.0)})
     if proto.get("train_subset"):
         proxy["train_subset"] = proto["train_subset"]
     else:
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif not done:
                     cmd = [sys.executable, "-m", "hebbnas.cli", "search", "--budget", str(budget), "--strategy",
                            strategy, "--seed", str(seed), "--space", str(space), "--trials", str(proto["trials"]),
-                           "--epochs", str(proto["epochs"])]
+                           "--trial-epochs", str(proto["epochs"])]
                     cmd += ["--resume", str(run)] if run.exists() else ["--out", str(run)]
                     for flag in ("address", "gpus_per_trial", "cpus_per_trial", "concurrency", "data_dir"):
                         if getattr(args, flag) is not None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from hebbnas.data import Dataset
     from hebbnas.probe import ProbeResult
-    from hebbnas.search.settings import ProxySettings
+    from hebbnas.proxy import ProxySettings
     from hebbnas.space import Space
     from hebbnas.topology import Topology
 
@@ -37,20 +37,20 @@ def load_data(proxy: ProxySettings, space: Space, progress: bool = False) -> tup
     return data, probe_data
 
 
-def load_final_data(settings: Any, space: Space, proxy_data: Dataset | None = None,
+def load_final_data(p: ProxySettings, f: Any, space: Space, proxy_data: Dataset | None = None,
                     progress: bool = False) -> Dataset:
     """The final stage's data: the proxy's data set and split seed at the final fidelity's resolution,
-    training subset and validation size (`proxy_data` itself when those are the proxy's)."""
+    training subset and validation size (`f`, a search's `final_fidelity`; `proxy_data` itself when those
+    are the proxy's)."""
     from hebbnas.data import load_dataset
 
-    f = settings.final_fidelity
-    same = (proxy_data is not None and f.resolution == settings.resolution and f.train_subset == settings.train_subset
+    same = (proxy_data is not None and f.resolution == p.resolution and f.train_subset == p.train_subset
             and f.val_images is None)
     if same:
         return proxy_data
-    return load_dataset(settings.dataset, data_dir=settings.data_dir, resolution=f.resolution,
-                        channels=space.base.in_channels, seed=settings.seed, train_subset=f.train_subset,
-                        val_fraction=f.val_fraction(), progress=progress, subset_at_most=settings.smoke)
+    return load_dataset(p.dataset, data_dir=p.data_dir, resolution=f.resolution,
+                        channels=space.base.in_channels, seed=p.seed, train_subset=f.train_subset,
+                        val_fraction=f.val_fraction(), progress=progress, subset_at_most=p.smoke)
 
 
 def seed_topology(budget: float, space: Space, num_classes: int) -> Topology:
@@ -75,6 +75,13 @@ def check_budget(budget: float, space: Space, dataset: str) -> None:
     except (KeyError, HebbnasError):  # your own folder, or a name the loader will refuse in its own words
         classes = 1
     seed_topology(budget, space, classes)
+
+
+def check_threads(n: int) -> int:
+    """--threads: 0 is torch's choice, otherwise at least 1."""
+    if n < 0:
+        raise HebbnasError(f"--threads must be 0 (torch's choice) or a positive number of CPU threads, got {n}")
+    return n
 
 
 def recipe(space: Space, compile_: bool = False) -> dict[str, Any]:

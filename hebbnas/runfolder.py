@@ -13,7 +13,7 @@
     RUN/export/                     what `hebbnas export RUN` writes by default
 
 The trial vocabulary (statuses, trials.csv's columns, the best-trial rule) lives in `hebbnas.trials`;
-what a person sees while a search runs is the CLI's (`hebbnas.cli.console`). This module only writes
+what a person sees while a search runs is the console's (`hebbnas.search.console`). This module only writes
 and reads files; where something goes wrong on the way, it hands one line to `warn`.
 """
 
@@ -63,6 +63,18 @@ PARETO = f"{BEST_DIR}/pareto.csv"  # with several --objectives: every non-domina
 BEST_TOPOLOGY = f"{BEST_DIR}/topology.json"
 
 
+def check_out_folder(out: Path, flag: str = "--out") -> None:
+    """Fail before any work when the output folder cannot be written: a file in its place, a non-empty
+    folder, or no permission to create it."""
+    if out.exists() and not out.is_dir():
+        raise HebbnasError(f"{flag} {out} is a file; give a folder to create")
+    if out.is_dir() and any(out.iterdir()):
+        raise HebbnasError(f"{flag} {out} exists and is not empty; choose another")
+    parent = out if out.is_dir() else next((a for a in out.absolute().parents if a.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise HebbnasError(f"{flag} {out} cannot be written ({parent} is not a writable folder)")
+
+
 def versions() -> dict[str, str]:
     """Package versions recorded in config.yaml."""
     import platform
@@ -84,7 +96,7 @@ class RunFolder:
     """One run folder: writes what a search produces, reads it back for resume, report and export.
 
     `warn` receives one line when something optional (a report, an informative copy) could not be
-    written; the run goes on. What to print while a search runs is the caller's (`hebbnas.cli.console`).
+    written; the run goes on. What to print while a search runs is the caller's (`hebbnas.search.console`).
     """
 
     def __init__(self, path: Path, settings: Any, warn: Callable[[str], None] | None = None) -> None:
@@ -119,8 +131,8 @@ class RunFolder:
             "strategy": settings.strategy,
             "seed": settings.seed,
             "deploy_input": list(space.deploy_input),
-            "dataset": settings.dataset,
-            "resolution": settings.resolution,
+            "dataset": settings.proxy.dataset,
+            "resolution": settings.proxy.resolution,
             "settings": settings.to_dict(),
             "space_source": space.source,
             "space": space.raw,
@@ -305,7 +317,7 @@ class RunFolder:
             "budget": s.budget,
             "topology_hash": str(outcome.best["topology_hash"]),
             "search_seconds": round(outcome.seconds, 1),
-            "proxy_width": float(getattr(s, "width", 1.0)),
+            "proxy_width": float(s.proxy.proxy_width),
             **{k: outcome.best[k] for k in LATENCY_COLUMNS if outcome.best.get(k) is not None},
         }
         final = getattr(outcome, "final", None)
@@ -314,7 +326,7 @@ class RunFolder:
             metrics.update({
                 "stage": "final", "network": str(outcome.best["network"]), "seed": int(outcome.best["seed"]),
                 "control": bool(final.decision.kept_control), "decision": final.decision.sentence,
-                "resolution": int(f.resolution), "proxy_width": float(f.width),
+                "resolution": int(f.resolution), "proxy_width": float(f.proxy_width),
                 "round": None, "final": final_summary(final)})
             metrics.update({k: m[k] for k in ("dataset", "mean", "std") if k in m})  # the final data's
             m.pop("round", None)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from hebbnas.errors import HebbnasError
+from hebbnas.renames import renamed_section
 from hebbnas.topology import Topology, load_topology, parse_input_shape
 
 
@@ -33,14 +34,15 @@ def _spaces_dir() -> Path:
 SPACES_DIR = _spaces_dir()
 SECTIONS = ("derive", "random", "train")
 PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images",
-              "width")
-"""Keys of the `proxy:` section: what trials train on and how the seed network is probed. `width` < 1 makes
-them train a uniformly narrowed copy of each candidate (the width proxy); the budget still counts the
-full-width topology at the deploy shape."""
-SEARCH_KEYS = ("strategy", "trials", "max_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
+              "proxy_width")
+"""Keys of the `proxy:` section: what trials train on and how the seed network is probed. `proxy_width` < 1
+makes them train a uniformly narrowed copy of each candidate (the width proxy); the budget still counts the
+full-width topology at the deploy shape. (`width` is the old name of `proxy_width`: still read.)"""
+SEARCH_KEYS = ("strategy", "trials", "trial_epochs", "rounds", "grace_period", "reduction_factor", "concurrency",
                "cpus_per_trial", "gpus_per_trial", "prescreen", "prescreen_score", "final_top", "final_seeds")
-"""Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them)."""
-FINAL_KEYS = ("epochs", "train_subset", "val_images", "augment", "width", "resolution", "margin")
+"""Keys of the `search:` section: defaults of `hebbnas search` (the command line overrides them).
+(`max_epochs` is the old name of `trial_epochs`: still read.)"""
+FINAL_KEYS = ("epochs", "train_subset", "val_images", "augment", "proxy_width", "resolution", "margin")
 """Keys of the `final:` section: the final stage's fidelity (how its networks retrain) and the margin a
 finalist must clear against the control. Missing keys fall back to the proxy's (epochs: a trial's + 2)."""
 
@@ -160,6 +162,8 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
     for sec in ("proxy", "search", "fixed", "final"):
         if not isinstance(raw.get(sec) or {}, Mapping):
             raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
+    raw = {**raw, **{sec: renamed_section(raw[sec], sec, source) for sec in ("proxy", "search", "final")
+                     if raw.get(sec)}}  # old keys (width, max_epochs) under their new names, one line each
     for sec, keys in (("proxy", PROXY_KEYS), ("search", SEARCH_KEYS), ("final", FINAL_KEYS)):
         extra = set(raw.get(sec) or {}) - set(keys)
         if extra:

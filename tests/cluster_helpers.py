@@ -129,8 +129,8 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     assert t.to_dict() == saved["topology"] and t.macs(DEPLOY) == metrics["macs"]
     model = build(t, aux=False)
     model.load_state_dict(saved["state_dict"])
-    s = cfg["settings"]
-    data = load_dataset(s["dataset"], resolution=s["resolution"], seed=s["seed"], train_subset=s["train_subset"])
+    p = cfg["settings"]["proxy"]
+    data = load_dataset(p["dataset"], resolution=p["resolution"], seed=p["seed"], train_subset=p["train_subset"])
     # the search evaluated on its own device (CUDA where present): compare on the same one
     assert evaluate(model, *data.test, device=resolve_device("auto")) == pytest.approx(metrics["test_acc"], abs=1e-9)
     assert (run / "report" / "round-1" / "report.md").is_file()
@@ -145,7 +145,7 @@ def _no_asha_space(tmp_path: Path, epochs: int) -> Path:
 
     raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
     raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
-    raw["search"].update(trials=3, max_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1,
+    raw["search"].update(trials=3, trial_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1,
                          final_top=1)
     raw["final"] = {"epochs": 2}  # a short final stage: the control and one finalist on two seeds
     p = tmp_path / "no-asha.yaml"

@@ -87,11 +87,23 @@ def test_one_spelling_of_the_output_option() -> None:
         assert {"--out", "-o", "--output"} <= opts, (cmd, opts)
 
 
+def test_probe_and_search_expose_the_same_proxy_options() -> None:
+    """One option per ProxySettings field, the same flag, destination and help in both commands."""
+    from hebbnas.proxy import PROXY_DEFAULTS, flag
+
+    subs = next(a for a in build_parser(full=True)._actions if isinstance(a, argparse._SubParsersAction)).choices
+    proxy = {cmd: {a.dest: (tuple(a.option_strings), a.type, a.help) for a in subs[cmd]._actions
+                   if a.dest in PROXY_DEFAULTS and a.help != argparse.SUPPRESS} for cmd in ("probe", "search")}
+    assert set(proxy["probe"]) == set(proxy["search"]) == set(PROXY_DEFAULTS)
+    assert proxy["probe"] == proxy["search"]
+    assert all(opts == (flag(dest),) for dest, (opts, _, _) in proxy["search"].items())
+
+
 @pytest.mark.parametrize(("argv", "match"), [
     (["probe", "--out", "x"], "the following arguments are required: --budget"),
     (["search", "--budget", "1e9", "--strategy", "nope"], "argument --strategy: invalid choice: 'nope'"),
     (["train", "googlenet", "--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
-    (["search", "--budget", "1e9", "--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["search", "--budget", "1e9", "--trial-epochs", "0"], "--trial-epochs must be an integer >= 1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_mistakes_are_one_line_naming_the_flag(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:

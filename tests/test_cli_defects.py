@@ -12,7 +12,7 @@ import pytest
 from hebbnas.cli import main
 from hebbnas.errors import HebbnasError
 from hebbnas.pipeline import load_data
-from hebbnas.search.settings import resolve_proxy
+from hebbnas.proxy import resolve_proxy
 from hebbnas.space import load_space
 from tests.builders import make_folder
 
@@ -38,15 +38,32 @@ def test_negative_threads_never_reach_torch(cmd: list[str], tmp_path: Path, caps
 
 @pytest.mark.parametrize(("argv", "named"), [
     (["probe", "--budget", "1.5e9", "--out", "OUT", "--seed-epochs", "0"], "--seed-epochs must be an integer >= 1"),
-    (["probe", "--budget", "1.5e9", "--out", "OUT", "--epochs", "0"], "--epochs must be an integer >= 1"),
     (["probe", "--budget", "1.5e9", "--out", "OUT", "--proxy-width", "2"], "--proxy-width must be a number in (0, 1]"),
-    (["search", "--budget", "1.5e9", "--width", "2"], "--width must be a number in (0, 1]"),
     (["search", "--budget", "1.5e9", "--trial-epochs", "0"], "--trial-epochs must be an integer >= 1"),
+    (["search", "--budget", "1.5e9", "--proxy-width", "2"], "--proxy-width must be a number in (0, 1]"),
+    (["search", "--budget", "1.5e9", "--train-subset", "0"], "--train-subset must be an integer >= 1"),
 ])
 def test_errors_name_the_flag_as_typed(argv: list[str], named: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "o") if a == "OUT" else a for a in argv]) == 2
     assert named in _one_line(capsys)
+
+
+@pytest.mark.parametrize(("argv", "renamed", "named"), [
+    (["probe", "--budget", "1.5e9", "--out", "OUT", "--epochs", "0"], "--epochs is now --seed-epochs",
+     "--epochs must be an integer >= 1"),
+    (["search", "--budget", "1.5e9", "--epochs", "0"], "--epochs is now --trial-epochs", "--epochs must be an integer >= 1"),
+    (["search", "--budget", "1.5e9", "--width", "2"], "--width is now --proxy-width", "--width must be a number in (0, 1]"),
+])
+def test_old_flags_say_their_new_name_in_one_line(argv: list[str], renamed: str, named: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The hidden old spellings still work: one line names the new flag, and an error names what was typed."""
+    from hebbnas.renames import _SAID
+
+    _SAID.clear()  # said once per process: this test says it again
+    assert main([str(tmp_path / "o") if a == "OUT" else a for a in argv]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0] == renamed and named in lines[1] and lines[1].startswith("hebbnas")
 
 
 def test_values_from_a_space_are_named_by_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

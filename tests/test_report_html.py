@@ -29,7 +29,7 @@ def make_run(root: Path, n_trials: int = 9) -> Path:
     run.mkdir(parents=True)
     cfg = {"command": "hebbnas search --budget 1.2e9", "created": "2026-11-30T12:00:00", "budget": BUDGET,
            "strategy": "hebbian", "seed": 0, "deploy_input": [3, 224, 224], "dataset": "digits", "resolution": 32,
-           "settings": {"trials": n_trials, "max_epochs": 3, "rounds": 1}, "versions": {"torch": "2.13.0"}}
+           "settings": {"trials": n_trials, "trial_epochs": 3, "rounds": 1}, "versions": {"torch": "2.13.0"}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     rng = np.random.default_rng(0)
     lines = ["trial_id,round,strategy,status,optuna_state,epochs,val_acc,best_val_acc,macs,params,train.lr"]

@@ -106,13 +106,13 @@ def _outcome(t: Any, deploy: tuple[int, int, int]) -> tuple[Any, Any]:
 
 
 def _settings() -> Any:
-    return SimpleNamespace(strategy="paper", budget=3e8, max_epochs=1)
+    return SimpleNamespace(strategy="paper", budget=3e8, trial_epochs=1, proxy=SimpleNamespace(proxy_width=1.0))
 
 
 def test_report_failure_never_costs_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defect: an error while writing a round's report aborted the search before best/ was written."""
     from hebbnas import report
-    from hebbnas.cli.search import finish
+    from hebbnas.api import finish
 
     t = get_topology("googlenet").with_widths({m.name: (8, 4, 8, 4, 8, 8) for m in get_topology("googlenet").modules})
     outcome, plan = _outcome(t.with_classes(10), (3, 224, 224))

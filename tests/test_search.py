@@ -40,11 +40,11 @@ def space():  # noqa: ANN201 - fixture
 def test_settings_merge_defaults_space_smoke_and_options(space) -> None:  # noqa: ANN001
     s = resolve_settings(space, "googlenet", {"budget": "1.5e9"})
     assert s.budget == BUDGET and s.strategy == "tpe"  # the default chosen by the equal-compute comparison
-    assert s.trials == space.search["trials"] and s.max_epochs == space.search["max_epochs"]
-    assert s.resolution == space.proxy["resolution"] and not s.smoke
+    assert s.trials == space.search["trials"] and s.trial_epochs == space.search["trial_epochs"]
+    assert s.proxy.resolution == space.proxy["resolution"] and not s.smoke
     smoke = resolve_settings(space, "googlenet", {"budget": 1e9, "trials": 4, "strategy": "random"}, smoke=True)
     assert smoke.trials == 4  # explicit beats smoke
-    assert smoke.max_epochs == SMOKE["max_epochs"] and smoke.train_subset == SMOKE["train_subset"]
+    assert smoke.trial_epochs == SMOKE["trial_epochs"] and smoke.proxy.train_subset == SMOKE["train_subset"]
     assert SearchSettings.from_dict(smoke.to_dict()) == smoke  # config.yaml round trip (resume)
 
 
@@ -67,7 +67,7 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
         ({"trials": 1, "rounds": 2}, "needs --strategy hebbian"),  # the default (tpe) has one round
         ({"strategy": "hebbian", "trials": 1, "rounds": 2}, "fewer than --rounds"),
         ({"trials": 0}, "--trials must be an integer >= 1"),
-        ({"max_epochs": 0}, "--trial-epochs must be an integer >= 1"),
+        ({"trial_epochs": 0}, "--trial-epochs must be an integer >= 1"),
         ({"cpus_per_trial": 0}, "cpus-per-trial must be a positive number"),
         ({"gpus_per_trial": -1}, "gpus-per-trial must be a non-negative number"),
     ],
@@ -80,7 +80,7 @@ def test_impossible_settings(space, options: dict, match: str) -> None:  # noqa:
 def test_a_grace_period_longer_than_a_trial_names_where_it_came_from() -> None:
     with pytest.raises(HebbnasError, match=r"grace period 2 \(\S*fashion-mnist.yaml: search.grace_period\) exceeds "
                        r"--trial-epochs 1"):
-        resolve_settings(load_space("fashion-mnist"), "fashion-mnist", {"budget": BUDGET, "max_epochs": 1})
+        resolve_settings(load_space("fashion-mnist"), "fashion-mnist", {"budget": BUDGET, "trial_epochs": 1})
 
 
 def test_space_sections_are_checked() -> None:
@@ -120,7 +120,7 @@ def _spec(space, strategy: str, budget: float = BUDGET) -> RoundSpec:  # noqa: A
     settings = resolve_settings(space, "googlenet", {"budget": budget, "strategy": strategy})
     seed = seed_topology(settings.budget, space, 10)
     return RoundSpec(round=1, strategy=strategy, budget=budget, deploy_input=DEPLOY, width_multiple=8,
-                     seed_topology=seed, train={}, max_epochs=2, seed=0, threads=1, dataset="digits",
+                     seed_topology=seed, train={}, trial_epochs=2, seed=0, threads=1, dataset="digits",
                      resolution=32, mean=(0.0,) * 3, std=(1.0,) * 3, num_classes=10)
 
 

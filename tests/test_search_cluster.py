@@ -362,7 +362,7 @@ def test_a_search_killed_in_its_final_stage_resumes_without_losing_or_repeating_
     epochs = 8
     raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
     raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
-    raw["search"].update(trials=2, max_epochs=1, grace_period=1, concurrency=2, cpus_per_trial=1, final_top=1,
+    raw["search"].update(trials=2, trial_epochs=1, grace_period=1, concurrency=2, cpus_per_trial=1, final_top=1,
                          final_seeds=2)
     raw["final"] = {"epochs": epochs}
     space = tmp_path / "final.yaml"

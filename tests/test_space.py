@@ -64,3 +64,30 @@ def test_corrupt_space_file(tmp_path: Path) -> None:
     p.write_text("name: [unclosed\n")
     with pytest.raises(HebbnasError, match="cannot read search space"):
         load_space(p)
+
+
+def test_old_keys_are_read_under_their_new_names_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """proxy.width, search.max_epochs and final.width are read as proxy_width and trial_epochs, each old key
+    named once on stderr with its new name; the space records the new names (config.yaml, --resume)."""
+    from hebbnas.renames import _SAID
+    from hebbnas.search import resolve_settings
+
+    _SAID.clear()
+    raw = {"name": "x", "base": "googlenet", "proxy": {"width": 0.5}, "search": {"max_epochs": 4},
+           "final": {"width": 0.25}}
+    space = parse_space(raw, source="old.yaml")
+    assert capsys.readouterr().err.splitlines() == [
+        "old.yaml: proxy.width is now proxy.proxy_width", "old.yaml: search.max_epochs is now search.trial_epochs",
+        "old.yaml: final.width is now final.proxy_width"]
+    assert space.proxy == {"proxy_width": 0.5} and space.search == {"trial_epochs": 4}
+    assert space.raw["search"] == {"trial_epochs": 4} and space.final == {"proxy_width": 0.25}
+    s = resolve_settings(space, "x", {"budget": 1.5e9, "strategy": "paper"})
+    assert (s.proxy.proxy_width, s.trial_epochs, s.final["proxy_width"]) == (0.5, 4, 0.25)
+    parse_space(raw, source="old.yaml")
+    assert capsys.readouterr().err == ""  # once per process and place
+
+
+def test_shipped_spaces_use_the_current_names() -> None:
+    for path in SPACE_FILES:
+        text = path.read_text()
+        assert "max_epochs:" not in text and "\n  width:" not in text, path.name

@@ -29,8 +29,8 @@ def test_proxy_network_is_the_topology_at_full_width() -> None:
 
 @pytest.mark.parametrize("width", [0, -0.5, 1.5, "wide"])
 def test_width_must_be_a_share(width: object) -> None:
-    with pytest.raises(HebbnasError, match=r"proxy.width must be a number in \(0, 1\]"):
-        resolve_settings(load_space("googlenet"), "googlenet", {"budget": 3e8, "width": width})
+    with pytest.raises(HebbnasError, match=r"--proxy-width must be a number in \(0, 1\]"):
+        resolve_settings(load_space("googlenet"), "googlenet", {"budget": 3e8, "proxy_width": width})
 
 
 @pytest.mark.slow
@@ -40,7 +40,7 @@ def test_two_rounds_with_a_width_proxy_and_prescreen(tmp_path: Path) -> None:
     run = tmp_path / "narrow"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     cli = [sys.executable, "-m", "hebbnas.cli"]
-    r = subprocess.run([*cli, "search", "--budget", "3e8", "--smoke", "--width", "0.5", "--strategy", "hebbian", "--rounds", "2",
+    r = subprocess.run([*cli, "search", "--budget", "3e8", "--smoke", "--proxy-width", "0.5", "--strategy", "hebbian", "--rounds", "2",
                         "--prescreen", "3", "--trials", "2", "--out", str(run)],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

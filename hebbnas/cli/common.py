@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
-
-from hebbnas.errors import HebbnasError
 
 STARTED = time.perf_counter()
 """About when the command started (its parser is built right after), for the search's wall-time breakdown."""
@@ -33,38 +29,65 @@ def add_out_option(p: argparse.ArgumentParser, help: str, required: bool = False
     p.add_argument("-o", "--out", "--output", dest="out", default=None, required=required, metavar="PATH", help=help)
 
 
-def typed_flags(argv: Sequence[str], spellings: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """For each setting, the spelling of its flag the user typed (the last one given), so an error names
-    what they wrote: {"max_epochs": ("--trial-epochs", "--epochs")} and argv [..., "--epochs", "0"] give
-    {"max_epochs": "--epochs"}."""
-    out: dict[str, str] = {}
-    for key, names in spellings.items():
-        for word in argv:
-            name = word.split("=", 1)[0]
-            if name in names:
-                out[key] = name
-    return out
+def add_proxy_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The proxy's options, the same in `hebbnas probe` and `hebbnas search` (one per
+    `hebbnas.proxy.ProxySettings` field: what the seed and the trials train and are probed on), and the
+    old spellings of this command (`hebbnas.renames.FLAGS`), hidden, each use one line on stderr."""
+    from hebbnas.renames import FLAGS
+
+    add_data_options(p)
+    p.add_argument("--resolution", type=int, default=None,
+                   help="training resolution in px of the seed and the trials (default: the space's proxy.resolution)")
+    p.add_argument("--probe-resolution", type=int, default=None,
+                   help="resolution in px the trained seed is probed at (default: the space's proxy.probe_resolution)")
+    p.add_argument("--probe-images", type=int, default=None, help="images probed (default: the space's proxy.probe_images)")
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="use only this many training images (default: the space's proxy.train_subset, else all)")
+    p.add_argument("--seed-epochs", type=int, default=None,
+                   help="epochs the seed network trains before it is probed (default: the space's proxy.seed_epochs)")
+    p.add_argument("--proxy-width", type=float, default=None,
+                   help="width proxy: the seed (and a search's trials) train each network's narrowed copy, e.g. 0.25; "
+                   "the budget still counts the full-width topology (default: the space's proxy.proxy_width, 1)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the data split, initialisation and order (and a search's sampler; default 0)")
+    for old, new in FLAGS.get(command, {}).items():
+        add_alias(p, old, new)
 
 
-def add_alias(p: argparse.ArgumentParser, old: str, dest: str, type_: Any = None) -> None:
-    """An old spelling kept for one release: it still works, and --help does not show it."""
-    p.add_argument(old, dest=dest, type=type_, default=None, help=argparse.SUPPRESS)
+def proxy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The proxy's options as given (None: not given), keyed by `ProxySettings` field."""
+    from hebbnas.proxy import PROXY_DEFAULTS
+
+    return {k: getattr(args, k) for k in PROXY_DEFAULTS}
 
 
-def check_out_folder(out: Path, flag: str = "--out") -> None:
-    """Fail before any work when the output folder cannot be written: a file in its place, a non-empty
-    folder, or no permission to create it."""
-    if out.exists() and not out.is_dir():
-        raise HebbnasError(f"{flag} {out} is a file; give a folder to create")
-    if out.is_dir() and any(out.iterdir()):
-        raise HebbnasError(f"{flag} {out} exists and is not empty; choose another")
-    parent = out if out.is_dir() else next((a for a in out.absolute().parents if a.exists()), Path("/"))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise HebbnasError(f"{flag} {out} cannot be written ({parent} is not a writable folder)")
+class _Renamed(argparse.Action):
+    """An old flag: sets the new one's value, says `<old> is now <new>` on stderr once, and remembers the
+    spelling typed (`typed_flags`), so an error about its value names what the user wrote."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", **kw: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from hebbnas.renames import say_renamed
+
+        say_renamed("", str(option_string), self.new)
+        setattr(namespace, self.dest, values)
+        typed = dict(getattr(namespace, "typed_flags", None) or {})
+        typed[self.dest] = str(option_string)
+        setattr(namespace, "typed_flags", typed)
 
 
-def check_threads(n: int) -> int:
-    """--threads: 0 is torch's choice, otherwise at least 1."""
-    if n < 0:
-        raise HebbnasError(f"--threads must be 0 (torch's choice) or a positive number of CPU threads, got {n}")
-    return n
+def add_alias(p: argparse.ArgumentParser, old: str, new: str) -> None:
+    """An old spelling of `new` (an option already added): hidden from --help, it still works and says
+    it is now `new` in one line."""
+    target = next(a for a in p._actions if new in a.option_strings)
+    p.add_argument(old, dest=target.dest, type=target.type, default=None, help=argparse.SUPPRESS,
+                   action=_Renamed, new=new)
+
+
+def typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """Setting -> the old flag the user typed for it (errors name it as typed); empty when none was."""
+    return dict(getattr(args, "typed_flags", None) or {})

@@ -2,19 +2,15 @@
 
 The proxy (data set, resolutions, probe images, seed epochs, recipe) comes from the space exactly as a
 search takes it, and the seed -> train -> probe step is the search's own (`hebbnas.pipeline`), so this
-command shows what a search's first round would probe.
+command shows what a search's first round would probe. The work is `hebbnas.probe(...)` (`hebbnas.api`);
+this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
-import time
-from pathlib import Path
 
-from hebbnas.cli.common import add_alias, add_data_options, add_out_option, check_out_folder, check_threads, typed_flags
+from hebbnas.cli.common import add_out_option, add_proxy_options, proxy_options, typed_flags
 
 
 HELP = "train a seed, probe it, derive and fit widths, write the cluster-to-branch report"
@@ -29,21 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "probe", help=HELP,
                        description="Train the space's base (fitted to the budget) briefly, probe every Inception "
                        "input, cluster, derive the widths and fit them to the budget. Proxy settings default "
-                       "to the space's, as in a search.")
+                       "to the space's, as in a search (the same options as `hebbnas search`).")
     p.add_argument("--budget", required=True, help="MACs per image at the space's deploy shape, e.g. 1.5e9")
     add_out_option(p, "output folder (created; must not exist or be empty)", required=True)
     p.add_argument("--space", default="googlenet", help="search space name or YAML path (default googlenet)")
-    add_data_options(p)
-    p.add_argument("--resolution", type=int, default=None, help="seed training resolution in px (default: the space's)")
-    p.add_argument("--probe-resolution", type=int, default=None, help="probe resolution in px (default: the space's)")
-    p.add_argument("--probe-images", type=int, default=None, help="images probed (default: the space's)")
-    p.add_argument("--train-subset", type=int, default=None, help="use only this many training images")
-    p.add_argument("--seed-epochs", type=int, default=None,
-                   help="seed training epochs (default: the space's proxy.seed_epochs)")
-    add_alias(p, "--epochs", "seed_epochs", int)
-    p.add_argument("--proxy-width", dest="width", type=float, default=None,
-                   help="width proxy: train and probe the seed's narrowed copy, e.g. 0.25 (default: the space's, 1)")
-    add_alias(p, "--width", "width", float)
+    add_proxy_options(p, "probe")
     p.add_argument("--policy", default=d.allocation, choices=ALLOCATIONS,
                    help=f"derivation policy (default {d.allocation}): clusters decide module widths and branch "
                    "split; split: the branch split only; pca: principal components of each module's input decide "
@@ -63,79 +49,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partial", action="store_true", help="remove the common activity level before clustering")
     p.add_argument("--scale-cut", type=float, default=d.scale_cut,
                    help=f"ring/centre correlation above which a cluster is spatial (default {d.scale_cut})")
-    p.add_argument("--seed", type=int, default=None, help="seeds data split, initialisation and order (default 0)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice; a search "
+                   "gives each trial --cpus-per-trial threads)")
     p.add_argument("--smoke", action="store_true", help="tiny and quick, as `hebbnas search --smoke` probes")
     p.set_defaults(func=cmd_probe)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from hebbnas.derive import Policy, derive, fit
-    from hebbnas.pipeline import check_budget, load_data, recipe, seed_and_probe, seed_topology
-    from hebbnas.topology import proxy_network
-    from hebbnas.probe import save_probe
-    from hebbnas.progress_bar import wanted
-    from hebbnas.report import read_report, write_report
-    from hebbnas.search.settings import parse_budget, resolve_proxy
-    from hebbnas.space import load_space
+    """`hebbnas.probe(...)` with the command's options (`hebbnas.api.run_probe`), then the report and a summary."""
+    from hebbnas.api import run_probe
+    from hebbnas.report import read_report
 
-    budget = parse_budget(args.budget)
-    check_threads(args.threads)
-    out = Path(args.out)
-    check_out_folder(out)
-    space = load_space(args.space)
-    options = {"dataset": args.dataset, "data_dir": args.data_dir, "resolution": args.resolution,
-               "probe_resolution": args.probe_resolution, "probe_images": args.probe_images,
-               "train_subset": args.train_subset, "seed_epochs": args.seed_epochs, "seed": args.seed,
-               "width": args.width}
-    flags = {"width": "--proxy-width", **typed_flags(getattr(args, "argv", sys.argv[1:]), {"seed_epochs": ("--seed-epochs", "--epochs"),
-                                                                   "width": ("--proxy-width", "--width")})}
-    s = resolve_proxy(space, options, smoke=args.smoke, flags=flags)
-    check_budget(budget, space, s.dataset)  # a budget below the irreducible cost fails before the data loads
-    policy = Policy(method=args.method, threshold=args.threshold, partial=args.partial, scale_cut=args.scale_cut,
-                    allocation=args.policy, energy=args.energy, steps=args.steps, step_share=args.step_share)
-    progress = wanted()  # bars on a terminal; plain lines in a log, a pipe or CI
-    data, probe_data = load_data(s, space, progress=progress)
-    seed = seed_topology(budget, space, data.num_classes)
-    deploy = space.deploy_input
-    proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
-    print(f"seed {seed.name}: MACs {seed.macs(deploy):.4g} at {'x'.join(map(str, deploy))}, training{proxy} "
-          f"{s.seed_epochs} epoch(s) on {data.name} at {s.resolution}px, probing {s.probe_images} images at "
-          f"{s.probe_resolution}px", flush=True)
-    t0 = time.perf_counter()
-    probe_x = probe_data.train.x[: s.probe_images].contiguous()
-    train = {**recipe(space), "epochs": s.seed_epochs, "seed": s.seed}
-    probed = proxy_network(seed, s.width)  # with a width proxy, its narrowed copy trains and is probed
-    probe, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=args.threads,
-                                 seed=s.seed, progress=progress)
-    t1 = time.perf_counter()
-    derivation = derive(probed, probe, policy, name=f"{space.base.name}-{_suffix(policy.allocation)}")
-    fitted = fit(derivation.topology, budget, deploy, multiple=space.width_multiple, name=derivation.topology.name)
-    t2 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    save_probe(probe, out / "probe.npz")
-    (out / "topology.json").write_text(fitted.to_json())
-    (out / "seed_topology.json").write_text(probed.to_json())
-    correlations = {m.name: probe.modules[m.name].correlation(remove_common=policy.partial) for m in probed.modules}
-    write_report(out / "report", derivation, fitted, correlations, deploy, budget,
-                 title=f"cluster-to-branch report: {data.name}, budget {budget:.4g} MACs")
-    summary = {"train_seconds": round(info.get("seed_seconds", 0.0), 2),
-               "probe_seconds": round(info["probe_seconds"], 2), "derive_fit_seconds": round(t2 - t1, 3),
-               "total_seconds": round(time.perf_counter() - t0, 2), "seed_val_accuracy": info.get("seed_val_acc"),
-               "resolution": s.resolution, "probe_resolution": s.probe_resolution,
-               "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "width": s.width, "budget": budget,
-               "input": list(deploy), "macs": fitted.macs(deploy), "params": fitted.params(),
-               "policy": dataclasses.asdict(policy), "settings": s.to_dict()}
-    (out / "probe.json").write_text(json.dumps(summary, indent=2))
-    print(read_report(out / "report"))
-    print(f"derived topology: MACs {summary['macs']:,} ({summary['macs'] / budget:.1%} of the budget), "
-          f"params {summary['params']:,}; seed val acc {summary['seed_val_accuracy']:.3f}; "
-          f"train {summary['train_seconds']}s, probe {summary['probe_seconds']}s, "
-          f"derive+fit {summary['derive_fit_seconds']}s")
-    print(f"wrote {out}/topology.json, {out}/probe.npz, {out}/report/")
+    r = run_probe(args.budget, args.out, args.space, args.smoke, method=args.method, threshold=args.threshold,
+                  partial=args.partial, scale_cut=args.scale_cut, threads=args.threads, options=proxy_options(args),
+                  flags=typed_flags(args), policy=args.policy, energy=args.energy, steps=args.steps,
+                  step_share=args.step_share)
+    s = r.summary
+    print(read_report(r.report))
+    print(f"derived topology: MACs {s['macs']:,} ({s['macs'] / s['budget']:.1%} of the budget), "
+          f"params {s['params']:,}; seed val acc {s['seed_val_accuracy']:.3f}; "
+          f"train {s['train_seconds']}s, probe {s['probe_seconds']}s, "
+          f"derive+fit {s['derive_fit_seconds']}s")
+    print(f"wrote {r.out}/topology.json, {r.out}/probe.npz, {r.out}/report/")
     return 0
-
-
-def _suffix(allocation: str) -> str:
-    """The derived topology's name: `<base>-hebbian` for the cluster policies (as before), else the policy's."""
-    return "hebbian" if allocation in ("clusters", "split") else allocation

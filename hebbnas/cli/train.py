@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from hebbnas.cli.common import add_data_options, add_out_option, check_out_folder, check_threads
+from hebbnas.cli.common import add_data_options, add_out_option
 from hebbnas.errors import HebbnasError
 from hebbnas.topology import load_topology
 
@@ -41,6 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from hebbnas.data import load_dataset
+    from hebbnas.pipeline import check_threads
+    from hebbnas.runfolder import check_out_folder
     from hebbnas.progress_bar import wanted
     from hebbnas.model import build, inference_state_dict
     from hebbnas.train import EpochResult, TrainConfig, evaluate, train

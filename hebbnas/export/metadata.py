@@ -28,7 +28,8 @@ def make_metadata(
 
     m = plain(dict(metrics or {}))
     cfg = (source.config if source else None) or {}
-    proxy = cfg.get("proxy") if isinstance(cfg.get("proxy"), Mapping) else {}
+    settings = cfg.get("settings") if isinstance(cfg.get("settings"), Mapping) else {}
+    proxy = next((p for p in (cfg.get("proxy"), settings.get("proxy")) if isinstance(p, Mapping)), {})
     shape = input_shape or (topology.in_channels, *DEFAULT_INPUT[1:])
     meta: dict[str, Any] = {
         "format": fmt,

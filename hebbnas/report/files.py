@@ -164,7 +164,7 @@ def _final_section(run: Path) -> str:
     lines = ["# Final stage", "",
              f"The search's finalists and the control (the paper's widths fitted to the same budget) retrained on "
              f"seeds {', '.join(map(str, final['seeds']))}: {f['epochs']} epochs, "
-             f"{f['train_subset'] or 'all'} training images, width {f['width']:g} at {f['resolution']} px, "
+             f"{f['train_subset'] or 'all'} training images, width {f.get('proxy_width', f.get('width')):g} at {f['resolution']} px, "
              f"augmentation {'on' if f['augment'] else 'off'}. Chosen on validation; test accuracy is reported, "
              "never used to choose.", "",
              "| network | seeds | val acc | test acc | val diff to control (pt) [95% t] | test diff (pt) |",

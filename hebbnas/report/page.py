@@ -216,7 +216,10 @@ def _config(root: Path, config_name: str) -> dict[str, Any]:
 def _settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: cfg.get(k) for k in ("command", "created", "budget", "strategy", "seed", "dataset", "resolution",
                                     "deploy_input", "storage") if cfg.get(k) is not None}
-    for k, v in (cfg.get("settings") or {}).items():
+    settings = dict(cfg.get("settings") or {})
+    if isinstance(settings.get("proxy"), Mapping):  # the proxy's settings beside the search's
+        settings = {**settings.pop("proxy"), **settings}
+    for k, v in settings.items():
         if k not in out and v is not None and not isinstance(v, (dict, list)):
             out[k] = v
     if isinstance(cfg.get("versions"), Mapping):
@@ -268,7 +271,7 @@ def _final(final: Mapping[str, Any] | None) -> dict[str, Any] | None:
     f = final["fidelity"]
     intro = (f"The search's finalists and the control (the paper's widths fitted to the same budget) retrained on "
              f"seeds {', '.join(map(str, final['seeds']))}: {f['epochs']} epochs, {f['train_subset'] or 'all'} "
-             f"training images, width {f['width']:g} at {f['resolution']} px, augmentation "
+             f"training images, width {f.get('proxy_width', f.get('width')):g} at {f['resolution']} px, augmentation "
              f"{'on' if f['augment'] else 'off'}. Differences are in points, finalist minus control on the same "
              f"seed, with a {final['confidence']:.0%} t interval; the answer is chosen on validation, test accuracy "
              "is reported, never used to choose.")

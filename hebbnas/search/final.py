@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hebbnas.search.outcome import FinalOutcome, FinalSpec, FinalUnit
 from hebbnas.search.select import Decision, NetworkResult, decide
 from hebbnas.topology import Topology, proxy_network
 from hebbnas.trials import METRIC, TrialStatus, best_key
 
 if TYPE_CHECKING:
     from hebbnas.data import Dataset
-    from hebbnas.search.settings import FinalFidelity
 
 UNIT_KEY = "final.unit"
 """The final stage's only config key: the index of the unit a trial trains (`FinalSpec.units`)."""
@@ -32,46 +31,6 @@ CONTROL = "control"
 """The `network` name of the control in trials.csv, the report and best/metrics.json."""
 EXPERIMENT = "final"
 """The Tune experiment of the final stage, beside round-K."""
-
-
-@dataclass(frozen=True)
-class FinalUnit:
-    """One network on one seed."""
-
-    network: str  # CONTROL or the search trial id it retrains
-    topology: Topology  # full width, fitted to the budget (what the budget counts)
-    seed: int
-    control: bool
-    rank: int  # 0 for the control, else its place in the search by validation accuracy (1 = best)
-
-
-@dataclass(frozen=True)
-class FinalSpec:
-    """Everything a final-stage trial needs, shared by all (travels through Ray's object store)."""
-
-    units: tuple[FinalUnit, ...]
-    train: dict[str, Any]  # TrainConfig fields but epochs and seed: the one recipe
-    fidelity: FinalFidelity
-    budget: float
-    deploy_input: tuple[int, int, int]
-    threads: int
-    strategy: str
-    dataset: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class FinalOutcome:
-    """The final stage's rows (trials.csv), its decision, and the chosen network's weights."""
-
-    rows: tuple[dict[str, Any], ...]
-    networks: tuple[NetworkResult, ...]
-    decision: Decision
-    chosen_row: dict[str, Any]  # the unit whose weights best/ holds
-    chosen_checkpoint: dict[str, Any]
-    fidelity: FinalFidelity
-    seeds: tuple[int, ...]
 
 
 def finalists(rows: Sequence[Mapping[str, Any]], control_hash: str, top: int) -> list[dict[str, Any]]:
@@ -125,11 +84,11 @@ def _train_unit(config: Mapping[str, Any], spec: FinalSpec, dataset: Dataset) ->
     trial_id = tune.get_context().get_trial_id() or "local"
     meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": f.resolution,
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
-            "budget": spec.budget, "proxy_width": f.width, "stage": "final", "network": unit.network,
+            "budget": spec.budget, "proxy_width": f.proxy_width, "stage": "final", "network": unit.network,
             "seed": unit.seed, "control": unit.control, "candidate_topology": unit.topology.to_dict()}
     extra = {"stage": "final", "network": unit.network, "seed": unit.seed, "control": unit.control,
              "finalist_rank": unit.rank, "epochs_planned": f.epochs}
-    train_and_report(unit.topology, proxy_network(unit.topology, f.width), cfg, dataset, meta, extra,
+    train_and_report(unit.topology, proxy_network(unit.topology, f.proxy_width), cfg, dataset, meta, extra,
                      budget=spec.budget, deploy_input=spec.deploy_input, test=True)
 
 

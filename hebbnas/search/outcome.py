@@ -1,6 +1,8 @@
-"""What a search hands back: a finished round, the whole search, or the news that it was interrupted.
+"""What a search hands back: a finished round, the final stage (and the units it trains), the whole
+search, or the news that it was interrupted.
 
-Values only; the rounds produce them (`hebbnas.search.rounds`), the sink and the run folder consume them.
+Values only; the rounds and the final stage produce them (`hebbnas.search.rounds`, `.final`), the sink
+and the run folder consume them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
-    from hebbnas.search.final import FinalOutcome
+    from hebbnas.search.select import Decision, NetworkResult
+    from hebbnas.search.settings import FinalFidelity
     from hebbnas.topology import Topology
 
 
@@ -32,6 +35,46 @@ class RoundOutcome:
     experiment_path: str
     report_knobs: dict[str, Any] = field(default_factory=dict)
     report_derivations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, knobs): every derivation reported
+
+
+@dataclass(frozen=True)
+class FinalUnit:
+    """One network on one seed."""
+
+    network: str  # CONTROL or the search trial id it retrains
+    topology: Topology  # full width, fitted to the budget (what the budget counts)
+    seed: int
+    control: bool
+    rank: int  # 0 for the control, else its place in the search by validation accuracy (1 = best)
+
+
+@dataclass(frozen=True)
+class FinalSpec:
+    """Everything a final-stage trial needs, shared by all (travels through Ray's object store)."""
+
+    units: tuple[FinalUnit, ...]
+    train: dict[str, Any]  # TrainConfig fields but epochs and seed: the one recipe
+    fidelity: FinalFidelity
+    budget: float
+    deploy_input: tuple[int, int, int]
+    threads: int
+    strategy: str
+    dataset: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FinalOutcome:
+    """The final stage's rows (trials.csv), its decision, and the chosen network's weights."""
+
+    rows: tuple[dict[str, Any], ...]
+    networks: tuple[NetworkResult, ...]
+    decision: Decision
+    chosen_row: dict[str, Any]  # the unit whose weights best/ holds
+    chosen_checkpoint: dict[str, Any]
+    fidelity: FinalFidelity
+    seeds: tuple[int, ...]
 
 
 class SearchInterrupted(Exception):

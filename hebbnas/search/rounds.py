@@ -94,7 +94,8 @@ class SearchPlan:
         if self.final_dataset is None:
             from hebbnas.pipeline import load_final_data
 
-            self.final_dataset = load_final_data(self.settings, self.space, self.dataset)
+            self.final_dataset = load_final_data(self.settings.proxy, self.settings.final_fidelity, self.space,
+                                                 self.dataset)
         return self.final_dataset
 
     @contextmanager
@@ -111,11 +112,11 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     s, space, data = plan.settings, plan.space, plan.dataset
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
                      width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s.compile),
-                     proxy_width=s.width, probed_topology=proxy_network(seed, s.width),
+                     proxy_width=s.proxy.proxy_width, probed_topology=proxy_network(seed, s.proxy.proxy_width),
                      start_topology=plan.start_topology(),
                      prescreen=s.prescreen, prescreen_score=s.prescreen_score,
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
-                     max_epochs=s.max_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
+                     trial_epochs=s.trial_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
                      resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
                      num_classes=data.num_classes, measure_latency=s.measures_latency,
                      latency_budget=s.latency_budget, latency_cache=plan.latency_cache)
@@ -141,13 +142,13 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
                                      probed=spec.probed_topology)
     seed = s.seed + 1000 * (spec.round - 1)
     optuna_sampler, startup = strategy.sampler(seed, n_trials, len(points))
-    searcher = make_searcher(Sampler.for_space(plan.space, s.strategy, startup), max_epochs=s.max_epochs,
+    searcher = make_searcher(Sampler.for_space(plan.space, s.strategy, startup), max_epochs=s.trial_epochs,
                              seed=seed, n_trials=n_trials, journal=plan.journal, study_name=f"round-{spec.round}",
                              objectives=[OBJECTIVES[o] for o in s.objectives], latency_budget=s.latency_budget,
                              points=points, optuna_sampler=optuna_sampler)
-    asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.max_epochs,
+    asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.trial_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
-    callback = tune_callback_class()(spec.round, s.strategy, s.max_epochs)
+    callback = tune_callback_class()(spec.round, s.strategy, s.trial_epochs)
     return tune.Tuner(
         _trainable(plan, spec, probe),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, num_samples=n_trials,
@@ -176,7 +177,7 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
     with journal_at(plan.journal):  # a restored searcher reopens the journal where the run folder is now
         grid = tuner.fit()
     session = current_session()
-    rows, results = rows_from_grid(grid, k, s.strategy, s.max_epochs, session.finished_ids(k) if session else None)
+    rows, results = rows_from_grid(grid, k, s.strategy, s.trial_epochs, session.finished_ids(k) if session else None)
     done = sum(1 for r in rows if TrialStatus(r["status"]).finished)
     if len(rows) < n_trials or done < len(rows):
         for r in rows:
@@ -195,7 +196,7 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
                 sink.trial_checkpoint(tid, r.checkpoint)
     derivations = tuple(get_strategy(s.strategy).report_derivations(plan.space, best)) if best is not None else ()
     return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe,
-                        probed=proxy_network(seed, s.width), experiment_path=grid.experiment_path,
+                        probed=proxy_network(seed, s.proxy.proxy_width), experiment_path=grid.experiment_path,
                         report_knobs=dict(derivations[0][1]) if derivations else {}, report_derivations=derivations)
 
 
@@ -238,7 +239,7 @@ def run_search(plan: SearchPlan, sink: SearchSink) -> SearchOutcome:
             if not strategy.probes_seed:  # the same probe + report for the baselines: of their best network
                 with plan.timed("seed and probe"):
                     probe = sink.load_probe(k) or _probe_round(plan, k, seed, seed_state, sink, best_of_round=True)
-                outcome = dataclasses.replace(outcome, probe=probe, probed=proxy_network(seed, s.width))
+                outcome = dataclasses.replace(outcome, probe=probe, probed=proxy_network(seed, s.proxy.proxy_width))
             if strategy.keeps_incumbent:  # a round's best replaces the incumbent only if it is better
                 if incumbent is None or best_key(outcome.best) > best_key(incumbent[0]):
                     incumbent = (outcome.best, seed, seed_state, probe)
@@ -333,20 +334,20 @@ def run_final_stage(plan: SearchPlan, rows: Sequence[Mapping[str, Any]], sink: S
 
 def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[str, Any] | None,
                  sink: SearchSink, best_of_round: bool = False) -> ProbeResult:
-    s = plan.settings
-    probe_x = plan.probe_dataset.train.x[: s.probe_images].contiguous()
+    s, p = plan.settings, plan.settings.proxy
+    probe_x = plan.probe_dataset.train.x[: p.probe_images].contiguous()
     if seed_state is None:
-        train = {**recipe(plan.space, s.compile), "epochs": s.seed_epochs, "seed": s.seed}
-        proxy = f" as its {s.width:g}-width copy" if s.width < 1 else ""
+        train = {**recipe(plan.space, s.compile), "epochs": p.seed_epochs, "seed": s.seed}
+        proxy = f" as its {p.proxy_width:g}-width copy" if p.proxy_width < 1 else ""
         sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs)"
-                     f"{proxy} for {s.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
-                     f"{s.probe_resolution}x{s.probe_resolution}")
+                     f"{proxy} for {p.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
+                     f"{p.probe_resolution}x{p.probe_resolution}")
     else:
         train = None
         sink.message(f"round {k}: probing round {k if best_of_round else k - 1}'s best network on {len(probe_x)} "
-                     f"images at {s.probe_resolution}x{s.probe_resolution}")
+                     f"images at {p.probe_resolution}x{p.probe_resolution}")
     cpus = max(plan.seed_cpus, s.cpus_per_trial)
-    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, proxy_network(seed, s.width),
+    probe, info = _remote_seed_and_probe(cpus, s.gpus_per_trial, proxy_network(seed, p.proxy_width),
                                          plan.dataset if seed_state is None else None, probe_x,
                                          train=train, state_dict=seed_state, threads=max(1, int(cpus)), seed=s.seed)
     sink.probe_ready(k, probe, seed, info)

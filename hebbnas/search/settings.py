@@ -1,18 +1,33 @@
 """Search settings: defaults < the space's `proxy:`/`search:` sections < `--smoke` < the command line.
 
 The resolved `SearchSettings` is written to config.yaml and read back by `--resume`, so a resumed
-search is the same search. Validation happens here, before any folder exists or Ray starts.
+search is the same search (older layouts, with the proxy's fields flat and the old names `width` and
+`max_epochs`, are read too). Validation happens here, before any folder exists or Ray starts. The proxy
+part (`hebbnas.proxy.ProxySettings`) is resolved by `hebbnas.proxy`, as `hebbnas probe` resolves it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hebbnas.errors import HebbnasError
+from hebbnas.proxy import (
+    PROXY_DEFAULTS,
+    PROXY_SMOKE,
+    Origins,
+    ProxySettings,
+    check_float,
+    check_int,
+    check_proxy_width,
+    check_resolutions,
+    merge,
+    parse_budget,
+    proxy_from,
+)
+from hebbnas.renames import KEYS, say_renamed
 from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Space
 from hebbnas.strategies import get_strategy, names
 from hebbnas.topology import min_input_size
@@ -21,21 +36,13 @@ from hebbnas.trials import OBJECTIVES
 # Settings every search has; the space's `proxy:`/`search:` sections override the code defaults,
 # `--smoke` overrides those, and explicit command-line options override everything.
 DEFAULTS: dict[str, Any] = {
+    **PROXY_DEFAULTS,
     "strategy": "tpe",  # the best mean test accuracy at 8 trained units (analysis/results/strategies.md)
-    "dataset": "digits",
-    "data_dir": None,
-    "resolution": 32,
-    "probe_resolution": 64,
-    "train_subset": None,
-    "seed_epochs": 3,
-    "probe_images": 600,
-    "width": 1.0,
     "trials": 8,
-    "max_epochs": 5,
+    "trial_epochs": 5,
     "rounds": 1,
     "grace_period": 2,
     "reduction_factor": 2,
-    "seed": 0,
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0,
     "concurrency": 2,
@@ -49,55 +56,31 @@ DEFAULTS: dict[str, Any] = {
 }
 
 SMOKE: dict[str, Any] = {
+    **PROXY_SMOKE,
     "trials": 3,
-    "max_epochs": 2,
+    "trial_epochs": 2,
     "grace_period": 1,
-    "train_subset": 160,
-    "resolution": 32,
-    "probe_resolution": 32,
-    "seed_epochs": 1,
-    "probe_images": 64,
     "final_top": 1,
     "final_seeds": 2,
 }
 """`--smoke`: a tiny train subset, few epochs, a small probe; for tests and a first look at a cluster. Its
 train subset is a ceiling: a smaller data set (your own folder of 120 images) is used whole."""
-SMOKE_FINAL: dict[str, Any] = {"epochs": 1, "train_subset": 160, "val_images": None, "resolution": 32, "width": None}
+SMOKE_FINAL: dict[str, Any] = {"epochs": 1, "train_subset": 160, "val_images": None, "resolution": 32,
+                               "proxy_width": None}
 """`--smoke`'s final stage: one epoch on the smoke subset (so the tests exercise the stage in seconds)."""
-FLAGS: dict[str, str] = {"max_epochs": "--trial-epochs", "width": "--proxy-width"}
-"""Settings whose command-line option is not ``--<key with dashes>`` (in `hebbnas search`)."""
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """What the networks of a search (and `hebbnas probe`) train and are probed on: the proxy."""
-
-    dataset: str
-    data_dir: str | None
-    resolution: int
-    probe_resolution: int
-    train_subset: int | None
-    seed_epochs: int
-    probe_images: int
-    width: float  # the width proxy: the seed and trials train topology.narrowed(width)
-    seed: int
-    smoke: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
 class FinalFidelity:
     """How the final stage retrains its networks: one recipe for all (the space's `fixed:`, no sampled
-    knobs), on the proxy's data set, at this length, subset, validation size, augmentation, width and
+    knobs), on the proxy's data set, at this length, subset, validation size, augmentation, width proxy and
     resolution; and the margin (points) a finalist's paired interval must clear against the control."""
 
     epochs: int
     train_subset: int | None
     val_images: int | None
     augment: bool
-    width: float
+    proxy_width: float
     resolution: int
     margin: float = 0.0
 
@@ -111,15 +94,10 @@ class FinalFidelity:
         return self.val_images / (self.train_subset + self.val_images)
 
 
-@dataclass(frozen=True)
-class Origins:
-    """Where each merged value came from, so a bad one is named as the user wrote it: the flag as typed,
-    the space file and key, `--smoke`, or the default."""
-
-    of: dict[str, str]
-
-    def where(self, key: str) -> str:
-        return self.of.get(key, f"the default {key}")
+SEARCH_FIELDS = ("strategy", "trials", "trial_epochs", "rounds", "grace_period", "reduction_factor",
+                 "cpus_per_trial", "gpus_per_trial", "concurrency", "prescreen", "prescreen_score", "compile",
+                 "latency_budget", "objectives", "final_top", "final_seeds")
+"""Options of a search beyond the budget, the space and the proxy (keyword arguments of `hebbnas.search`)."""
 
 
 @dataclass(frozen=True)
@@ -132,25 +110,16 @@ class SearchSettings:
     budget: float
     space: str
     strategy: str
-    dataset: str
-    data_dir: str | None
-    resolution: int
-    probe_resolution: int
-    train_subset: int | None
-    seed_epochs: int
-    probe_images: int
+    proxy: ProxySettings  # what the seed and the trials train and are probed on (`hebbnas probe` resolves the same)
     trials: int
-    max_epochs: int
+    trial_epochs: int  # epochs per search trial (ASHA may stop a trial earlier)
     rounds: int
     grace_period: int
     reduction_factor: int
-    seed: int
     cpus_per_trial: float
     gpus_per_trial: float
     concurrency: int
-    smoke: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)
-    width: float = 1.0  # the width proxy: trials and the seed train topology.narrowed(width)
     prescreen: int = 0  # > 1: each trial scores this many candidates without training and trains the best
     prescreen_score: str = "naswot_k"  # the training-free score (hebbnas.score.SCORES) the prescreen ranks by
     compile: bool = False  # torch.compile every training forward (seed and trials): opt-in, pays only for long runs
@@ -159,6 +128,15 @@ class SearchSettings:
     final_top: int = 0  # finalists of the final stage (0: none; the search's best trial is the answer)
     final_seeds: int = 2  # paired seeds every final-stage network trains on
     final: dict[str, Any] = field(default_factory=dict)  # FinalFidelity fields, resolved
+
+    @property
+    def seed(self) -> int:
+        """The search's one seed (the proxy's): data split, initialisation, the sampler of round 1."""
+        return self.proxy.seed
+
+    @property
+    def smoke(self) -> bool:
+        return self.proxy.smoke
 
     @property
     def final_fidelity(self) -> FinalFidelity | None:
@@ -173,23 +151,25 @@ class SearchSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SearchSettings:
+    def from_dict(cls, d: Mapping[str, Any], source: str = "") -> SearchSettings:
+        """From `to_dict` (config.yaml's `settings`), or an older layout: the proxy's fields flat beside the
+        others, `width` for `proxy.proxy_width`, `max_epochs` for `trial_epochs` (each old name one line,
+        naming `source`, the file)."""
+        d = _current_layout(d, source)
         known = {f.name for f in dataclasses.fields(cls)}
         extra = set(d) - known
         if extra:
             raise HebbnasError(f"unknown search settings {sorted(extra)}")
-        d = dict(d)
         if "objectives" in d:  # YAML keeps a list
             d["objectives"] = tuple(d["objectives"])
+        if not isinstance(d.get("proxy"), ProxySettings):
+            if not isinstance(d.get("proxy"), Mapping):
+                raise HebbnasError("incomplete search settings: no proxy")
+            d["proxy"] = ProxySettings.from_dict(d["proxy"], source, "settings.proxy")
         try:
             return cls(**d)
         except TypeError as e:
             raise HebbnasError(f"incomplete search settings: {e}") from None
-
-    @property
-    def proxy(self) -> ProxySettings:
-        """The proxy part (what `hebbnas probe` resolves too)."""
-        return ProxySettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProxySettings)})
 
     def trials_in_round(self, k: int) -> int:
         """`trials` is the total; rounds share it evenly (earlier rounds get the remainder). A strategy
@@ -203,91 +183,66 @@ class SearchSettings:
         return base + (1 if k <= extra else 0)
 
 
-def merge(space: Space, options: Mapping[str, Any], smoke: bool = False,
-          flags: Mapping[str, str] | None = None) -> tuple[dict[str, Any], Origins]:
-    """defaults < the space's sections < smoke < explicit options (None means not given), and where each
-    value came from. `flags` maps an option's key to the flag the user typed (default `flag(key)`)."""
-    merged: dict[str, Any] = dict(DEFAULTS)
-    origin: dict[str, str] = {}
-    for sec, keys, section in (("proxy", PROXY_KEYS, space.proxy), ("search", SEARCH_KEYS, space.search)):
-        for key in keys:
-            if key in section:
-                merged[key] = section[key]
-                origin[key] = f"{space.source}: {sec}.{key}"
-    if smoke:
-        merged.update(SMOKE)
-        origin.update({k: f"--smoke's {k}" for k in SMOKE})
-    for k, v in options.items():
-        if v is not None and k != "budget":
-            merged[k] = v
-            origin[k] = (flags or {}).get(k, flag(k))
-    return merged, Origins(origin)
-
-
-def resolve_proxy(space: Space, options: Mapping[str, Any], smoke: bool = False,
-                  flags: Mapping[str, str] | None = None) -> ProxySettings:
-    """The proxy settings of `hebbnas probe` (and of a search): merged as a search merges them, validated."""
-    merged, origins = merge(space, options, smoke, flags)
-    proxy = _proxy(merged, origins, smoke)
-    _check_resolutions(proxy, space, origins)
-    return proxy
-
-
-def _proxy(merged: Mapping[str, Any], o: Origins, smoke: bool) -> ProxySettings:
-    return ProxySettings(
-        dataset=str(merged["dataset"]),
-        data_dir=None if merged["data_dir"] is None else str(merged["data_dir"]),
-        resolution=_int(merged, "resolution", o),
-        probe_resolution=_int(merged, "probe_resolution", o),
-        train_subset=None if merged["train_subset"] is None else _int(merged, "train_subset", o),
-        seed_epochs=_int(merged, "seed_epochs", o),
-        probe_images=_int(merged, "probe_images", o),
-        width=_width(merged, o),
-        seed=_int(merged, "seed", o, minimum=0),
-        smoke=bool(smoke),
-    )
+def _current_layout(d: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """config.yaml's settings as this version writes them. Before the proxy had its own field, its values sat
+    flat among the search's (`width` for `proxy_width`), and `trial_epochs` was `max_epochs`."""
+    d = dict(d)
+    for old, new in KEYS["search"].items():
+        if old in d and new not in d:
+            say_renamed(source, f"settings.{old}", f"settings.{new}")
+            d[new] = d.pop(old)
+    if "proxy" not in d:
+        names_ = [f.name for f in dataclasses.fields(ProxySettings)]
+        proxy = {k: d.pop(k) for k in names_ if k in d}
+        if "width" in d:
+            say_renamed(source, "settings.width", "settings.proxy.proxy_width")
+            proxy["proxy_width"] = d.pop("width")
+        proxy.setdefault("proxy_width", 1.0)  # before the width proxy existed
+        d["proxy"] = proxy
+    if isinstance(d.get("final"), Mapping) and "width" in d["final"] and "proxy_width" not in d["final"]:
+        say_renamed(source, "settings.final.width", "settings.final.proxy_width")
+        d["final"] = {("proxy_width" if k == "width" else k): v for k, v in d["final"].items()}
+    return d
 
 
 def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], smoke: bool = False,
                      flags: Mapping[str, str] | None = None) -> SearchSettings:
     """Merge defaults < space sections < smoke < explicit options (None means not given) and validate.
 
+    `options` are keyed by setting: the proxy's (`hebbnas.proxy.ProxySettings` fields), `SEARCH_FIELDS`
+    and `budget`; an unknown key is refused.
+
     Raises:
         HebbnasError: an unknown strategy, a non-positive budget or count, an impossible combination;
             the message names the value as the user gave it (the flag typed, or the space file and key).
     """
-    merged, o = merge(space, options, smoke, flags)
-    proxy = _proxy(merged, o, smoke)
+    unknown = set(options) - set(DEFAULTS) - {"budget"}
+    if unknown:
+        raise HebbnasError(f"unknown search settings {sorted(unknown)} (known: budget, {', '.join(DEFAULTS)})")
+    merged, o = merge(space, options, smoke, flags, defaults=DEFAULTS, smoke_values=SMOKE,
+                      sections=(("proxy", PROXY_KEYS), ("search", SEARCH_KEYS)))
     settings = SearchSettings(
         budget=parse_budget(options.get("budget")),
         space=space_name,
         strategy=str(merged["strategy"]),
-        dataset=proxy.dataset,
-        data_dir=proxy.data_dir,
-        resolution=proxy.resolution,
-        probe_resolution=proxy.probe_resolution,
-        train_subset=proxy.train_subset,
-        seed_epochs=proxy.seed_epochs,
-        probe_images=proxy.probe_images,
-        trials=_int(merged, "trials", o),
-        max_epochs=_int(merged, "max_epochs", o),
-        rounds=_int(merged, "rounds", o),
-        grace_period=_int(merged, "grace_period", o),
-        reduction_factor=_int(merged, "reduction_factor", o, minimum=2),
-        seed=proxy.seed,
-        cpus_per_trial=_float(merged, "cpus_per_trial", o, positive=True),
-        gpus_per_trial=_float(merged, "gpus_per_trial", o, positive=False),
-        concurrency=_int(merged, "concurrency", o),
-        smoke=bool(smoke),
-        width=proxy.width,
-        prescreen=_int(merged, "prescreen", o, minimum=0),
+        proxy=proxy_from(merged, o, space, smoke),
+        trials=check_int(merged, "trials", o),
+        trial_epochs=check_int(merged, "trial_epochs", o),
+        rounds=check_int(merged, "rounds", o),
+        grace_period=check_int(merged, "grace_period", o),
+        reduction_factor=check_int(merged, "reduction_factor", o, minimum=2),
+        cpus_per_trial=check_float(merged, "cpus_per_trial", o, positive=True),
+        gpus_per_trial=check_float(merged, "gpus_per_trial", o, positive=False),
+        concurrency=check_int(merged, "concurrency", o),
+        prescreen=check_int(merged, "prescreen", o, minimum=0),
         prescreen_score=str(merged["prescreen_score"]),
         compile=bool(merged["compile"]),
-        latency_budget=None if merged["latency_budget"] is None else _float(merged, "latency_budget", o, positive=True),
+        latency_budget=None if merged["latency_budget"] is None else check_float(merged, "latency_budget", o,
+                                                                                  positive=True),
         objectives=_objectives(merged, o),
         fixed=dict(space.fixed),
-        final_top=_int(merged, "final_top", o, minimum=0),
-        final_seeds=_int(merged, "final_seeds", o),
+        final_top=check_int(merged, "final_top", o, minimum=0),
+        final_seeds=check_int(merged, "final_seeds", o),
     )
     settings = dataclasses.replace(settings, final=_final(space, settings, smoke).to_dict())
     validate_settings(settings, space, o)
@@ -298,52 +253,22 @@ def _final(space: Space, s: SearchSettings, smoke: bool) -> FinalFidelity:
     """The space's `final:` block over the proxy's values (epochs: a trial's + 2), `--smoke`'s over both."""
     where = f"{space.source}: final"
     given = {**space.final, **({k: v for k, v in SMOKE_FINAL.items()} if smoke else {})}
-    defaults = {"epochs": s.max_epochs + 2, "train_subset": s.train_subset, "val_images": None, "augment": False,
-                "width": s.width, "resolution": s.resolution, "margin": 0.0}
+    p = s.proxy
+    defaults = {"epochs": s.trial_epochs + 2, "train_subset": p.train_subset, "val_images": None, "augment": False,
+                "proxy_width": p.proxy_width, "resolution": p.resolution, "margin": 0.0}
     v = {k: defaults[k] if given.get(k) is None else given[k] for k in defaults}
     o = Origins({k: f"{where}.{k}" for k in given})
     f = FinalFidelity(
-        epochs=_int(v, "epochs", o), augment=bool(v["augment"]), width=_width(v, o),
-        train_subset=None if v["train_subset"] is None else _int(v, "train_subset", o),
-        val_images=None if v["val_images"] is None else _int(v, "val_images", o),
-        resolution=_int(v, "resolution", o), margin=_float(v, "margin", o, positive=False))
+        epochs=check_int(v, "epochs", o), augment=bool(v["augment"]), proxy_width=check_proxy_width(v, o),
+        train_subset=None if v["train_subset"] is None else check_int(v, "train_subset", o),
+        val_images=None if v["val_images"] is None else check_int(v, "val_images", o),
+        resolution=check_int(v, "resolution", o), margin=check_float(v, "margin", o, positive=False))
     if f.val_images is not None and f.train_subset is None:
         raise HebbnasError(f"{where}.val_images needs {where}.train_subset (the validation share is taken beside it)")
     floor = min_input_size(space.base)
     if f.resolution < floor:
         raise HebbnasError(f"{o.where('resolution')} {f.resolution} is below the {floor} px the stem needs")
     return f
-
-
-def parse_budget(v: Any, name: str = "--budget") -> float:
-    """The one parser of a MAC budget ('1.5e9' or a number): a positive finite number, else one line."""
-    try:
-        b = float(v)
-    except (TypeError, ValueError):
-        raise HebbnasError(f"{name} must be a positive number of MACs (e.g. 1.5e9), got {v!r}") from None
-    if not math.isfinite(b) or b <= 0:
-        raise HebbnasError(f"{name} must be a positive number of MACs (e.g. 1.5e9), got {v!r}")
-    return b
-
-
-def flag(key: str) -> str:
-    """The command-line spelling of a setting, so messages name what the user typed."""
-    return FLAGS.get(key, "--" + key.replace("_", "-"))
-
-
-def _int(d: Mapping[str, Any], key: str, o: Origins, minimum: int = 1) -> int:
-    v = d[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < minimum:
-        raise HebbnasError(f"{o.where(key)} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
-def _float(d: Mapping[str, Any], key: str, o: Origins, positive: bool) -> float:
-    v = d[key]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
-    if not ok:
-        raise HebbnasError(f"{o.where(key)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
-    return float(v)
 
 
 def _objectives(d: Mapping[str, Any], o: Origins) -> tuple[str, ...]:
@@ -354,21 +279,6 @@ def _objectives(d: Mapping[str, Any], o: Origins) -> tuple[str, ...]:
         raise HebbnasError(f"{o.where('objectives')} must be accuracy, optionally followed by any of latency, macs, "
                            f"params (comma-separated, each once), got {v!r}")
     return names
-
-
-def _width(d: Mapping[str, Any], o: Origins) -> float:
-    v = d["width"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1:
-        raise HebbnasError(f"{o.where('width')} must be a number in (0, 1] (the trained copy's share of every "
-                           f"width), got {v!r}")
-    return float(v)
-
-
-def _check_resolutions(s: Any, space: Space, o: Origins) -> None:
-    floor = min_input_size(space.base)
-    for key in ("resolution", "probe_resolution"):
-        if getattr(s, key) < floor:
-            raise HebbnasError(f"{o.where(key)} {getattr(s, key)} is below the {floor} px the stem needs")
 
 
 def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None) -> None:
@@ -382,10 +292,10 @@ def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None)
         raise HebbnasError(f"--rounds {s.rounds} needs --strategy {' or '.join(multi)} (rounds re-probe the best network)")
     if s.trials < s.rounds:
         raise HebbnasError(f"--trials {s.trials} is fewer than --rounds {s.rounds} (each round needs a trial)")
-    if s.grace_period > s.max_epochs:
+    if s.grace_period > s.trial_epochs:
         raise HebbnasError(f"ASHA grace period {s.grace_period} ({o.where('grace_period')}) exceeds "
-                           f"{o.where('max_epochs')} {s.max_epochs}")
-    _check_resolutions(s, space, o)
+                           f"{o.where('trial_epochs')} {s.trial_epochs}")
+    check_resolutions(s.proxy, space, o)
     knobs = set(space.train) | set(s.fixed)
     fields_ = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(knobs - (fields_ - {"epochs", "seed", "device"}))
@@ -397,4 +307,3 @@ def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None)
     if s.prescreen_score not in SCORES:
         raise HebbnasError(f"{o.where('prescreen_score')} {s.prescreen_score!r} is not a score "
                            f"(known: {', '.join(SCORES)})")
-

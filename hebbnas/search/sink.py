@@ -18,8 +18,7 @@ from hebbnas.trials import TRIAL_ERROR, finished_status, trial_row
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
-    from hebbnas.search.final import FinalOutcome, FinalSpec
-    from hebbnas.search.outcome import RoundOutcome
+    from hebbnas.search.outcome import FinalOutcome, FinalSpec, RoundOutcome
     from hebbnas.topology import Topology
 
 

@@ -55,7 +55,7 @@ class RoundSpec:
     width_multiple: int
     seed_topology: Topology
     train: dict[str, Any]  # TrainConfig fields except the sampled knobs
-    max_epochs: int
+    trial_epochs: int  # epochs per trial (ASHA may stop it earlier)
     seed: int
     threads: int
     dataset: str
@@ -89,7 +89,7 @@ def train_config(spec: RoundSpec, config: Mapping[str, Any], epochs: int | None 
     from hebbnas.train import TrainConfig
 
     return TrainConfig.from_dict({**spec.train, **knobs(config, "train"),
-                                  "epochs": epochs or spec.max_epochs, "seed": spec.seed})
+                                  "epochs": epochs or spec.trial_epochs, "seed": spec.seed})
 
 
 def failure_config() -> Any:

@@ -1,4 +1,5 @@
-"""What `hebbnas search` prints while it runs and when it ends: the search's sink on a terminal.
+"""What a search prints while it runs and when it ends (`hebbnas search` and `hebbnas.search(...)`): the
+search's sink on a terminal or in a notebook.
 
 `Console` implements `hebbnas.search.sink.SearchSink`: it hands every product to the run folder
 (`hebbnas.runfolder.RunFolder`, which only writes files) and prints one line per event, a compact table
@@ -35,7 +36,7 @@ class Console:
     def round_started(self, k: int, rounds: int, n_trials: int, seed: Topology, resumed: bool) -> None:
         s = self.folder.settings
         what = "resuming" if resumed else "starting"
-        self.message(f"round {k}/{rounds}: {what} {n_trials} trial(s), strategy {s.strategy}, up to {s.max_epochs} "
+        self.message(f"round {k}/{rounds}: {what} {n_trials} trial(s), strategy {s.strategy}, up to {s.trial_epochs} "
                      f"epoch(s) each, budget {format_budget(s.budget)} MACs")
         self.message(f"  {'trial':<10} {'round':>5} {'MACs':>10} {'epoch':>7} {'val acc':>8}  status")
 
@@ -48,20 +49,20 @@ class Console:
         self.message(f"round {k}: probe saved to {where} ({', '.join(bits)})")
 
     def trial_result(self, k: int | None, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        max_epochs = int(result.get("epochs_planned") or self.folder.settings.max_epochs)
-        if int(result.get("epoch") or 0) >= max_epochs:
+        planned = int(result.get("epochs_planned") or self.folder.settings.trial_epochs)
+        if int(result.get("epoch") or 0) >= planned:
             return  # the trial's final line follows from trial_finished
         acc = result.get("val_acc")
         acc_s = "-" if acc is None else f"{acc:.4f}"
         self.message(f"  {trial_id:<10} {_where(k, result):>7} {fmt_macs(result.get('macs')):>10} "
-                     f"{str(result.get('epoch', '?')) + '/' + str(max_epochs):>7} {acc_s:>8}  running")
+                     f"{str(result.get('epoch', '?')) + '/' + str(planned):>7} {acc_s:>8}  running")
 
     def trial_finished(self, k: int | None, row: Mapping[str, Any]) -> None:
         if not self.folder.record_trial(row):
             return
         acc = row.get("val_acc")
         extra = f"  {row['error']}" if row.get("error") else ""
-        planned = self.folder.settings.max_epochs if k is not None else (self.folder.settings.final or {}).get("epochs")
+        planned = self.folder.settings.trial_epochs if k is not None else (self.folder.settings.final or {}).get("epochs")
         epochs = f"{row.get('epochs', 0)}/{planned}"
         acc_s = "-" if acc in (None, "") else f"{float(acc):.4f}"
         self.message(f"  {str(row['trial_id']):<10} {_where(k, row):>7} {fmt_macs(row.get('macs')):>10} {epochs:>7} "
@@ -75,7 +76,7 @@ class Console:
         self.message(f"final stage: {'resuming' if resumed else 'retraining'} {len(nets) - 1} finalist(s) "
                      f"({', '.join(nets[1:]) or 'none distinct from the control'}) and the control (the paper's "
                      f"widths at the same budget) on seeds {', '.join(map(str, seeds))}: {f.epochs} epoch(s), {data}, "
-                     f"{f.width:g} width at {f.resolution} px, augmentation {'on' if f.augment else 'off'}; "
+                     f"{f.proxy_width:g} width at {f.resolution} px, augmentation {'on' if f.augment else 'off'}; "
                      f"{len(spec.units)} unit(s)")
         self.message(f"  {'trial':<10} {'network':>7} {'MACs':>10} {'epoch':>7} {'val acc':>8}  status")
 
