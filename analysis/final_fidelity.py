@@ -155,11 +155,9 @@ def report(out: Path, n_boot: int = 4000) -> Path:
 
 
 def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("tabulate") is not None
 
 
 def main(argv: list[str] | None = None) -> int:

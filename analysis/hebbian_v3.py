@@ -282,7 +282,7 @@ def report(out: Path, converged_dir: Path | None, n_boot: int = 4000) -> Path:
     conv = None
     if converged_dir is not None and (converged_dir / "converged.csv").exists():
         conv = pd.read_csv(converged_dir / "converged.csv", keep_default_na=False)
-    lines = [f"# Hebbian v3: derivations of a trained probe against paper, in the converged protocol", ""]
+    lines = ["# Hebbian v3: derivations of a trained probe against paper, in the converged protocol", ""]
     for s in meta.get("sessions", []):
         lines.append(f"- session {s['started']}: `{s['command']}`, {s['wall_s'] / 60:.1f} min, {s['units']} rows, "
                      f"{s['jobs']} job(s) x {s['threads']} thread(s), code at {s['commit']}")

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hebbnas.search.outcome import FinalOutcome, FinalSpec, FinalUnit
+from hebbnas.search.outcome import FinalSpec, FinalUnit
 from hebbnas.search.select import Decision, NetworkResult, decide
 from hebbnas.topology import Topology, proxy_network
 from hebbnas.trials import METRIC, TrialStatus, best_key

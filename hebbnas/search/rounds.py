@@ -34,8 +34,6 @@ from hebbnas.trials import (
 from hebbnas.search.final import (
     EXPERIMENT,
     UNIT_KEY,
-    FinalOutcome,
-    FinalSpec,
     chosen_unit,
     decide_rows,
     finalists,
@@ -44,7 +42,7 @@ from hebbnas.search.final import (
     run_final_unit,
 )
 from hebbnas.search.grid import load_checkpoint, rows_from_grid
-from hebbnas.search.outcome import RoundOutcome, SearchInterrupted, SearchOutcome
+from hebbnas.search.outcome import FinalOutcome, FinalSpec, RoundOutcome, SearchInterrupted, SearchOutcome
 from hebbnas.search.sink import SearchSink, active_sink, current_session, tune_callback_class
 from hebbnas.search.searcher import Sampler, journal_at, make_searcher, read_optuna_states
 from hebbnas.pipeline import recipe, seed_topology
