@@ -267,11 +267,16 @@ def main(argv: list[str] | None = None) -> int:
                 if done and (run / "ablation_wall.json").is_file():
                     wall = json.loads((run / "ablation_wall.json").read_text())["wall_s"]
                 elif not done:
-                    cmd = [sys.executable, "-m", "hebbnas.cli", "search", "--budget", str(budget), "--strategy",
-                           strategy, "--seed", str(seed), "--space", str(space), "--trials", str(proto["trials"]),
-                           "--trial-epochs", str(proto["epochs"])]
-                    cmd += ["--resume", str(run)] if run.exists() else ["--out", str(run)]
-                    for flag in ("address", "gpus_per_trial", "cpus_per_trial", "concurrency", "data_dir"):
+                    # the search alone (--final-top 0): this protocol predates the final stage and measures what
+                    # the search's own best trial reaches; a resumed run takes its settings from its config.yaml
+                    cmd = [sys.executable, "-m", "hebbnas.cli", "search"]
+                    flags = ("address",) if run.exists() else ("address", "gpus_per_trial", "cpus_per_trial",
+                                                               "concurrency", "data_dir")
+                    cmd += ["--resume", str(run)] if run.exists() else [
+                        "--budget", str(budget), "--strategy", strategy, "--seed", str(seed), "--space", str(space),
+                        "--trials", str(proto["trials"]), "--trial-epochs", str(proto["epochs"]), "--final-top", "0",
+                        "--out", str(run)]
+                    for flag in flags:
                         if getattr(args, flag) is not None:
                             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
                     print(f"[{time.perf_counter() - t_all:6.0f}s] {strategy} budget {budget:.3g} seed {seed} ...",

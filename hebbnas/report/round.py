@@ -33,7 +33,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input:
     if outcome.probe is not None and derive_knobs:
         for i, (label, kn) in enumerate(derivations):
             where = out_dir if i == 0 else out_dir / f"{DERIVATION_DIR}{i + 1}"
-            _hebbian_report(where, outcome, fitted, dict(kn), settings, deploy, label)
+            _hebbian_report(where, outcome, fitted, dict(kn), settings, deploy, label, plots=i == 0)
         return
     text = [f"# Round {outcome.round}: best trial {best['trial_id']} ({settings.strategy})", "",
             f"validation accuracy {float(best['val_acc']):.4f}, budget {format_budget(settings.budget)} MACs", ""]
@@ -47,7 +47,7 @@ def write_round_report(out_dir: Path, outcome: Any, settings: Any, deploy_input:
 
 
 def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs: Mapping[str, Any], settings: Any,
-                    deploy: tuple[int, int, int], label: str = "") -> None:
+                    deploy: tuple[int, int, int], label: str = "", plots: bool = True) -> None:
     """The full report: the round's probe, clustered with the report knobs, beside the trained widths."""
     from hebbnas import derive
     from hebbnas.strategies import get_strategy
@@ -61,4 +61,4 @@ def _hebbian_report(out_dir: Path, outcome: Any, fitted: Topology, derive_knobs:
         title = f"Cluster-to-branch report, round {outcome.round}: the {settings.strategy} baseline's best network"
     if label:
         title += f"; derivation: {label}"
-    write_report(out_dir, derivation, fitted, corr, deploy, budget=settings.budget, title=title)
+    write_report(out_dir, derivation, fitted, corr, deploy, budget=settings.budget, title=title, plots=plots)
