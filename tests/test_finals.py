@@ -45,14 +45,16 @@ def test_a_runs_decision_is_hebbnas_search_s_rule() -> None:
 def test_the_cheaper_schedule_rule() -> None:
     cands = ["paper", "a", "b", "c", "d"]
     ref = [0.90, 0.88, 0.86, 0.84, 0.80]
-    rows = [{"schedule": "ref", "candidate": c, "test_acc": t, "val_acc": t, "train_s": 100.0} for c, t in zip(cands, ref)]
-    rows += [{"schedule": "same", "candidate": c, "test_acc": t - 0.05, "val_acc": t, "train_s": 50.0}
-             for c, t in zip(cands, ref)]
-    rows += [{"schedule": "shuffled", "candidate": c, "test_acc": t, "val_acc": t, "train_s": 40.0}
-             for c, t in zip(cands, [0.80, 0.90, 0.84, 0.88, 0.86])]
+    rows = [{"schedule": "ref", "candidate": c, "test_acc": t, "val_acc": t, "train_s": 100.0, "epochs": 10,
+             "train_images": 200} for c, t in zip(cands, ref)]
+    rows += [{"schedule": "same", "candidate": c, "test_acc": t - 0.05, "val_acc": t, "train_s": 70.0, "epochs": 5,
+              "train_images": 200} for c, t in zip(cands, ref)]
+    rows += [{"schedule": "shuffled", "candidate": c, "test_acc": t, "val_acc": t, "train_s": 40.0, "epochs": 10,
+              "train_images": 80} for c, t in zip(cands, [0.80, 0.90, 0.84, 0.88, 0.86])]
     table = rank_table(pd.DataFrame(rows), "ref", n_boot=50)
     by = {t["schedule"]: t for t in table}
     assert by["same"]["spearman_test"][0] == pytest.approx(1.0) and by["same"]["cost"] == pytest.approx(0.5)
+    assert by["same"]["seconds"] == pytest.approx(0.7) and by["shuffled"]["cost"] == pytest.approx(0.4)
     assert by["shuffled"]["spearman_test"][0] < 0.9 and by["same"]["paper_rank"] == 1
     assert chosen(table) == "same"  # the cheaper "shuffled" ranks badly
     assert chosen([t for t in table if t["schedule"] == "shuffled"]) is None
