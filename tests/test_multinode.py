@@ -30,11 +30,8 @@ LOOPBACK = "127.0.0.2"
 to the machine's external address when a driver joins."""
 
 
-def _cluster(auth: str, token: str | None) -> Any:
-    """A head without CPUs and two one-CPU workers on the loopback, in `auth` mode."""
-    os.environ["RAY_AUTH_MODE"] = auth
-    if token:
-        os.environ["RAY_AUTH_TOKEN"] = token
+def _reload_ray_auth() -> None:
+    """Make this process's Ray read RAY_AUTH_MODE/RAY_AUTH_TOKEN again (it caches them in its C++ config)."""
     try:
         from ray._raylet import AuthenticationTokenLoader, Config
 
@@ -42,6 +39,25 @@ def _cluster(auth: str, token: str | None) -> Any:
         AuthenticationTokenLoader.instance().reset_cache()
     except (ImportError, AttributeError):
         pass
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    """Put RAY_AUTH_MODE/RAY_AUTH_TOKEN back as they were and let Ray read them again: a later test in this
+    process (an in-process Tuner in test_search_cluster.py) must not inherit this module's auth mode."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _reload_ray_auth()
+
+
+def _cluster(auth: str, token: str | None) -> Any:
+    """A head without CPUs and two one-CPU workers on the loopback, in `auth` mode."""
+    os.environ["RAY_AUTH_MODE"] = auth
+    if token:
+        os.environ["RAY_AUTH_TOKEN"] = token
+    _reload_ray_auth()
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": LOOPBACK,
@@ -61,11 +77,7 @@ def cluster() -> Iterator[tuple[Any, dict[str, str]]]:
         yield c, {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     finally:
         c.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(saved)
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -217,11 +229,7 @@ def test_a_client_in_another_auth_mode_is_told_how_to_match(tmp_path: Path) -> N
             out[name] = (r, time.perf_counter() - t0)
     finally:
         c.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(saved)
     for name, (r, took) in out.items():
         err = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(err) == 1, (name, r.stderr[-2000:])
