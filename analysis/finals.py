@@ -16,6 +16,9 @@ accuracy is the score; the plan is in finals-planning.md, fixed before any unit.
     reallocate  analysis/strategies.py's run (the paper's widths, then probe-proposed moves)
     slim        analysis/strategies.py's run (TPE over the energy of the global threshold)
 
+A finalist trains seed 1 only when its seed-0 validation accuracy is above the paper's: below it, no second
+seed can make the rule choose it (amendment 1 of the plan; `later_seed_units`).
+
 Repeat r runs every strategy's search on the zoo's seed r (units cached with the zoo's and strategies'
 units); the final stages of all repeats use converged seeds 0 and 1 (units cached with the converged run's).
 
@@ -167,21 +170,19 @@ def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats:
             nets = [(CONTROL, paper, 0)] + [(names.get(f["topology_hash"], f["topology_hash"]),
                                              Topology.from_json(f["topology"]), i + 1) for i, f in enumerate(fin)]
             plan += [(s, n, t, rank, seed) for seed in FINAL_SEEDS for n, t, rank in nets]
-        todo = {(t.hash(), seed): t for _, _, t, _, seed in plan}
-        log(f"repeat {r}: final stage, {len(todo)} distinct units on seeds {FINAL_SEEDS} (cached ones are read)")
         recs: dict[tuple[str, int], dict[str, Any]] = {}
-        with zoo.executor(jobs) as ex:
-            futs = {ex.submit(zoo.cached_unit, cp, ccache, cp.main, t, seed, threads): key
-                    for key, t in todo.items() for seed in [key[1]]}
-            while futs:
-                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
-                for f in done:
-                    key = futs.pop(f)
-                    recs[key] = f.result()
-                    if recs[key].get("trained_now"):
-                        log(f"  {names.get(key[0], key[0])} seed {key[1]}: val {recs[key]['val_acc']:.4f} test "
-                            f"{recs[key]['test_acc']:.4f} ({recs[key]['unit_s']:.0f} s) [{len(futs)} left]")
+        first = {(t.hash(), seed): t for _, _, t, _, seed in plan if seed == FINAL_SEEDS[0]}
+        log(f"repeat {r}: final stage, seed {FINAL_SEEDS[0]}: {len(first)} distinct units (cached ones are read)")
+        _train(cp, ccache, first, jobs, threads, names, recs, log)
+        rest = later_seed_units(plan, recs, paper.hash())
+        skipped = sorted({names.get(t.hash(), t.hash()) for _, n, t, _, seed in plan
+                          if seed != FINAL_SEEDS[0] and (t.hash(), seed) not in rest})
+        log(f"repeat {r}: final stage, seeds {FINAL_SEEDS[1:]}: {len(rest)} distinct units; skipped (seed-0 "
+            f"validation not above the paper's, so no later seed can make them win): {', '.join(skipped) or '-'}")
+        _train(cp, ccache, rest, jobs, threads, names, recs, log)
         for s, n, t, rank, seed in plan:
+            if (t.hash(), seed) not in recs:
+                continue  # a later seed of a finalist that could not win (amendment 1)
             rec = recs[(t.hash(), seed)]
             rows.append({"strategy": s, "repeat": r, "network": n, "topology_hash": t.hash(), "rank": rank,
                          "seed": seed, "val_acc": rec["val_acc"], "test_acc": rec["test_acc"],
@@ -195,6 +196,40 @@ def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats:
         if r == repeats[0]:
             machine_check(out, cp, paper, jobs, threads, log)
     return path
+
+
+def later_seed_units(plan: Sequence[tuple[str, str, Any, int, int]], recs: dict[tuple[str, int], dict[str, Any]],
+                     control_hash: str) -> dict[tuple[str, int], Any]:
+    """The final stage's units after seed 0 that can still change a decision (amendment 1 of the plan): the
+    control's, and a finalist's only when its seed-0 validation accuracy is above the control's. With margin 0
+    the rule picks a finalist only when the lower end of its paired t interval is above zero, which needs every
+    paired difference above zero (lo > 0 implies mean > t * sd / sqrt(n) >= half the spread, so the smallest
+    difference is positive); a finalist at or below the control on seed 0 can never be chosen. Pure."""
+    first = FINAL_SEEDS[0]
+    ctrl = recs[(control_hash, first)]["val_acc"]
+    out: dict[tuple[str, int], Any] = {}
+    for _, _, t, _, seed in plan:
+        h = t.hash()
+        if seed != first and (h == control_hash or recs[(h, first)]["val_acc"] > ctrl):
+            out[(h, seed)] = t
+    return out
+
+
+def _train(cp: zoo.Protocol, cache: Path, todo: dict[tuple[str, int], Any], jobs: int, threads: int,
+           names: dict[str, str], recs: dict[tuple[str, int], dict[str, Any]], log: Any) -> None:
+    """Train (or read from the cache) the units `todo`, two at a time, into `recs`."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    with zoo.executor(jobs) as ex:
+        futs = {ex.submit(zoo.cached_unit, cp, cache, cp.main, t, key[1], threads): key for key, t in todo.items()}
+        while futs:
+            done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+            for f in done:
+                key = futs.pop(f)
+                recs[key] = f.result()
+                if recs[key].get("trained_now"):
+                    log(f"  {names.get(key[0], key[0])} seed {key[1]}: val {recs[key]['val_acc']:.4f} test "
+                        f"{recs[key]['test_acc']:.4f} ({recs[key]['unit_s']:.0f} s) [{len(futs)} left]")
 
 
 def machine_check(out: Path, cp: zoo.Protocol, paper: Any, jobs: int, threads: int, log: Any = print) -> None:
@@ -223,7 +258,9 @@ def summarise(df: Any) -> Any:
     out = []
     for (s, r), g in df.groupby(["strategy", "repeat"], sort=False):
         d = decide_run(g.to_dict("records"))
-        out.append({"strategy": s, "repeat": r, **d, "units": int(g["search_units"].iloc[0]) + len(g)})
+        seeds = g[g["control"].astype(str) != "True"].groupby("network")["seed"].nunique()
+        out.append({"strategy": s, "repeat": r, **d, "units": int(g["search_units"].iloc[0]) + len(g),
+                    "stopped": ", ".join(n for n, k in seeds.items() if k < len(FINAL_SEEDS))})
     return pd.DataFrame(out)
 
 
@@ -257,10 +294,11 @@ def report(out: Path, n_boot: int = 0) -> Path:
         lines.append(f"| {s} | {len(g)} | {int(g['kept_control'].sum())} of {len(g)} | {means[s]:.4f} | {ci} | "
                      f"{g['units'].mean():.0f} |")
     lines += ["", "Per run (strategy, repeat): the decision of the final stage.", "",
-              "| strategy | repeat | chosen | test acc | paper test acc | decision |", "| --- | ---: | --- | ---: | ---: | --- |"]
+              "| strategy | repeat | chosen | test acc | paper test acc | stopped after seed 0 | decision |",
+              "| --- | ---: | --- | ---: | ---: | --- | --- |"]
     for _, x in runs.iterrows():
         lines.append(f"| {x['strategy']} | {x['repeat']} | {x['chosen']} | {x['chosen_test']:.4f} | "
-                     f"{x['control_test']:.4f} | {x['sentence']} |")
+                     f"{x['control_test']:.4f} | {x['stopped'] or '-'} | {x['sentence']} |")
     here = out / "finals-paper-here.csv"
     if here.exists():
         h = pd.read_csv(here)

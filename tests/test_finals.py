@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.final_fidelity import chosen, rank_table
-from analysis.finals import decide_run, search_finalists
+from analysis.finals import decide_run, later_seed_units, search_finalists
 
 
 def test_a_runs_finalists_are_its_best_distinct_networks_but_the_paper() -> None:
@@ -40,6 +41,28 @@ def test_a_runs_decision_is_hebbnas_search_s_rule() -> None:
     assert kept["kept_control"] and kept["chosen"] == "paper" and kept["diff_test_pt"] == 0
     won = decide_run(_units((0.90, 0.91), (0.921, 0.930)))  # +2.1 and +2.0 points: interval above zero
     assert won["chosen"] == "x" and won["diff_test_pt"] == pytest.approx(2.05)
+
+
+class _T:
+    def __init__(self, h: str) -> None:
+        self.h = h
+
+    def hash(self) -> str:
+        return self.h
+
+
+def test_a_later_seed_trains_only_where_it_can_change_the_decision() -> None:
+    plan = [("tpe", n, _T(n), rank, seed) for seed in (0, 1) for rank, n in enumerate(["P", "A", "B", "C"])]
+    recs = {("P", 0): {"val_acc": 0.90}, ("A", 0): {"val_acc": 0.91}, ("B", 0): {"val_acc": 0.90},
+            ("C", 0): {"val_acc": 0.85}}
+    assert sorted(later_seed_units(plan, recs, "P")) == [("A", 1), ("P", 1)]  # B ties: cannot win either
+    # the claim behind the skip: whatever seed 1 gives, a finalist at or below the control on seed 0 is not chosen
+    for fin1 in np.linspace(0.80, 1.0, 41):
+        for fin0 in (0.90, 0.89):
+            assert decide_run(_units((0.90, 0.91), (fin0, float(fin1))))["kept_control"]
+    # and a finalist with its later seed skipped is not chosen on its one seed
+    one = [u for u in _units((0.90, 0.91), (0.95, 0.95)) if not (u["network"] == "x" and u["seed"] == 1)]
+    assert decide_run(one)["chosen"] == "paper"
 
 
 def test_the_cheaper_schedule_rule() -> None:
