@@ -33,13 +33,13 @@ from hebbnas.errors import HebbnasError
 from hebbnas.topology import Topology
 from hebbnas.trials import (
     CHECKPOINT_FILE,
-    KNOB_PREFIXES,
     LATENCY_COLUMNS,
     LEAD_COLUMNS,
     OBJECTIVES,
     TAIL_COLUMNS,
     TRAIN_STATE_FILE,
     TrialStatus,
+    knob_prefixes,
     pareto_rows,
     read_trials,
 )
@@ -382,7 +382,8 @@ class RunFolder:
         cols: list[str] = []
         for r in rows:
             cols += [c for c in r if c not in cols]
-        knob_cols = sorted(c for c in cols if c.split(".")[0] in KNOB_PREFIXES)
+        prefixes = knob_prefixes()
+        knob_cols = sorted(c for c in cols if c.split(".")[0] in prefixes)
         width_cols = [c for c in cols if c.startswith(("stem.", "inception")) and c not in knob_cols]
         lead = [c for c in LEAD_COLUMNS]
         tail = [c for c in TAIL_COLUMNS]

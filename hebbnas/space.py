@@ -2,10 +2,12 @@
 
 A space names the base topology, the deployment input shape the budget is counted at, the proxy the
 trials train on (`proxy:`), the defaults of `hebbnas search` (`search:`), the training options every
-trial shares unchanged (`fixed:`, `TrainConfig` fields), and the distributions Optuna samples from
-(`derive:` derivation knobs, `random:` width multipliers of the random baseline, `train:` training
-knobs, an opt-in: architecture comparisons share one recipe), and how the final stage retrains its
-networks (`final:`). Sampling only reads these values, so a trial's space function stays cheap.
+trial shares unchanged (`fixed:`, `TrainConfig` fields), how the final stage retrains its networks
+(`final:`), and knob sections: the distributions Optuna samples from (`train:` training knobs, an
+opt-in: architecture comparisons share one recipe; and the section a strategy declares as its own,
+such as hebbian's `derive:` derivation knobs or random's `random:` width multipliers). Which knob
+sections exist is the strategies' business (`hebbnas.strategies.check_sections`): here every other
+mapping is parsed as one. Sampling only reads these values, so a trial's space function stays cheap.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def _spaces_dir() -> Path:
 
 
 SPACES_DIR = _spaces_dir()
-SECTIONS = ("derive", "random", "train")
+FIXED_KEYS = ("name", "base", "deploy_input", "width_multiple", "proxy", "search", "fixed", "final", "description")
+"""The top-level keys that are not knob sections."""
 PROXY_KEYS = ("dataset", "data_dir", "resolution", "probe_resolution", "train_subset", "seed_epochs", "probe_images",
               "proxy_width")
 """Keys of the `proxy:` section: what trials train on and how the seed network is probed. `proxy_width` < 1
@@ -108,14 +111,22 @@ class Space:
     width_multiple: int
     proxy: dict[str, Any]
     search: dict[str, Any]
-    derive: dict[str, Distribution] = field(default_factory=dict)
-    random: dict[str, Distribution] = field(default_factory=dict)
-    train: dict[str, Distribution] = field(default_factory=dict)
+    sections: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+    """Knob sections by name (``train`` and the strategies' own), each knob's distribution by name."""
     fixed: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] = field(default_factory=dict)  # the final stage's fidelity (FINAL_KEYS)
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The parsed YAML as given, so a run can record its space and a resume rebuild the same one."""
+
+    def section(self, name: str) -> dict[str, Distribution]:
+        """One knob section (empty when the YAML has none)."""
+        return self.sections.get(name, {})
+
+    @property
+    def train(self) -> dict[str, Distribution]:
+        """The searched training knobs (every strategy's)."""
+        return self.section("train")
 
 
 def load_space(spec: str | Path) -> Space:
@@ -137,9 +148,7 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
     """Validate a space given as a dict (the parsed YAML)."""
     if not isinstance(raw, Mapping):
         raise HebbnasError(f"{source}: a search space must be a YAML mapping")
-    known = {"name", "base", "deploy_input", "width_multiple", "proxy", "search", "fixed", "final", *SECTIONS,
-             "description"}
-    extra = set(raw) - known
+    extra = {k for k, v in raw.items() if k not in FIXED_KEYS and not isinstance(v, Mapping | None)}
     if extra:
         raise HebbnasError(f"{source}: unknown keys {sorted(extra)}")
     for key in ("name", "base"):
@@ -154,11 +163,9 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
     if not isinstance(wm, int) or wm < 1:
         raise HebbnasError(f"{source}: width_multiple must be a positive integer")
     sections: dict[str, dict[str, Distribution]] = {}
-    for sec in SECTIONS:
-        body = raw.get(sec) or {}
-        if not isinstance(body, Mapping):
-            raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
-        sections[sec] = {str(k): Distribution.parse(f"{source}: {sec}.{k}", v) for k, v in body.items()}
+    for sec in (k for k in raw if k not in FIXED_KEYS):
+        sections[str(sec)] = {str(k): Distribution.parse(f"{source}: {sec}.{k}", v)
+                              for k, v in (raw[sec] or {}).items()}
     for sec in ("proxy", "search", "fixed", "final"):
         if not isinstance(raw.get(sec) or {}, Mapping):
             raise HebbnasError(f"{source}: section {sec!r} must be a mapping")
@@ -179,5 +186,5 @@ def parse_space(raw: Any, source: str = "<dict>") -> Space:
         final=dict(raw.get("final") or {}),
         source=source,
         raw=dict(raw),
-        **sections,
+        sections=sections,
     )

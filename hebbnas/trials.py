@@ -51,7 +51,14 @@ OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": (METRIC, "max"), "latency"
 LATENCY_COLUMNS = ("latency_ms", "latency_iqr_ms", "latency_runtime", "latency_threads", "latency_device")
 """A trial's measured latency (when the search measures it): median and IQR in ms per image at the deploy
 shape, and where it was measured."""
-KNOB_PREFIXES = ("derive", "width", "move", "slim", "train")
+
+
+def knob_prefixes() -> tuple[str, ...]:
+    """The namespaces of the knob columns (``train.lr``, ``derive.threshold``): the shared training knobs'
+    and each registered strategy's own (its `knob_prefix`), so a new strategy's knobs are columns too."""
+    from hebbnas.strategies import knob_prefixes as declared
+
+    return declared()
 
 
 class TrialStatus(str, enum.Enum):

@@ -24,7 +24,7 @@ def test_space_loads_and_samples(path: Path) -> None:
     assert load_space(path.stem) == space
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    for section in (space.derive, space.random, space.train):
+    for section in space.sections.values():
         for name, dist in section.items():
             value = dist.suggest(trial, name)
             if dist.kind == "categorical":

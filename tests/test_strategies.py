@@ -155,9 +155,9 @@ def test_keeps_incumbent_strategy_trains_its_start_once(monkeypatch: pytest.Monk
 
 
 def test_strategies_register_in_one_place() -> None:
-    from hebbnas.strategies import Strategy, get_strategy, names, register
+    from hebbnas.strategies import STRATEGIES, Strategy, get_strategy, names, register
 
-    assert names()[:3] == ("hebbian", "random", "paper")
+    assert names() == ("hebbian", "random", "paper", "reallocate", "slim", "tpe")  # found by module, in `order`
     assert get_strategy("hebbian").probes_seed and not get_strategy("paper").probes_seed
 
     @register
@@ -165,15 +165,66 @@ def test_strategies_register_in_one_place() -> None:
         name = "test-widest"
 
     try:
-        assert "test-widest" in names() and get_strategy("test-widest").topology(get_topology("googlenet"), None, {})
+        assert names()[-1] == "test-widest" and get_strategy("test-widest").topology(get_topology("googlenet"), None, {})
     finally:
-        from hebbnas import strategies
-
-        strategies._REGISTRY.pop("test-widest")
-    with pytest.raises(HebbnasError, match="unknown strategy 'x'"):
+        STRATEGIES.unregister("test-widest")
+    assert "test-widest" not in names()
+    with pytest.raises(HebbnasError, match=r"unknown strategy 'x' for --strategy \(known: hebbian, random, paper,"):
         get_strategy("x")
 
 
+NARROW = """
+    \"\"\"A strategy in one file: one sampled factor scales every width; its knobs and YAML section are its own.\"\"\"
+
+    from __future__ import annotations
+
+    from typing import Any, ClassVar
+
+    from hebbnas.strategies import Strategy, knobs, register
+    from hebbnas.strategies.random import scaled_topology
+    from hebbnas.topology import WIDTH_FIELDS
+
+
+    @register
+    class Narrow(Strategy):
+        name = "narrow"
+        knob_prefix: ClassVar[str] = "narrow"
+        yaml_section: ClassVar[str] = "narrow"
+
+        def distributions(self, space: Any) -> dict[str, Any]:
+            return {f"{self.knob_prefix}.{k}": d for k, d in space.section(self.yaml_section).items()}
+
+        def topology(self, seed: Any, probe: Any, config: Any, *, probed: Any = None, start: Any = None) -> Any:
+            factor = knobs(config, self.knob_prefix)["factor"]
+            return scaled_topology(seed, {f"{m.name}.{f}": factor for m in seed.modules for f in WIDTH_FIELDS})
+"""
+
+
+def test_a_new_strategy_is_one_module_with_its_own_knobs_and_section(tmp_path: Path) -> None:
+    """A strategy written as one new module: --strategy knows it, the space accepts its YAML section, the
+    searcher samples its knobs under its prefix, trials.csv and the report treat them as knobs."""
+    from tests.plugins import plugged
+
+    from hebbnas.search.searcher import Sampler
+    from hebbnas.space import parse_space
+    from hebbnas.strategies import STRATEGIES, get_strategy, names
+    from hebbnas.trials import knob_prefixes
+
+    raw = {**load_space("googlenet").raw, "narrow": {"factor": {"low": 0.25, "high": 0.5}}}
+    space = parse_space(raw, source="narrow.yaml")
+    with pytest.raises(HebbnasError, match=r"narrow.yaml: unknown keys \['narrow'\]"):  # no strategy owns it yet
+        resolve_settings(space, "narrow", {"budget": 1.5e9})
+    assert "narrow" not in knob_prefixes()
+    with plugged(tmp_path, "narrow_strategy", NARROW, STRATEGIES, "narrow"):
+        assert names()[-1] == "narrow" and "narrow" in knob_prefixes()
+        s = resolve_settings(space, "narrow", {"budget": 1.5e9, "strategy": "narrow"})
+        assert s.strategy == "narrow"
+        sampler = Sampler.for_space(space, "narrow")
+        assert [n for n, _ in sampler.params] == ["narrow.factor"]
+        base = get_topology("googlenet")
+        t = get_strategy("narrow").topology(base, None, {"narrow.factor": 0.5, "train.lr": 1e-3})
+        assert t.params() < base.params() / 2 and t.modules[0].widths[0] == base.modules[0].widths[0] // 2
+    assert "narrow" not in names() and "narrow" not in knob_prefixes()
 
 
 def test_the_equal_compute_comparison_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001

@@ -18,13 +18,12 @@ import numpy as np
 
 from hebbnas.errors import HebbnasError
 from hebbnas.report.files import DERIVATION_DIR, ROUND_DIR
+from hebbnas.trials import knob_prefixes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HTML_REPORT = "report.html"
-TRIAL_KNOBS = ("train", "derive", "width", "move", "slim", "prescreen")
-"""trials.csv column prefixes shown in the trials table (module widths stay in trials.csv)."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
@@ -243,7 +242,8 @@ def _trials(rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], li
     lead = [c for c in ("trial_id", "stage", "round", "network", "seed", "drawn_by", "status", "optuna_state",
                         "epochs", "val_acc", "best_val_acc", "test_acc", "macs", "params", "latency_ms",
                         "latency_iqr_ms", "nodes") if c in df.columns and df[c].notna().any()]
-    knobs = sorted(c for c in df.columns if c.split(".")[0] in TRIAL_KNOBS)
+    prefixes = knob_prefixes()  # the knob columns; module widths stay in trials.csv
+    knobs = sorted(c for c in df.columns if c.split(".")[0] in prefixes)
     df = df[lead + knobs].sort_values(["val_acc"], ascending=False, na_position="last")
     return df.to_dict("records"), list(df.columns)
 

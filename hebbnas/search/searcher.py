@@ -1,9 +1,10 @@
 """The Optuna side of the search: a define-by-run space that only samples, and a searcher that tells
 Optuna the truth (ASHA-stopped trials PRUNED, errored ones FAIL; Ray's OptunaSearch says COMPLETE).
 
-Parameter names are namespaced (`hebbnas.trials.KNOB_PREFIXES`): the strategy's own knobs,
-``derive.<knob>`` (hebbian), ``width.<module>.<field>`` (random, tpe), ``move.<knob>`` (reallocate) or
-``slim.<knob>`` (slim), see `hebbnas.strategies`; and ``train.<knob>`` (every strategy's).
+Parameter names are namespaced (`hebbnas.trials.knob_prefixes`): the strategy's own knobs under the
+`knob_prefix` it declares, ``derive.<knob>`` (hebbian), ``width.<module>.<field>`` (random, tpe),
+``move.<knob>`` (reallocate) or ``slim.<knob>`` (slim), see `hebbnas.strategies`; and ``train.<knob>``
+(every strategy's).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from hebbnas.proxy import (
 )
 from hebbnas.renames import KEYS, say_renamed
 from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Space
-from hebbnas.strategies import get_strategy, names
+from hebbnas.strategies import check_sections, get_strategy, names
 from hebbnas.topology import min_input_size
 from hebbnas.trials import OBJECTIVES
 
@@ -301,6 +301,7 @@ def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None)
     bad = sorted(knobs - (fields_ - {"epochs", "seed", "device"}))
     if bad:
         raise HebbnasError(f"{space.source}: unknown or reserved training knobs {bad}")
+    check_sections(space)
     strategy.validate(space)
     from hebbnas.score import SCORES
 

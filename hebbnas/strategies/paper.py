@@ -10,3 +10,4 @@ class Paper(Strategy):
     """The hand-set widths of Table 1, uniformly scaled by the fit: what the authors chose."""
 
     name = "paper"
+    order = 20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hebbnas.errors import HebbnasError
 from hebbnas.strategies import Strategy, knobs, register
@@ -23,12 +23,15 @@ class Random(Strategy):
     """The baseline a derivation must beat: random proportions, fitted to the same budget."""
 
     name = "random"
+    order = 10
+    knob_prefix: ClassVar[str] = "width"
+    yaml_section: ClassVar[str] = "random"
 
     def validate(self, space: Space) -> None:
         width_distributions(space)
 
     def distributions(self, space: Space) -> dict[str, Distribution]:
-        return {f"width.{k}": d for k, d in width_distributions(space).items()}
+        return {f"{self.knob_prefix}.{k}": d for k, d in width_distributions(space).items()}
 
     def sampler(self, seed: int, n_trials: int, n_enqueued: int) -> tuple[Any, int | None]:
         """Random search is random: Optuna's RandomSampler for every trial."""
@@ -38,18 +41,19 @@ class Random(Strategy):
 
     def topology(self, seed: Topology, probe: ProbeResult | None, config: Mapping[str, Any], *,
                  probed: Topology | None = None, start: Topology | None = None) -> Topology:
-        return scaled_topology(seed, knobs(config, "width"))
+        return scaled_topology(seed, knobs(config, self.knob_prefix))
 
 
 def width_distributions(space: Space) -> dict[str, Distribution]:
     """Per-width distributions, keyed ``<module>.<field>`` (non-zero widths of the base only)."""
-    if WIDTH_SCALE not in space.random:
+    own = space.section(Random.yaml_section)
+    if WIDTH_SCALE not in own:
         raise HebbnasError(f"{space.source}: strategy random needs random.{WIDTH_SCALE}")
     keys = {f"{m.name}.{f}": m for m in space.base.modules for f in WIDTH_FIELDS if getattr(m, f)}
-    extra = sorted(set(space.random) - set(keys) - {WIDTH_SCALE})
+    extra = sorted(set(own) - set(keys) - {WIDTH_SCALE})
     if extra:
         raise HebbnasError(f"{space.source}: random: keys {extra} name no width of {space.base.name}")
-    return {k: space.random.get(k, space.random[WIDTH_SCALE]) for k in keys}
+    return {k: own.get(k, own[WIDTH_SCALE]) for k in keys}
 
 
 REMOVED = 1e-9

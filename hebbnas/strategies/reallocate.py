@@ -19,7 +19,7 @@ the earlier network), so a move that does not raise validation accuracy is dropp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hebbnas.strategies import Strategy, knobs, register
 from hebbnas.topology import layer_costs
@@ -47,6 +47,8 @@ class Reallocate(Strategy):
     """Moves of the incumbent proposed by the probe, kept only when validation accuracy does not drop."""
 
     name = "reallocate"
+    order = 30
+    knob_prefix: ClassVar[str] = "move"
     multi_round = True
     keeps_incumbent = True
 
@@ -64,7 +66,7 @@ class Reallocate(Strategy):
 
         if probe is None:
             return seed
-        move = knobs(config, "move")
+        move = knobs(config, self.knob_prefix)
         red = branch_redundancy(probed or seed, probe)
         new = propose(seed, start or seed, red, option=int(move.get("option", 0)),
                       share=float(move.get("share", SHARE)))

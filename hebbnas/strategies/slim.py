@@ -14,7 +14,7 @@ independent signal. Optuna searches the energy; validation accuracy chooses.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hebbnas.errors import HebbnasError
 from hebbnas.strategies import Strategy, knobs, register
@@ -33,6 +33,8 @@ class Slim(Strategy):
     """Widths from one global energy threshold on the probe of the seed (network slimming's rule)."""
 
     name = "slim"
+    order = 40
+    knob_prefix: ClassVar[str] = "slim"
     probes_seed = True
     multi_round = True
 
@@ -45,7 +47,7 @@ class Slim(Strategy):
                  probed: Topology | None = None, start: Topology | None = None) -> Topology:
         if probe is None:
             raise HebbnasError("strategy slim needs the round's probe")
-        return slimmed(seed, probed or seed, probe, float(knobs(config, "slim").get("energy", 0.9)))
+        return slimmed(seed, probed or seed, probe, float(knobs(config, self.knob_prefix).get("energy", 0.9)))
 
 
 def slimmed(seed: Topology, probed: Topology, probe: ProbeResult, energy: float) -> Topology:

@@ -35,13 +35,14 @@ class TPE(Random):
     """The random strategy's space, searched by TPE from the paper's widths and the probe's derivations."""
 
     name = "tpe"
+    order = 50
     probes_seed = True
     sampler = Strategy.sampler  # TPE, its start-up draws counted after the enqueued networks (not Random's)
 
     def report_derivations(self, space: Space, best: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """The derivations this strategy enqueued, each on the round's probe (what the probe saw and what
         each derivation made of it)."""
-        defaults = {n: d.default() for n, d in space.derive.items()}
+        defaults = {n: d.default() for n, d in space.section("derive").items()}
         return [(f"{policy_label(p)} (enqueued by tpe)", {**defaults, **p}) for p in DERIVED_POLICIES]
 
     def initial_points(self, space: Space, round_: int, n_trials: int, *, seed: Topology | None = None,
