@@ -317,3 +317,78 @@ def test_existing_file_is_replaced_atomically(exported: dict[str, Any], tmp_path
     assert res.path == target and detect_format(target) == "state_dict"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.pt"]
     assert read_metadata(target)["input"] == list(DEPLOY)  # default metadata from the topology alone
+
+
+NPZ = '''
+    """An export format in one file: the weights as numpy arrays, the metadata as JSON inside the archive."""
+
+    from __future__ import annotations
+
+    import json
+    from pathlib import Path
+    from typing import Any
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from hebbnas import Topology, build
+    from hebbnas.export import Format, register
+    from hebbnas.export.common import dynamic
+    from hebbnas.model import inference_state_dict
+
+
+    @register
+    class Npz(Format):
+        name = "npz"
+        summary = "numpy arrays"
+        file_name = "model.npz"
+        load_hint = "numpy.load(path)"
+
+        def write(self, model: nn.Module, path: Path, meta: dict[str, Any], shape: tuple[int, int, int],
+                  min_size: int) -> tuple[Path, ...]:
+            meta["dynamic"] = dynamic(min_size, None, 1)  # any batch, any size from the smallest the net takes
+            arrays = {k: v.detach().cpu().numpy() for k, v in inference_state_dict(model).items()}
+            with open(path, "wb") as f:  # a file object: numpy adds no suffix to the temporary name
+                np.savez(f, __hebbnas__=np.array(json.dumps(meta)), **arrays)
+            return ()
+
+        @classmethod
+        def recognises(cls, path: Path) -> bool:
+            return path.suffix == ".npz"
+
+        def load(self, path: Path) -> nn.Module:
+            with np.load(path) as z:
+                sd = {k: torch.from_numpy(z[k]) for k in z.files if k != "__hebbnas__"}
+            model = build(Topology.from_dict(self.metadata(path)["topology"]), aux=False)
+            model.load_state_dict(sd)
+            return model.eval()
+
+        def metadata(self, path: Path) -> dict[str, Any]:
+            with np.load(path) as z:
+                return json.loads(str(z["__hebbnas__"]))
+'''
+
+
+def test_a_new_format_is_one_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A format written as one new module: `hebbnas export --format` offers and writes it (verified against
+    the eager model), and `hebbnas.load` recognises its files by asking it."""
+    from hebbnas.export import FORMATS
+    from tests.plugins import plugged
+
+    run, models = make_run(tmp_path, "r-npz")
+    target = tmp_path / "out" / "best.npz"
+    target.parent.mkdir()
+    assert main(["export", str(run), "--format", "npz", "-o", str(target)]) == 2  # not a format yet
+    assert "invalid choice: 'npz'" in capsys.readouterr().err
+    with plugged(tmp_path, "npz_format", NPZ, FORMATS, "npz"):
+        assert main(["export", "--help"]) == 0
+        assert "or npz (numpy arrays)" in " ".join(capsys.readouterr().out.split())
+        assert main(["export", str(run), "--format", "npz", "-o", str(target)]) == 0
+        assert f"wrote {target} (npz," in capsys.readouterr().out
+        assert detect_format(target) == "npz" and read_metadata(target)["format"] == "npz"
+        x = torch.randn(2, 3, PROXY, PROXY, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            torch.testing.assert_close(hebbnas.load(target)(x), models["best"](x))
+    with pytest.raises(HebbnasError, match=r"unknown export format 'npz' for --format \(known: pt2, torchscript,"):
+        get_format("npz")

@@ -12,7 +12,8 @@ HELP = "the best model of a run as a file plain PyTorch can load"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hebbnas.export import FORMATS, get_format
+    from hebbnas.export import FORMATS
+    from hebbnas.export.formats import format_help, names
 
     s = sub.add_parser(
         "export", help=HELP,
@@ -21,12 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("run", help="a run folder (runs/NAME), a `hebbnas train --out` folder, or a checkpoint file "
                    "(best/model.pt, trials/ID/checkpoint.pt)")
-    s.add_argument("--format", choices=FORMATS, default="pt2",
-                   help="pt2 (torch.export, default), torchscript (torch.jit), state_dict (weights + topology JSON) "
-                   "or onnx (checked in onnxruntime; needs pip install 'hebbnas[onnx]')")
+    s.add_argument("--format", choices=names(), default=names()[0], help=format_help())
     add_out_option(s, "output file or existing directory (default RUN/export/"
-                   + ", ".join(f"{get_format(k).file_name} for {k}" for k in FORMATS if k != "onnx")
-                   + ", model.onnx for onnx"
+                   + ", ".join(f"{FORMATS.get(k).file_name} for {k}" for k in names())
                    + "; for a checkpoint file, export/ beside it)")
     s.add_argument("--trial", default=None, metavar="ID",
                    help="export this trial of the run instead of the best (e.g. one of best/pareto.csv's front)")

@@ -8,8 +8,8 @@ pt2 (`torch.export`, dynamic batch, height and width), torchscript (`torch.jit.t
 
 One module per idea:
 
-    formats.py     the `Format` interface, its registry, and recognising a file's format
-    pt2.py, torchscript.py, state_dict.py, onnx.py     one format each
+    formats.py     the `Format` interface and its registry (`FORMATS`); detection asks each format
+    pt2.py, torchscript.py, state_dict.py, onnx.py     one format each (found by module; add a file)
     source.py      what to export: a run's best, an interrupted run's best trial, a checkpoint
     metadata.py    what every export carries
     verify.py      the one check: the written file reproduces the eager model within its tolerance
@@ -25,8 +25,7 @@ leaves a partial file.
 from __future__ import annotations
 
 from hebbnas.export.files import format_size
-from hebbnas.export.formats import BUILTIN as FORMATS
-from hebbnas.export.formats import Format, Tolerance, detect_format, get_format, register
+from hebbnas.export.formats import FORMATS, Format, Tolerance, detect_format, get_format, register
 from hebbnas.export.load import load, load_trainable, read_metadata
 from hebbnas.export.metadata import make_metadata
 from hebbnas.export.source import Source, find_source

@@ -1,13 +1,16 @@
 """The export formats behind one small interface and a registry, like the strategies'.
 
 A format writes an inference model to a file, loads it back, reads the metadata it carries, recognises
-its own files and says how closely a loaded file must agree with the eager model (`Tolerance`).
-Adding one is one new module in this package that subclasses `Format` and calls `register`.
+its own files (`recognises`: `detect_format` asks each format in turn) and says how closely a loaded file
+must agree with the eager model (`Tolerance`). Adding one is one new module in this package that
+subclasses `Format` and decorates it with `register`: `FORMATS` (hebbnas.registry) finds it, and
+``--format``, `hebbnas.load` and the verifier take it from there.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +20,11 @@ import torch
 from torch import nn
 
 from hebbnas.errors import HebbnasError
+from hebbnas.registry import Registry
 
-BUILTIN: tuple[str, ...] = ("pt2", "torchscript", "state_dict", "onnx")
-"""The shipped formats, in the order the CLI lists them (the first is the default)."""
 METADATA_NAME = "hebbnas.json"
 """Name of the metadata entry inside pt2/TorchScript archives (``<archive>/extra/hebbnas.json``) and ONNX
 metadata_props."""
-_REGISTRY: dict[str, type[Format]] = {}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Format(ABC):
 
     Attributes:
         name: the value of ``--format``.
+        order: where ``--format`` lists it (the first is the default).
+        summary: what it is, for ``--format``'s help.
         file_name: the default file name in ``RUN/export/``.
         load_hint: how plain Python loads it (recorded in the metadata).
         tolerance: how closely the file must reproduce the eager model.
@@ -49,6 +52,8 @@ class Format(ABC):
     """
 
     name: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+    summary: ClassVar[str] = ""
     file_name: ClassVar[str] = ""
     load_hint: ClassVar[str] = ""
     tolerance: ClassVar[Tolerance] = Tolerance(rtol=1e-4, atol=1e-4)
@@ -77,56 +82,58 @@ class Format(ABC):
         """Files written beside `path` (a state_dict's JSON)."""
         return ()
 
+    @classmethod
+    @abstractmethod
+    def recognises(cls, path: Path) -> bool:
+        """The file at `path` is one of this format's (from its name or contents; no optional imports)."""
 
-def register(cls: type[Format]) -> type[Format]:
-    """Class decorator: make a format available under its name."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
-    return cls
+
+FORMATS: Registry[type[Format]] = Registry("export format", "--format", "hebbnas.export")
+"""Every format: the modules of hebbnas/export/, and any other module that calls `register`."""
+register = FORMATS.register
 
 
 def names() -> tuple[str, ...]:
-    _load_builtin()
-    return tuple(dict.fromkeys([*BUILTIN, *_REGISTRY]))
+    """Every registered format, in its `order` (the first is the default)."""
+    return FORMATS.names()
 
 
 def get_format(name: str) -> Format:
-    """The format called `name`; an unknown one is a one-line error listing the known ones."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise HebbnasError(f"unknown export format {name!r} (known: {', '.join(names())})")
-    fmt = _REGISTRY[name]()
+    """The format called `name`; an unknown one is a one-line error naming --format and the known ones."""
+    fmt = FORMATS.get(name)()
     missing = [m for m in fmt.optional if importlib.util.find_spec(m) is None]
     if missing:
         raise HebbnasError(f"the {name} format needs {' and '.join(missing)}: pip install 'hebbnas[{name}]'")
     return fmt
 
 
-def detect_format(path: str | Path) -> str:
-    """``pt2``, ``torchscript``, ``state_dict`` (any `torch.save` file) or ``onnx``, from the file itself."""
-    import zipfile
+def format_help() -> str:
+    """``--format``'s help: each format and its summary, the default first."""
+    parts = [f"{n} ({FORMATS.get(n).summary}{', default' if i == 0 else ''})" for i, n in enumerate(names())]
+    return ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else parts[0]
 
+
+def detect_format(path: str | Path) -> str:
+    """The format whose `recognises` accepts the file (asked in `names` order): e.g. ``pt2``, ``torchscript``,
+    ``state_dict`` (any `torch.save` file) or ``onnx``."""
     from hebbnas.export.common import one_line
 
     p = Path(path)
-    if p.suffix.lower() == ".onnx":
-        return "onnx"
+    found = FORMATS.find(lambda f: f.recognises(p))
+    if found is not None:
+        return found.name
     try:
-        with zipfile.ZipFile(p) as z:
-            names_ = z.namelist()
+        zipfile.ZipFile(p).close()
     except (OSError, zipfile.BadZipFile) as e:
         raise HebbnasError(f"{p} is not a PyTorch model file ({one_line(e)})") from None
-    if any(n.endswith("/archive_format") for n in names_):
-        return "pt2"
-    if any(n.endswith("/constants.pkl") for n in names_) or any("/code/" in n for n in names_):
-        return "torchscript"
-    if any(n.endswith("/data.pkl") for n in names_):
-        return "state_dict"
     raise HebbnasError(f"{p} is not a PyTorch model file")
 
 
-def _load_builtin() -> None:
-    for mod in BUILTIN:
-        if mod not in _REGISTRY:
-            importlib.import_module(f"hebbnas.export.{mod}")
+def zip_names(path: Path) -> list[str]:
+    """The entries of a zip archive (what torch.save, torch.jit.save and torch.export.save write); [] when
+    `path` is not one."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return []

@@ -26,6 +26,8 @@ TOLERANCE = 1e-4
 @register
 class Onnx(Format):
     name = "onnx"
+    order = 30
+    summary = "checked in onnxruntime; needs pip install 'hebbnas[onnx]'"
     file_name = "model.onnx"
     load_hint = "onnxruntime.InferenceSession(path).run(None, {'images': x})[0]"
     tolerance = Tolerance(rtol=0.0, atol=TOLERANCE, scaled=False)
@@ -37,6 +39,11 @@ class Onnx(Format):
         meta["dynamic"] = dynamic(min_size, None, 1)
         path.write_bytes(onnx_bytes(model, shape, meta))
         return ()
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        """By its suffix: an ONNX file is a protobuf with no signature to read without onnx itself."""
+        return path.suffix.lower() == ".onnx"
 
     def load(self, path: Path) -> nn.Module:
         try:

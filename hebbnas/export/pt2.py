@@ -17,12 +17,14 @@ from torch import nn
 
 from hebbnas.errors import HebbnasError
 from hebbnas.export.common import dynamic, example, one_line, quiet_export
-from hebbnas.export.formats import METADATA_NAME, Format, register
+from hebbnas.export.formats import METADATA_NAME, Format, register, zip_names
 
 
 @register
 class Pt2(Format):
     name = "pt2"
+    order = 0
+    summary = "torch.export"
     file_name = "model.pt2"
     load_hint = "torch.export.load(path).module()"
 
@@ -33,6 +35,11 @@ class Pt2(Format):
         with open(path, "wb") as f:  # a file object: torch warns about paths not ending in .pt2
             torch.export.save(ep, f, extra_files={METADATA_NAME: json.dumps(meta)})
         return ()
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        """A torch.export archive names its format in ``<archive>/archive_format``."""
+        return any(n.endswith("/archive_format") for n in zip_names(path))
 
     def load(self, path: Path) -> nn.Module:
         try:

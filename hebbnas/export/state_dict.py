@@ -13,7 +13,7 @@ from torch import nn
 
 from hebbnas.errors import HebbnasError
 from hebbnas.export.common import dynamic, model_from, topology_from, torch_load
-from hebbnas.export.formats import Format, register
+from hebbnas.export.formats import Format, register, zip_names
 from hebbnas.model import inference_state_dict
 
 KIND = "hebbnas.state_dict"
@@ -22,6 +22,8 @@ KIND = "hebbnas.state_dict"
 @register
 class StateDict(Format):
     name = "state_dict"
+    order = 20
+    summary = "weights + topology JSON"
     file_name = "model.pt"
     load_hint = "hebbnas.load(path)  (plain: torch.load(path, weights_only=True)['state_dict'])"
 
@@ -35,6 +37,11 @@ class StateDict(Format):
         side = path.with_suffix(".json")
         side.write_text(json.dumps(meta, indent=2) + "\n")
         return (side,)
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        """Any `torch.save` file (asked after pt2 and TorchScript, whose archives hold a data.pkl too)."""
+        return any(n.endswith("/data.pkl") for n in zip_names(path))
 
     def load(self, path: Path) -> nn.Module:
         obj = torch_load(path)

@@ -14,13 +14,15 @@ from torch import nn
 
 from hebbnas.errors import HebbnasError
 from hebbnas.export.common import dynamic, example, one_line
-from hebbnas.export.formats import METADATA_NAME, Format, register
+from hebbnas.export.formats import METADATA_NAME, Format, register, zip_names
 from hebbnas.export.pt2 import archive_metadata
 
 
 @register
 class TorchScript(Format):
     name = "torchscript"
+    order = 10
+    summary = "torch.jit"
     file_name = "model.torchscript.pt"
     load_hint = "torch.jit.load(path)"
 
@@ -32,6 +34,12 @@ class TorchScript(Format):
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(traced, str(path), _extra_files={METADATA_NAME: json.dumps(meta)})
         return ()
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        """A TorchScript archive holds its constants and code (checked after pt2, whose archive may too)."""
+        names = zip_names(path)
+        return any(n.endswith("/constants.pkl") for n in names) or any("/code/" in n for n in names)
 
     def load(self, path: Path) -> nn.Module:
         try:
