@@ -68,13 +68,13 @@ def seed_topology(budget: float, space: Space, num_classes: int) -> Topology:
 def check_budget(budget: float, space: Space, dataset: str) -> None:
     """Refuse a budget below the base's irreducible cost before any data loads: with the class count of a
     built-in data set, or one class (the cheapest head) when only the files can tell."""
-    from hebbnas.data import CLASSES, canonical_name
+    from hebbnas.datasets import get_source
 
     try:
-        classes = len(CLASSES[canonical_name(dataset)])
-    except (KeyError, HebbnasError):  # your own folder, or a name the loader will refuse in its own words
-        classes = 1
-    seed_topology(budget, space, classes)
+        known = get_source(dataset).classes
+    except HebbnasError:  # a name the loader will refuse in its own words
+        known = None
+    seed_topology(budget, space, len(known) if known else 1)  # your own folder: only its files can tell
 
 
 def check_threads(n: int) -> int:

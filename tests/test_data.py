@@ -12,16 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from hebbnas.data import (
-    DATASETS,
-    DEFAULT_DATA_DIR,
-    DEFAULT_RESOLUTION,
-    Dataset,
-    batches,
-    canonical_name,
-    load_dataset,
-    read_idx,
-)
+from hebbnas.data import Dataset, batches, load_dataset
+from hebbnas.datasets import canonical_name, get_source, names
+from hebbnas.datasets.idx import read_idx
 from hebbnas.errors import HebbnasError
 
 # --------------------------------------------------------------------------- synthetic files
@@ -124,7 +117,9 @@ def test_shapes_dtypes_and_normalisation() -> None:
 
 
 def test_default_resolution_and_channels() -> None:
-    assert set(DEFAULT_RESOLUTION) == set(DATASETS)
+    assert names() == ("digits", "fashion-mnist", "mnist", "cifar10", "folder")  # found by module, in `order`
+    assert {n: get_source(n).resolution for n in names()} == {"digits": 64, "fashion-mnist": 32, "mnist": 32,
+                                                              "cifar10": 32, "folder": 64}
     one = load_dataset("digits", channels=1, resolution=12, train_subset=50)
     assert one.train.x.shape[1:] == (1, 12, 12) and one.mean == (pytest.approx(one.mean[0]),)
 
@@ -142,7 +137,7 @@ def test_train_subset_is_stratified_and_val_shrinks(digits: Dataset) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "imagenet"}, r"unknown dataset: 'imagenet' \(known: digits, fashion-mnist, mnist, cifar10, folder\)"),
+        ({"name": "imagenet"}, r"unknown dataset 'imagenet' for --dataset \(known: digits, fashion-mnist, mnist, cifar10, folder\)"),
         ({"channels": 2}, "channels must be 1 or 3"),
         ({"resolution": 0}, "resolution must be positive"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\)"),
@@ -235,7 +230,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not os.path.isdir(DEFAULT_DATA_DIR["fashion-mnist"]), reason="Fashion-MNIST is not installed here"
+    not os.path.isdir(str(get_source("fashion-mnist").data_dir)), reason="Fashion-MNIST is not installed here"
 )
 def test_installed_fashion_mnist() -> None:
     ds = load_dataset("fashion-mnist", train_subset=500, resolution=16, channels=1)
@@ -307,3 +302,59 @@ def test_batches_cover_everything_once() -> None:
     assert [len(b[1]) for b in batches(x, y, 4, drop_last=True)] == [4, 4]
     with pytest.raises(HebbnasError, match="images and labels differ in count: 10 != 9"):
         list(batches(x, y[:9], 4))
+
+
+STRIPES = '''
+    """A dataset in one file: 16x16 gray images of horizontal or vertical stripes, generated, no files."""
+
+    from __future__ import annotations
+
+    import numpy as np
+
+    from hebbnas.datasets import DatasetSource, RawData, register
+
+
+    @register
+    class Stripes(DatasetSource):
+        name = "stripes"
+        aliases = ("bars",)
+        resolution = 16
+        val_fraction = 0.2
+        classes = ("horizontal", "vertical")
+
+        def read(self, data_dir, resolution, progress):  # noqa: ANN001, ANN201 - as DatasetSource.read
+            def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                rng = np.random.default_rng(seed)
+                y = np.arange(n) % 2
+                period = rng.integers(2, 6, n)
+                lines = (np.arange(16)[None, :] // period[:, None]) % 2 * 255  # (n, 16)
+                x = np.where(y[:, None, None] == 0, lines[:, :, None], lines[:, None, :])
+                return np.broadcast_to(x, (n, 16, 16)).astype(np.uint8), y.astype(np.int64)
+
+            (tx, ty), (sx, sy) = split(100, 0), split(40, 1)
+            return RawData(tx, ty, sx, sy, 2, self.classes)
+'''
+
+
+def test_a_new_dataset_is_one_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dataset written as one new module: `load_dataset` (and so --dataset, proxy.dataset) takes its name
+    and aliases, with its own defaults; the shared carve, subset and normalisation apply to it."""
+    from hebbnas.cli import main
+    from hebbnas.datasets import DATASETS
+    from tests.plugins import plugged
+
+    with pytest.raises(HebbnasError, match="unknown dataset 'stripes' for --dataset"):
+        load_dataset("stripes")
+    with plugged(tmp_path, "stripes_dataset", STRIPES, DATASETS, "stripes"):
+        ds = load_dataset("Bars", channels=1)
+        assert ds.name == "stripes" and ds.classes == ("horizontal", "vertical") and ds.num_classes == 2
+        assert ds.resolution == 16 and (len(ds.train), len(ds.val), len(ds.test)) == (80, 20, 40)
+        assert np.bincount(ds.val.y.numpy()).tolist() == [10, 10]  # stratified carve of the module's train
+        assert abs(float(ds.train.x.mean())) < 1e-4  # normalised with the train split's statistics
+        x = ds.test.x[:, 0]  # horizontal stripes are constant along a row, vertical ones along a column
+        rows_flat = (x.std(dim=2) < 1e-5).all(dim=1)
+        assert torch.equal(rows_flat, ds.test.y == 0)
+        assert len(load_dataset("stripes", train_subset=40).train) == 40
+        assert main(["train", "--help"]) == 0
+        assert "stripes" in capsys.readouterr().out
+    assert "stripes" not in names()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hebbnas.cli import main
-from hebbnas.data import DATASETS, load_dataset
+from hebbnas.data import load_dataset
+from hebbnas.datasets import names
 from hebbnas.errors import HebbnasError
 from hebbnas.imagefolder import cache_dir, load_folder
 from tests.builders import make_folder, image
@@ -28,7 +29,7 @@ def test_folder_without_splits_is_split_stratified(tmp_path: Path) -> None:
     d = make_folder(tmp_path / "imgs", per_class=10)
     (d / "notes.txt").write_text("ignored")
     (d / "left" / "README").write_text("not an image")
-    assert "folder" in DATASETS
+    assert "folder" in names()
     data = load_dataset("folder", data_dir=d, resolution=24, seed=1)
     assert data.classes == ("left", "spot", "top") and data.num_classes == 3
     assert data.train.x.shape[1:] == (3, 24, 24) and data.train.x.dtype == torch.float32

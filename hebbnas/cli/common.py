@@ -13,10 +13,10 @@ STARTED = time.perf_counter()
 
 def add_data_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
     """--dataset and --data-dir."""
-    from hebbnas.data import DATASETS
+    from hebbnas.datasets import names
 
     p.add_argument("--dataset", default=default, metavar="NAME",
-                   help=f"proxy data set: {', '.join(DATASETS)}" + (f" (default {default})" if default else
+                   help=f"proxy data set: {', '.join(names())}" + (f" (default {default})" if default else
                                                                      " (default: the space's)"))
     p.add_argument("--data-dir", default=None,
                    help="directory of the data set's files (not needed for digits; fashion-mnist defaults to "
