@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from hebbnas.errors import HebbnasError
+from hebbnas.objectives import goals, measured_columns
 from hebbnas.topology import Topology
 from hebbnas.trials import (
     CHECKPOINT_FILE,
-    LATENCY_COLUMNS,
     LEAD_COLUMNS,
-    OBJECTIVES,
     TAIL_COLUMNS,
     TRAIN_STATE_FILE,
     TrialStatus,
@@ -318,7 +317,7 @@ class RunFolder:
             "topology_hash": str(outcome.best["topology_hash"]),
             "search_seconds": round(outcome.seconds, 1),
             "proxy_width": float(s.proxy.proxy_width),
-            **{k: outcome.best[k] for k in LATENCY_COLUMNS if outcome.best.get(k) is not None},
+            **{k: outcome.best[k] for k in measured_columns() if outcome.best.get(k) is not None},
         }
         final = getattr(outcome, "final", None)
         if final is not None:  # the answer of the final stage: which network, which seed's weights, and why
@@ -349,9 +348,9 @@ class RunFolder:
         by validation accuracy; `hebbnas export RUN --trial ID` exports any of them."""
         import pandas as pd
 
-        keys = {OBJECTIVES[o][0]: OBJECTIVES[o][1] for o in objectives}
+        keys = goals(objectives)
         front = pareto_rows([r for r in self.rows.values() if r.get("stage", "search") == "search"], keys)
-        cols = ["trial_id", "round", "status", *keys, *[c for c in LATENCY_COLUMNS if c not in keys],
+        cols = ["trial_id", "round", "status", *keys, *[c for c in measured_columns() if c not in keys],
                 "epochs", "topology_hash"]
         df = pd.DataFrame(front, columns=list(dict.fromkeys(cols))).sort_values("val_acc", ascending=False)
         self._write_text(PARETO, df.to_csv(index=False))

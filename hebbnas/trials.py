@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError
+from hebbnas.objectives import measured_columns
 from hebbnas.topology import WIDTH_FIELDS, Topology
 
 if TYPE_CHECKING:
@@ -45,12 +46,6 @@ DRAWN_BY = ("enqueued", "start-up", "model", "random")
 """How the sampler produced a search trial (`drawn_by`): enqueued by the strategy (the paper's widths, a
 derivation), a random start-up draw of TPE, a draw from TPE's model, or a random sampler's draw."""
 TAIL_COLUMNS = ("node_id", "nodes", "error", "topology")
-OBJECTIVES: dict[str, tuple[str, str]] = {"accuracy": (METRIC, "max"), "latency": ("latency_ms", "min"),
-                                          "macs": ("macs", "min"), "params": ("params", "min")}
-"""What `--objectives` may name: the trial result it reads and whether more is better."""
-LATENCY_COLUMNS = ("latency_ms", "latency_iqr_ms", "latency_runtime", "latency_threads", "latency_device")
-"""A trial's measured latency (when the search measures it): median and IQR in ms per image at the deploy
-shape, and where it was measured."""
 
 
 def knob_prefixes() -> tuple[str, ...]:
@@ -129,7 +124,7 @@ def trial_row(trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any
             for f, w in zip(WIDTH_FIELDS, m.widths):
                 row[f"{m.name}.{f}"] = w
         row.update({"stem.conv1": t.stem.conv1, "stem.conv2": t.stem.conv2, "stem.conv3": t.stem.conv3})
-    for k in LATENCY_COLUMNS:
+    for k in measured_columns():  # what the objectives measured before training (latency: ms, IQR, where)
         if result.get(k) is not None:
             row[k] = result[k]
     row["node_id"] = result.get("node_id", "")

@@ -11,6 +11,7 @@ import pytest
 from hebbnas import latency
 from hebbnas.cli import main
 from hebbnas.errors import HebbnasError
+from hebbnas.objectives import budgets, to_measure
 from hebbnas.search.searcher import optuna_outcome
 from hebbnas.search.settings import resolve_settings
 from hebbnas.space import load_space
@@ -104,7 +105,7 @@ def test_objectives_start_with_accuracy(objectives: str, ok: bool) -> None:
     space = load_space("googlenet")
     if ok:
         s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": objectives})
-        assert s.objectives == tuple(objectives.split(",")) and s.measures_latency == ("latency" in objectives)
+        assert s.objectives == tuple(objectives.split(",")) and (to_measure(s) == ("latency",)) == ("latency" in objectives)
     else:
         with pytest.raises(HebbnasError, match="--objectives must be accuracy"):
             resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": objectives})
@@ -113,7 +114,7 @@ def test_objectives_start_with_accuracy(objectives: str, ok: bool) -> None:
 def test_a_latency_budget_is_positive_and_makes_trials_measure() -> None:
     space = load_space("googlenet")
     s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "latency_budget": 20})
-    assert s.latency_budget == 20.0 and s.measures_latency
+    assert s.latency_budget == 20.0 and to_measure(s) == ("latency",) and budgets(s) == {"latency": 20.0}
     with pytest.raises(HebbnasError, match="--latency-budget must be a positive number"):
         resolve_settings(space, "googlenet", {"budget": 1.5e9, "latency_budget": 0})
 
@@ -129,3 +130,51 @@ def test_latency_analysis_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001
     assert r.returncode == 0, r.stderr[-2000:]
     text = (tmp_path / "latency.md").read_text()
     assert "Spearman(MACs, latency)" in text and "| paper" in text
+
+
+BRANCHES = '''
+    """An objective in one file: the candidate's number of branches (fewer is simpler), counted before it trains."""
+
+    from __future__ import annotations
+
+    from hebbnas.objectives import Objective, register
+
+
+    @register
+    class Branches(Objective):
+        name = "branches"
+        key = "branches"
+        direction = "min"
+        columns = ("branches",)
+
+        def measure(self, topology, deploy_input, threads, cache):  # noqa: ANN001, ANN201 - as Objective.measure
+            return {"branches": sum(1 for m in topology.modules for w in (m.b1, m.b2, m.b3, m.b4) if w)}
+'''
+
+
+def test_a_new_objective_is_one_module(tmp_path) -> None:  # noqa: ANN001
+    """An objective written as one new module: --objectives accepts it, each candidate is measured for it
+    before training, trials.csv gets its column, and the front ranks by it."""
+    from hebbnas.objectives import OBJECTIVES, goals, measure, names
+    from hebbnas.trials import trial_row
+    from tests.plugins import plugged
+
+    space = load_space("googlenet")
+    with pytest.raises(HebbnasError, match=r"objectives must be accuracy, optionally followed by any of latency, "
+                                           r"macs, params \(comma-separated, each once\), got 'accuracy,branches'"):
+        resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": "accuracy,branches"})
+    with plugged(tmp_path, "branches_objective", BRANCHES, OBJECTIVES, "branches"):
+        assert names() == ("accuracy", "latency", "macs", "params", "branches")
+        s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "objectives": "accuracy,branches"})
+        assert s.objectives == ("accuracy", "branches") and to_measure(s) == ("branches",) and not budgets(s)
+        assert goals(s.objectives) == {"val_acc": "max", "branches": "min"}
+        t = tiny_topology()  # 9 modules, every branch present
+        got = measure(to_measure(s), t, (3, 64, 64), 1, None)
+        assert got == {"branches": 36}
+        t = t.with_widths({"inception3a": (0, 4, 8, 0, 0, 8)})  # one module keeps two of its four branches
+        assert measure(to_measure(s), t, (3, 64, 64), 1, None) == {"branches": 34}
+        row = trial_row("t1", {}, {"val_acc": 0.5, "epochs": 1, **got}, "completed", round_=1, strategy="random")
+        assert row["branches"] == got["branches"]
+        rows = [{"trial_id": i, "status": "completed", "val_acc": a, "branches": b}
+                for i, (a, b) in enumerate([(0.9, 30), (0.8, 20), (0.7, 25), (0.95, 40)])]
+        assert [r["trial_id"] for r in pareto_rows(rows, goals(s.objectives))] == [0, 1, 3]  # 2: beaten by 1

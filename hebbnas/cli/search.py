@@ -14,6 +14,7 @@ HELP = "search Inception widths under a MAC budget with Ray Tune + Optuna; write
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from hebbnas.objectives import names as objective_names
     from hebbnas.strategies import get_strategy, names
 
     s = sub.add_parser(
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="milliseconds per image (batch 1) at the deploy shape, measured where each trial runs before "
                    "it trains: a slower candidate never trains, and Optuna learns the boundary (its constraints)")
     s.add_argument("--objectives", default=None, metavar="LIST",
-                   help="accuracy (default), or accuracy plus any of latency, macs, params (e.g. accuracy,latency): "
+                   help=f"accuracy (default), or accuracy plus any of {', '.join(objective_names()[1:])} "
+                   "(e.g. accuracy,latency): "
                    "Optuna's multi-objective search; best/pareto.csv lists every non-dominated trial")
     s.add_argument("--final-top", type=int, default=None, metavar="K",
                    help="the final stage: the top K distinct networks of the search and the control (the paper's "

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
+from hebbnas.objectives import budgets, goals, to_measure
 from hebbnas.trials import (
-    OBJECTIVES,
     EPOCH_ATTR,
     METRIC,
     TrialStatus,
@@ -116,8 +116,8 @@ def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
                      sampler=Sampler.for_space(space, s.strategy) if s.prescreen > 1 else None,
                      trial_epochs=s.trial_epochs, seed=s.seed, threads=plan.threads, dataset=data.name,
                      resolution=data.resolution, mean=tuple(data.mean), std=tuple(data.std),
-                     num_classes=data.num_classes, measure_latency=s.measures_latency,
-                     latency_budget=s.latency_budget, latency_cache=plan.latency_cache)
+                     num_classes=data.num_classes, measure=to_measure(s),
+                     budgets=tuple(budgets(s).items()), latency_cache=plan.latency_cache)
 
 
 def _trainable(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None) -> Any:
@@ -142,7 +142,7 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
     optuna_sampler, startup = strategy.sampler(seed, n_trials, len(points))
     searcher = make_searcher(Sampler.for_space(plan.space, s.strategy, startup), max_epochs=s.trial_epochs,
                              seed=seed, n_trials=n_trials, journal=plan.journal, study_name=f"round-{spec.round}",
-                             objectives=[OBJECTIVES[o] for o in s.objectives], latency_budget=s.latency_budget,
+                             objectives=list(goals(s.objectives).items()), budgets=budgets(s),
                              points=points, optuna_sampler=optuna_sampler)
     asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.trial_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)

@@ -107,10 +107,10 @@ def _optuna_search_class() -> type:
         """
 
         def __init__(self, *args: Any, max_epochs: int, journal: str | None = None,
-                     latency_budget: float | None = None, **kwargs: Any) -> None:
+                     budgets: Mapping[str, float] | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._max_epochs = int(max_epochs)
-            self._latency_budget = latency_budget
+            self._budgets = dict(budgets or {})
             self._journal = journal
             self.outcomes: dict[str, str] = {}
             if journal is not None:
@@ -182,10 +182,13 @@ def _optuna_search_class() -> type:
                 return
             outcome = optuna_outcome(result, error, self._max_epochs)
             self.outcomes[trial_id] = outcome
-            budget = getattr(self, "_latency_budget", None)
-            if budget is not None and result and result.get("latency_ms") is not None:
-                # feasible when <= 0: TPE learns where the latency boundary runs
-                self._ot_trials[trial_id].set_constraint("latency_ms", float(result["latency_ms"]) - budget)
+            from hebbnas.objectives import get_objective
+
+            for name, budget in getattr(self, "_budgets", {}).items():  # TPE learns where each boundary runs
+                objective = get_objective(name)
+                value = objective.constraint(result or {}, budget)  # feasible when <= 0
+                if value is not None:
+                    self._ot_trials[trial_id].set_constraint(objective.key, value)
             if outcome == "REJECTED":  # never trained: a finished trial whose constraint is violated
                 values = [0.0 if m == METRIC else float(result.get(m) or 0.0) for m in
                           (self.metric if isinstance(self.metric, list) else [self.metric])]
@@ -215,7 +218,7 @@ def _optuna_search_class() -> type:
 def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int,
                   journal: str | None = None, study_name: str | None = None,
                   points: list[dict[str, Any]] | None = None, objectives: Sequence[tuple[str, str]] = (),
-                  latency_budget: float | None = None, optuna_sampler: Any = None) -> Any:
+                  budgets: Mapping[str, float] | None = None, optuna_sampler: Any = None) -> Any:
     """A PrunedOptunaSearch over `sampler` with `optuna_sampler` (the strategy's; default TPE, seeded, random
     start for about half of the trials).
 
@@ -223,7 +226,8 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
     (loaded if it exists), so `optuna-dashboard FILE` shows it live; else in memory. `points` are
     (partial) configurations Optuna runs first (`enqueue_trial`); the rest of each is sampled. More than
     one of `objectives` ((result key, "max"/"min"), accuracy first) makes a multi-objective study (TPE
-    handles several objectives); `latency_budget` tells Optuna each trial's latency constraint.
+    handles several objectives); `budgets` ({objective: budget}, e.g. latency) tell Optuna each trial's
+    constraints.
     """
     import optuna
 
@@ -239,7 +243,7 @@ def make_searcher(sampler: Sampler, *, max_epochs: int, seed: int, n_trials: int
     if len(objectives) > 1:
         metric, mode = [m for m, _ in objectives], [d for _, d in objectives]
     return cls(space=sampler, metric=metric, mode=mode, sampler=tpe, max_epochs=max_epochs,
-               latency_budget=latency_budget, **extra)
+               budgets=budgets, **extra)
 
 
 def journal_storage(path: str | Path) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hebbnas.errors import HebbnasError
+from hebbnas.objectives import parse_objectives
 from hebbnas.proxy import (
     PROXY_DEFAULTS,
     PROXY_SMOKE,
@@ -31,7 +32,6 @@ from hebbnas.renames import KEYS, say_renamed
 from hebbnas.space import PROXY_KEYS, SEARCH_KEYS, Space
 from hebbnas.strategies import check_sections, get_strategy, names
 from hebbnas.topology import min_input_size
-from hebbnas.trials import OBJECTIVES
 
 # Settings every search has; the space's `proxy:`/`search:` sections override the code defaults,
 # `--smoke` overrides those, and explicit command-line options override everything.
@@ -142,10 +142,6 @@ class SearchSettings:
     def final_fidelity(self) -> FinalFidelity | None:
         """The final stage's fidelity, or None when the search has no final stage."""
         return FinalFidelity(**self.final) if self.final_top > 0 and self.final else None
-
-    @property
-    def measures_latency(self) -> bool:
-        return self.latency_budget is not None or "latency" in self.objectives
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -272,13 +268,7 @@ def _final(space: Space, s: SearchSettings, smoke: bool) -> FinalFidelity:
 
 
 def _objectives(d: Mapping[str, Any], o: Origins) -> tuple[str, ...]:
-    v = d["objectives"]
-    names = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v) if str(x).strip())
-    bad = [n for n in names if n not in OBJECTIVES]
-    if bad or not names or names[0] != "accuracy" or len(set(names)) != len(names):
-        raise HebbnasError(f"{o.where('objectives')} must be accuracy, optionally followed by any of latency, macs, "
-                           f"params (comma-separated, each once), got {v!r}")
-    return names
+    return parse_objectives(d["objectives"], o.where("objectives"))
 
 
 def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
+from hebbnas.objectives import measure, over_budget
 from hebbnas.trials import (
     CHECKPOINT_FILE,
     EPOCH_ATTR,
@@ -69,8 +70,8 @@ class RoundSpec:
     prescreen: int = 0  # > 1: score this many candidates without training, train the best
     prescreen_score: str = "naswot_k"
     sampler: Any = None  # the round's define-by-run space (hebbnas.search.searcher.Sampler), for prescreening
-    measure_latency: bool = False  # measure each candidate's latency before it trains
-    latency_budget: float | None = None  # ms per image at the deploy shape; a slower candidate never trains
+    measure: tuple[str, ...] = ()  # objectives measured on each candidate before it trains (latency)
+    budgets: tuple[tuple[str, float], ...] = ()  # (objective, budget): a candidate over one never trains
     latency_cache: str | None = None  # folder of measurements per topology hash and machine (the run's latency/)
 
 
@@ -153,20 +154,20 @@ def _train_trial(config: dict[str, Any], spec: RoundSpec, dataset: Dataset, prob
         config = {**config, **json.loads(str(pre.get(PRESCREEN_CONFIG) or "{}"))}
     topology = trial_topology(spec, probe, config, name=f"{spec.strategy}-r{spec.round}-{trial_id}")
     macs, params = topology.macs(spec.deploy_input), topology.params()
-    latency = candidate_latency(topology, spec) if spec.measure_latency else {}
-    if spec.latency_budget is not None and latency["latency_ms"] > spec.latency_budget:
+    measured = measure(spec.measure, topology, spec.deploy_input, spec.threads, spec.latency_cache)
+    rejected = over_budget(dict(spec.budgets), measured)
+    if rejected:
         tune.report({METRIC: math.nan, EPOCH_ATTR: 0, "round": spec.round, "trial_id": trial_id, "macs": macs,
                      "params": params, "stage": "search", "seed": spec.seed, "topology_hash": topology.hash(),
                      "topology": topology.to_json(indent=None),
-                     "node_id": _node_id(), **latency, **pre,
-                     REJECTED: f"latency {latency['latency_ms']:.2f} ms > budget {spec.latency_budget:g} ms"})
+                     "node_id": _node_id(), **measured, **pre, REJECTED: rejected})
         return
     cfg = train_config(spec, config)
     meta = {"input": list(spec.deploy_input), "dataset": spec.dataset, "resolution": spec.resolution,
             "mean": list(spec.mean), "std": list(spec.std), "trial_id": trial_id, "strategy": spec.strategy,
             "budget": spec.budget, "round": spec.round, "proxy_width": spec.proxy_width,
             "candidate_topology": topology.to_dict()}
-    extra = {"round": spec.round, "stage": "search", "seed": spec.seed, **pre, **latency}
+    extra = {"round": spec.round, "stage": "search", "seed": spec.seed, **pre, **measured}
     train_and_report(topology, proxy_network(topology, spec.proxy_width), cfg, dataset, meta, extra,
                      budget=spec.budget, deploy_input=spec.deploy_input)
 
@@ -232,35 +233,6 @@ def train_and_report(topology: Topology, net: Topology, cfg: Any, dataset: Datas
         return False
 
     train(model, dataset, cfg, on_epoch=on_epoch, state=state)
-
-
-def candidate_latency(topology: Topology, spec: RoundSpec) -> dict[str, Any]:
-    """The candidate's latency (full width, batch 1, deploy shape) measured where the trial runs, cached per
-    topology hash and machine in `spec.latency_cache` when that folder is reachable from here."""
-    from hebbnas.latency import device_name, measure
-
-    key = f"{topology.hash()}-{zlib.crc32(f'{device_name(_device())}-{spec.threads}'.encode()):08x}.json"
-    cache = Path(spec.latency_cache) / key if spec.latency_cache else None
-    if cache is not None and cache.is_file():
-        return json.loads(cache.read_text())
-    lat = measure(topology, spec.deploy_input, device=str(_device()))
-    out = {"latency_ms": round(lat.median_ms, 4), "latency_iqr_ms": round(lat.iqr_ms, 4),
-           "latency_runtime": lat.runtime, "latency_threads": lat.threads, "latency_device": lat.device}
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(out))
-            tmp.replace(cache)
-        except OSError:  # another node's folder: measure again next time
-            pass
-    return out
-
-
-def _device() -> Any:
-    from hebbnas.train import resolve_device
-
-    return resolve_device("auto")
 
 
 def prescreen(spec: RoundSpec, probe: ProbeResult | None, dataset: Dataset, config: Mapping[str, Any],
