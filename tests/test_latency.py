@@ -128,7 +128,11 @@ def test_latency_analysis_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     text = (tmp_path / "latency.md").read_text()
-    assert "Spearman(MACs, latency)" in text and "| paper" in text
+    assert "Spearman(MACs, latency)" in text and "| paper" in text and "Repeatability: every candidate" in text
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "latency.csv")
+    assert df.groupby(["candidate", "runtime", "batch"])["pass"].apply(sorted).map(tuple).eq((1, 2)).all()
 
 
 def test_latency_readout_puts_pass_to_pass_change_beside_the_spread() -> None:
