@@ -38,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hebbnas.errors import HebbnasError
+from hebbnas import atomic
+from hebbnas.correlation import partial_correlation_on_mean
+from hebbnas.errors import HebbnasError, first_line
 
 __all__ = [
     "RINGS",
@@ -218,8 +220,6 @@ class ModuleStats:
         """
         if not remove_common:
             return self.corr
-        from hebbnas.cluster import partial_correlation_on_mean
-
         return partial_correlation_on_mean(self.cov, dead=self.dead)
 
 
@@ -663,11 +663,9 @@ def save_probe(result: ProbeResult, path: str | os.PathLike[str]) -> None:
         )
     meta = {"format": _FORMAT, "version": _VERSION, "topology_hash": result.topology_hash, "modules": meta_modules}
     arrays["__meta__"] = np.array(json.dumps(meta))
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as e:
         raise HebbnasError(f"cannot write probe file {path}: {e.strerror or e}") from None
 
@@ -719,8 +717,7 @@ def load_probe(path: str | os.PathLike[str]) -> ProbeResult:
     except HebbnasError:
         raise
     except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError, JSON errors, ...
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HebbnasError(f"corrupt probe file {path}: {reason}") from None
+        raise HebbnasError(f"corrupt probe file {path}: {first_line(e)}") from None
 
 
 def check_probe_matches(result: ProbeResult, topology_hash: str, expected_channels: Mapping[str, int]) -> None:
