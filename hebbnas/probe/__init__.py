@@ -20,6 +20,11 @@ from hebbnas.probe.fileformat import check_probe_matches, load_probe, save_probe
 from hebbnas.probe.hooks import probe_model
 from hebbnas.probe.stats import RINGS, ModuleStats, ProbeResult
 
+for _value_type in (ModuleStats, ProbeResult):
+    # pickles of a probe (analysis/ caches it with torch.save) name these hebbnas.probe.X, as before the split,
+    # so a cache written by this code still loads in older code and the other way round
+    _value_type.__module__ = __name__
+
 __all__ = [
     "RINGS",
     "CorrelationStats",
