@@ -6,7 +6,7 @@ paper's widths reach at least 0.89, with everything else as in the zoo: the same
 fitted topologies: the hebbian ones are derived from the zoo's cached probe), the same budget (3e8 MACs
 at 3x224x224), the same width proxy (1/4 width at 128 px), the same paired seeds and data subsets, one
 fixed recipe (the zoo's AdamW with its cosine schedule, plus random crop and horizontal flip), and the
-same unit cache, training and statistics code (imported from zoo.py, not copied). Only the length of
+same unit cache, training and statistics code (imported from zoo_units.py and stats.py, not copied). Only the length of
 training and the augmentation change. Validation accuracy on the whole validation split is recorded
 after every epoch of every unit (the learning curves), so the read-out can also say after how many
 epochs the ranking stops moving (the fidelity curve).

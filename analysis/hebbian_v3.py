@@ -5,8 +5,8 @@ widths trained in the converged protocol (analysis/converged.py: the unit paper 
 with the probe and its weights kept; training is deterministic, so its record is the converged run's
 unit again), on the zoo's probe images (the first 600 training images of seed 0's 5,000-image subset,
 at 128 px), derives the candidates from that trained probe, fits them to the budget, and trains each on
-the converged protocol's paired seeds. Everything else is imported from converged.py and zoo.py: the
-protocol, the candidates' fit, the unit cache, the statistics.
+the converged protocol's paired seeds. Everything else is imported from converged.py, zoo_protocol.py and
+zoo_units.py: the protocol, the candidates' fit, the unit cache, the statistics.
 
 Candidates (in training priority; the names say the policy, `tp-` = trained probe):
   paper                 the control (its units are the converged run's, read from its cache)
