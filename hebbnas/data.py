@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, first_line
 from hebbnas.splits import stratified_order
 
 DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "folder")
@@ -364,7 +364,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             with open(path, "rb") as fh:
                 raw = fh.read()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:  # BadGzipFile is an OSError; explicit for clarity
-        raise HebbnasError(f"corrupt IDX file: {path} ({_one_line(exc)})") from None
+        raise HebbnasError(f"corrupt IDX file: {path} ({first_line(exc)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise HebbnasError(f"corrupt IDX file: {path} (bad magic number)")
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
@@ -477,7 +477,3 @@ def _to_float_images(images: np.ndarray, resolution: int, channels: int) -> torc
         out = (out * luma).sum(dim=1, keepdim=True)
     return out
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

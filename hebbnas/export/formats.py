@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, one_line
 
 BUILTIN: tuple[str, ...] = ("pt2", "torchscript", "state_dict", "onnx")
 """The shipped formats, in the order the CLI lists them (the first is the default)."""
@@ -106,8 +106,6 @@ def get_format(name: str) -> Format:
 def detect_format(path: str | Path) -> str:
     """``pt2``, ``torchscript``, ``state_dict`` (any `torch.save` file) or ``onnx``, from the file itself."""
     import zipfile
-
-    from hebbnas.export.common import one_line
 
     p = Path(path)
     if p.suffix.lower() == ".onnx":

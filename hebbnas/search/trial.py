@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hebbnas import atomic
 from hebbnas.errors import HebbnasError, error_line
 from hebbnas.trials import (
     CHECKPOINT_FILE,
@@ -249,9 +250,7 @@ def candidate_latency(topology: Topology, spec: RoundSpec) -> dict[str, Any]:
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(out))
-            tmp.replace(cache)
+            atomic.write_text(cache, json.dumps(out))
         except OSError:  # another node's folder: measure again next time
             pass
     return out
