@@ -6,7 +6,7 @@ paper's widths reach at least 0.89, with everything else as in the zoo: the same
 fitted topologies: the hebbian ones are derived from the zoo's cached probe), the same budget (3e8 MACs
 at 3x224x224), the same width proxy (1/4 width at 128 px), the same paired seeds and data subsets, one
 fixed recipe (the zoo's AdamW with its cosine schedule, plus random crop and horizontal flip), and the
-same unit cache, training and statistics code (imported from zoo.py, not copied). Only the length of
+same unit cache, training and statistics code (imported from zoo_units.py and stats.py, not copied). Only the length of
 training and the augmentation change. Validation accuracy on the whole validation split is recorded
 after every epoch of every unit (the learning curves), so the read-out can also say after how many
 epochs the ranking stops moving (the fidelity curve).
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import zoo  # noqa: E402  (after the path: the script runs from anywhere)
+from analysis import stats, zoo_protocol, zoo_units  # noqa: E402  (after the path: the script runs from anywhere)
 
 RESULTS = ROOT / "analysis" / "results"
 RANDOMS = ("random-22", "random-15", "random-07", "random-10", "random-21", "random-18", "random-19", "random-13")
@@ -57,24 +57,24 @@ TRAIN_IMAGES = 20000
 
 def protocol(epochs: int = EPOCHS, train_images: int = TRAIN_IMAGES, focal_seeds: int = 5, random_seeds: int = 2,
              compile_: bool = False, width: float | None = None, resolution: int | None = None,
-             device: str = "cpu") -> zoo.Protocol:
+             device: str = "cpu") -> zoo_protocol.Protocol:
     """The zoo's protocol with the converged recipe: longer training, crop + flip, the learning curve.
 
     Seed 0 for every candidate; paper and the policies then get seeds 1 .. focal_seeds - 1, and the
     randoms seeds 1 .. random_seeds - 1 after them (`grow`, in the zoo's sense: the late seeds).
     channels_last is fixed (True: measured faster for this network on the 2-core machine), not measured
     per unit, so every unit of the comparison trains the same way."""
-    base = zoo.cpu_protocol()
+    base = zoo_protocol.cpu_protocol()
     return dataclasses.replace(
-        base, main=zoo.Proxy("converged", width or base.main.width, resolution or base.main.resolution, epochs,
+        base, main=zoo_protocol.Proxy("converged", width or base.main.width, resolution or base.main.resolution, epochs,
                              train_images), device=device,
         seeds=(0,), focal_seeds=tuple(range(1, focal_seeds)), grow=(("random", random_seeds),), augment=True,
         channels_last=True, fused=True, compile=compile_, curve=True,
         policies=tuple(x for x in base.policies if x[0] in POLICIES))
 
 
-def smoke_protocol() -> zoo.Protocol:
-    p = zoo.smoke_protocol()
+def smoke_protocol() -> zoo_protocol.Protocol:
+    p = zoo_protocol.smoke_protocol()
     return dataclasses.replace(p, main=dataclasses.replace(p.main, name="converged", epochs=3), seeds=(0,),
                                focal_seeds=(1, 2), grow=(("random", 2),), augment=True, channels_last=True,
                                fused=True, curve=True)
@@ -84,28 +84,28 @@ def smoke_protocol() -> zoo.Protocol:
 # candidates and units
 
 
-def candidates(p: zoo.Protocol, zoo_p: zoo.Protocol, zoo_cache: Path, randoms: Sequence[str]) -> list[zoo.Candidate]:
+def candidates(p: zoo_protocol.Protocol, zoo_p: zoo_protocol.Protocol, zoo_cache: Path, randoms: Sequence[str]) -> list[zoo_protocol.Candidate]:
     """paper, the hebbian policies (derived from the zoo's own probe: the same topologies), the randoms."""
-    static = {c.name: c for c in zoo.static_candidates(zoo_p)}
-    probed, probe, _ = zoo.probe_seed(zoo_p, zoo_cache)
-    hebbian = {c.name: c for c in zoo.hebbian_candidates(p, probed, probe)}
+    static = {c.name: c for c in zoo_protocol.static_candidates(zoo_p)}
+    probed, probe, _ = zoo_units.probe_seed(zoo_p, zoo_cache)
+    hebbian = {c.name: c for c in zoo_protocol.hebbian_candidates(p, probed, probe)}
     missing = [n for n in randoms if n not in static]
     if missing:
         raise SystemExit(f"converged: unknown random candidate(s): {', '.join(missing)}")
     return [static["paper"], *(hebbian[f"hebbian-{n}"] for n, _ in p.policies), *(static[n] for n in randoms)]
 
 
-def plan_units(p: zoo.Protocol, cands: list[zoo.Candidate]) -> list[zoo.Unit]:
+def plan_units(p: zoo_protocol.Protocol, cands: list[zoo_protocol.Candidate]) -> list[zoo_units.Unit]:
     """Seed by seed: every candidate on `seeds`, then paper and the policies on each focal seed in turn,
     then the randoms on their further seeds (`grow`: ("random", n) gives them seeds below n)."""
-    units = [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.seeds for c in cands]
-    units += [zoo.Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds for c in cands if c.kind != "random"]
+    units = [zoo_units.Unit("main", p.main.name, p.main, c, s) for s in p.seeds for c in cands]
+    units += [zoo_units.Unit("main", p.main.name, p.main, c, s) for s in p.focal_seeds for c in cands if c.kind != "random"]
     n_random = dict(p.grow).get("random", 0)
-    return units + [zoo.Unit("main", p.main.name, p.main, c, s) for s in range(n_random) for c in cands
+    return units + [zoo_units.Unit("main", p.main.name, p.main, c, s) for s in range(n_random) for c in cands
                     if c.kind == "random" and s not in p.seeds]
 
 
-def run(p: zoo.Protocol, cands: list[zoo.Candidate], out: Path, cache: Path, command: str, jobs: int, threads: int,
+def run(p: zoo_protocol.Protocol, cands: list[zoo_protocol.Candidate], out: Path, cache: Path, command: str, jobs: int, threads: int,
         csv_name: str = "converged.csv", log: Any = print) -> list[dict[str, Any]]:
     """Train (or read) every planned unit, `jobs` at a time; rewrite the CSV as units finish."""
     from concurrent.futures import FIRST_COMPLETED, wait
@@ -128,14 +128,14 @@ def run(p: zoo.Protocol, cands: list[zoo.Candidate], out: Path, cache: Path, com
         tmp.replace(out / csv_name)
 
     log(f"converged: {len(units)} units ({p.main.label()}), {jobs} job(s) x {threads} thread(s), cache {cache}")
-    with zoo.executor(jobs) as ex:
-        pending = {ex.submit(zoo.cached_unit, p, cache, u.proxy, u.cand.topology, u.seed, threads): u for u in units}
+    with zoo_units.executor(jobs) as ex:
+        pending = {ex.submit(zoo_units.cached_unit, p, cache, u.proxy, u.cand.topology, u.seed, threads): u for u in units}
         while pending:
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for f in finished:
                 u = pending.pop(f)
                 rec = f.result()
-                rows[(u.cand.name, u.seed)] = zoo.unit_row(u.cand, rec, "main", p.main.label())
+                rows[(u.cand.name, u.seed)] = zoo_units.unit_row(u.cand, rec, "main", p.main.label())
                 if rec.get("trained_now"):
                     log(f"  {u.cand.name:24s} seed {u.seed}: val {rec['val_acc']:.4f} test {rec['test_acc']:.4f} "
                         f"train {rec['final_train_acc']:.4f} ({rec['unit_s']:.0f} s) [{len(rows)} done, "
@@ -145,7 +145,7 @@ def run(p: zoo.Protocol, cands: list[zoo.Candidate], out: Path, cache: Path, com
     return [rows[(u.cand.name, u.seed)] for u in units]
 
 
-def write_meta(out: Path, p: zoo.Protocol, command: str, started: str, wall: float, jobs: int, threads: int,
+def write_meta(out: Path, p: zoo_protocol.Protocol, command: str, started: str, wall: float, jobs: int, threads: int,
                units: int, name: str = "converged-meta.json") -> None:
     """The protocol, the code commit and one entry per session (a resumed run keeps the earlier ones)."""
     import torch
@@ -175,7 +175,7 @@ def fidelity_curve(curves: Any, final: Any) -> list[float]:
     """Spearman between the candidates' ranking by mean validation accuracy after each epoch and their
     final ranking (mean test accuracy). `curves` is (candidates, epochs), `final` (candidates,)."""
     c = np.asarray(curves, dtype=float)
-    return [zoo.spearman(c[:, e], final) for e in range(c.shape[1])]
+    return [stats.spearman(c[:, e], final) for e in range(c.shape[1])]
 
 
 def first_epoch_above(values: Sequence[float], level: float = 0.8) -> int | None:
@@ -207,7 +207,7 @@ def shared_seed_percentiles(acc: Any, cands: Sequence[str], randoms: Sequence[st
         return {c: math.nan for c in cands}, seeds
     means = sub[seeds].mean(axis=1)
     pop = means.loc[list(randoms)].values
-    return {c: zoo.percentile_within(float(means.loc[c]), pop) for c in cands}, seeds
+    return {c: stats.percentile_within(float(means.loc[c]), pop) for c in cands}, seeds
 
 
 def _seed_range(seeds: Sequence[int]) -> str:
@@ -242,7 +242,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     df = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
     meta = json.loads((out / f"{name}-meta.json").read_text()) if (out / f"{name}-meta.json").exists() else {}
     prot = meta.get("protocol", {})
-    acc, _ = zoo.paired_accuracy(df)
+    acc, _ = stats.paired_accuracy(df)
     kinds = df.groupby("candidate")["kind"].first()
     order = [c for c in dict.fromkeys(df["candidate"])]
     acc = acc.loc[order]
@@ -309,7 +309,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
               f"randoms ({pct_label}) | vs random median [95%] |", "| --- | --- | --- | --- | --- | ---: | --- |"]
     arms = [[order.index(c)] for c in heb + (["paper"] if "paper" in order else [])]
     rows_r = [order.index(c) for c in randoms]
-    to_median = zoo.diff_to_median_additive(acc.values, arms, rows_r, n_boot=n_boot, rng=rng) if len(randoms) >= 2 \
+    to_median = stats.diff_to_median_additive(acc.values, arms, rows_r, n_boot=n_boot, rng=rng) if len(randoms) >= 2 \
         else [(math.nan,) * 3] * len(arms)
     ratios_same, ratios_all = [], []
     for i, c in enumerate(heb + ["paper"]):
@@ -317,19 +317,19 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
             continue
         pct = pcts.get(c, math.nan)
         med = to_median[i]
-        vs_median = zoo._ci(*med) if not math.isnan(med[0]) else "-"
+        vs_median = stats.ci_text(*med) if not math.isnan(med[0]) else "-"
         if c == "paper":
             lines.append(f"| paper | - | - | - | - | {pct:.0f} | {vs_median} |")
             continue
-        d, seeds = zoo.pair_diff(acc, c, "paper")
+        d, seeds = stats.pair_diff(acc, c, "paper")
         if d.size >= 2:
-            t = zoo.t_interval(d)
+            t = stats.t_interval(d)
             zd, zs = zoo_vs_paper.get(c), zoo_same.get(c)
             if zd is not None and t[0] != 0:
                 ratios_all.append(zd / t[0])
             if zs is not None and t[0] != 0:
                 ratios_same.append(zs / t[0])
-            lines.append(f"| {c} | {zoo._ci(*t)} ({d.size}) | {'-' if zd is None else f'{100 * zd:+.2f} pt'} | "
+            lines.append(f"| {c} | {stats.ci_text(*t)} ({d.size}) | {'-' if zd is None else f'{100 * zd:+.2f} pt'} | "
                          f"{'-' if zs is None else f'{100 * zs:+.2f} pt'} | "
                          f"{'-' if zd is None else verdict(zd, t[1], t[2])} | {pct:.0f} | {vs_median} |")
         else:
@@ -353,9 +353,9 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     means = acc.mean(axis=1)
     common = [c for c in order if c in zoo_means]
     if len(common) >= 4:
-        r_all = zoo.spearman_boot([zoo_means[c] for c in common], [means[c] for c in common], n_boot=n_boot, rng=rng)
+        r_all = stats.spearman_boot([zoo_means[c] for c in common], [means[c] for c in common], n_boot=n_boot, rng=rng)
         rr = [c for c in common if kinds[c] == "random"]
-        r_rand = zoo.spearman_boot([zoo_means[c] for c in rr], [means[c] for c in rr], n_boot=n_boot, rng=rng) \
+        r_rand = stats.spearman_boot([zoo_means[c] for c in rr], [means[c] for c in rr], n_boot=n_boot, rng=rng) \
             if len(rr) >= 4 else (math.nan,) * 3
         lines += [f"Spearman between the zoo's 13-seed mean test accuracy and the mean here: all {len(common)} "
                   f"candidates **{r_all[0]:+.2f}** [{r_all[1]:+.2f}, {r_all[2]:+.2f}]; the {len(rr)} randoms alone "
@@ -393,7 +393,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, n_boot: int = 4000, name: str = "
     lines += ["", "## The stem confound", ""]
     pm = df.groupby("candidate")["proxy_macs"].first()
     if len(randoms) >= 4:
-        r = zoo.spearman_boot(pm.loc[randoms].values, means.loc[randoms].values, n_boot=n_boot, rng=rng)
+        r = stats.spearman_boot(pm.loc[randoms].values, means.loc[randoms].values, n_boot=n_boot, rng=rng)
         paper_pm = float(pm.loc["paper"]) if "paper" in pm.index else float(pm.loc[focal].min())
         narrow_here = [c for c in randoms if has_papers_stem(pm.loc[c], paper_pm)]
         wide_here = [c for c in randoms if c not in narrow_here]
@@ -429,7 +429,7 @@ def _zoo_means(zoo_dir: Path) -> dict[str, float]:
     z = _zoo_main(zoo_dir)
     if z is None:
         return {}
-    acc, seeds = zoo.paired_accuracy(z)
+    acc, seeds = stats.paired_accuracy(z)
     return acc[seeds].mean(axis=1).to_dict()
 
 
@@ -445,7 +445,7 @@ def _zoo_paper_diffs(zoo_dir: Path, seeds: Sequence[int] | None = None) -> dict[
     out = {}
     for c in acc.index:
         if c.startswith("hebbian-") and "paper" in acc.index:
-            d = zoo.pair_diff(acc, c, "paper")[0]
+            d = stats.pair_diff(acc, c, "paper")[0]
             if d.size:
                 out[c] = float(d.mean())
     return out
@@ -465,13 +465,13 @@ def stem_line(z: Any) -> str:
     """The zoo's randoms split by stem (proxy MACs within 1% of paper's or not), their mean test accuracy
     over the seeds every candidate has, and Spearman(proxy MACs, accuracy) among them. `z` is the zoo's
     main phase (zoo.csv rows)."""
-    acc, seeds = zoo.paired_accuracy(z)
+    acc, seeds = stats.paired_accuracy(z)
     mean = acc[seeds].mean(axis=1)
     pm = z.groupby("candidate")["proxy_macs"].first()
     rnd = pm.loc[sorted(set(z.loc[z["kind"] == "random", "candidate"]))]
     if "paper" not in pm.index or rnd.empty:
         return ""
-    r = zoo.spearman(rnd.values, mean.loc[rnd.index].values)
+    r = stats.spearman(rnd.values, mean.loc[rnd.index].values)
     same = [c for c in rnd.index if has_papers_stem(rnd[c], pm["paper"])]
     wide = [c for c in rnd.index if c not in same]
     mean_of = lambda cs: f"{mean.loc[cs].mean():.4f}" if cs else "-"  # noqa: E731
@@ -529,9 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
     if args.smoke:
-        zoo_p, p, randoms = zoo.smoke_protocol(), smoke_protocol(), ("random-00", "random-01", "random-02")
+        zoo_p, p, randoms = zoo_protocol.smoke_protocol(), smoke_protocol(), ("random-00", "random-01", "random-02")
     else:
-        zoo_p = zoo.cpu_protocol()
+        zoo_p = zoo_protocol.cpu_protocol()
         p = protocol(args.epochs, args.train_images, args.focal_seeds, args.random_seeds, args.compile, args.width,
                      args.resolution, args.device)
         randoms = RANDOMS

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import converged, zoo  # noqa: E402
+from analysis import converged, zoo_protocol  # noqa: E402
 from analysis.runlog import Session, command_line, log  # noqa: E402
 from analysis.stats import spearman, spearman_boot  # noqa: E402
 
@@ -59,12 +59,12 @@ def run(out: Path, cache: Path, zoo_dir: Path, jobs: int, threads: int, smoke: b
     import pandas as pd
 
     if smoke:
-        zoo_p, randoms = zoo.smoke_protocol(), ("random-00", "random-01", "random-02")
+        zoo_p, randoms = zoo_protocol.smoke_protocol(), ("random-00", "random-01", "random-02")
         base = converged.smoke_protocol()
         schedules = ((2, 48), (1, 64))
         reference = (3, 64)
     else:
-        zoo_p, randoms, base, schedules, reference = zoo.cpu_protocol(), converged.RANDOMS, None, SCHEDULES, REFERENCE
+        zoo_p, randoms, base, schedules, reference = zoo_protocol.cpu_protocol(), converged.RANDOMS, None, SCHEDULES, REFERENCE
     rows: list[dict[str, Any]] = []
     for epochs, images in (*[x for x in schedules if not only or schedule_name(*x) in only], reference):
         if base is None:

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import converged, strategies, zoo  # noqa: E402
+from analysis import converged, strategies, zoo_protocol, zoo_units  # noqa: E402
 from analysis.runlog import Session, command_line, log  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
@@ -119,7 +119,7 @@ def decide_run(units: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # the study
 
 
-def _search_rows(strategy: str, seed: int, zp: zoo.Protocol, cache: Path, zoo_cache: Path, zoo_main: Any,
+def _search_rows(strategy: str, seed: int, zp: zoo_protocol.Protocol, cache: Path, zoo_cache: Path, zoo_main: Any,
                  randoms: Sequence[Any], k: int, threads: int) -> tuple[str, int, list[dict[str, Any]]]:
     if strategy == "random":
         return strategy, seed, random_run(zoo_main, randoms, seed, k)
@@ -138,13 +138,13 @@ def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats:
     from hebbnas.topology import Topology
 
     if smoke:
-        zp, cp, zoo_randoms = zoo.smoke_protocol(), converged.smoke_protocol(), ("random-00", "random-01", "random-02")
+        zp, cp, zoo_randoms = zoo_protocol.smoke_protocol(), converged.smoke_protocol(), ("random-00", "random-01", "random-02")
         cp = dataclasses.replace(cp, seeds=FINAL_SEEDS, focal_seeds=(), grow=())
     else:
-        zp, cp, zoo_randoms = zoo.cpu_protocol(), converged.protocol(), None
+        zp, cp, zoo_randoms = zoo_protocol.cpu_protocol(), converged.protocol(), None
     zoo_cache, scache, ccache = zoo_dir / "zoo-cache", out / "strategies-cache", out / "converged-cache"
     zoo_main = converged._zoo_main(zoo_dir)
-    statics = zoo.static_candidates(zp)
+    statics = zoo_protocol.static_candidates(zp)
     paper = statics[0].topology
     randoms = [c for c in statics if c.kind == "random" and (zoo_randoms is None or c.name in zoo_randoms)]
     names = {paper.hash(): CONTROL, **{c.topology.hash(): c.name for c in statics}}
@@ -153,7 +153,7 @@ def run(out: Path, zoo_dir: Path, jobs: int, threads: int, smoke: bool, repeats:
     for r in repeats:
         log(f"repeat {r}: searches ({', '.join(strategy_names)}, {k} units each, the zoo's seed {r})")
         runs: dict[str, list[dict[str, Any]]] = {}
-        with zoo.executor(jobs) as ex:
+        with zoo_units.executor(jobs) as ex:
             pending = [ex.submit(_search_rows, s, r, zp, scache, zoo_cache, zoo_main, randoms, k, threads)
                        for s in strategy_names]
             while pending:
@@ -215,13 +215,13 @@ def later_seed_units(plan: Sequence[tuple[str, str, Any, int, int]], recs: dict[
     return out
 
 
-def _train(cp: zoo.Protocol, cache: Path, todo: dict[tuple[str, int], Any], jobs: int, threads: int,
+def _train(cp: zoo_protocol.Protocol, cache: Path, todo: dict[tuple[str, int], Any], jobs: int, threads: int,
            names: dict[str, str], recs: dict[tuple[str, int], dict[str, Any]], log: Any) -> None:
     """Train (or read from the cache) the units `todo`, two at a time, into `recs`."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    with zoo.executor(jobs) as ex:
-        futs = {ex.submit(zoo.cached_unit, cp, cache, cp.main, t, key[1], threads): key for key, t in todo.items()}
+    with zoo_units.executor(jobs) as ex:
+        futs = {ex.submit(zoo_units.cached_unit, cp, cache, cp.main, t, key[1], threads): key for key, t in todo.items()}
         while futs:
             done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
             for f in done:
@@ -232,15 +232,15 @@ def _train(cp: zoo.Protocol, cache: Path, todo: dict[tuple[str, int], Any], jobs
                         f"{recs[key]['test_acc']:.4f} ({recs[key]['unit_s']:.0f} s) [{len(futs)} left]")
 
 
-def machine_check(out: Path, cp: zoo.Protocol, paper: Any, jobs: int, threads: int, log: Any = print) -> None:
+def machine_check(out: Path, cp: zoo_protocol.Protocol, paper: Any, jobs: int, threads: int, log: Any = print) -> None:
     """The control's converged units retrained on this machine into their own cache (the plan's check of
     the machine effect; reported beside, never used to decide): finals-paper-here.csv."""
     import pandas as pd
 
     cache = out / "finals-paper-here-cache"
     log(f"machine check: paper on seeds {FINAL_SEEDS} retrained here ({cache.name})")
-    with zoo.executor(jobs) as ex:
-        recs = [f.result() for f in [ex.submit(zoo.cached_unit, cp, cache, cp.main, paper, s, threads)
+    with zoo_units.executor(jobs) as ex:
+        recs = [f.result() for f in [ex.submit(zoo_units.cached_unit, cp, cache, cp.main, paper, s, threads)
                                      for s in FINAL_SEEDS]]
     pd.DataFrame([{"seed": s, "val_acc": r["val_acc"], "test_acc": r["test_acc"], "machine": r.get("machine", ""),
                    "commit": r.get("commit", "")} for s, r in zip(FINAL_SEEDS, recs)]).to_csv(

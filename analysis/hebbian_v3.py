@@ -5,8 +5,8 @@ widths trained in the converged protocol (analysis/converged.py: the unit paper 
 with the probe and its weights kept; training is deterministic, so its record is the converged run's
 unit again), on the zoo's probe images (the first 600 training images of seed 0's 5,000-image subset,
 at 128 px), derives the candidates from that trained probe, fits them to the budget, and trains each on
-the converged protocol's paired seeds. Everything else is imported from converged.py and zoo.py: the
-protocol, the candidates' fit, the unit cache, the statistics.
+the converged protocol's paired seeds. Everything else is imported from converged.py, zoo_protocol.py and
+zoo_units.py: the protocol, the candidates' fit, the unit cache, the statistics.
 
 Candidates (in training priority; the names say the policy, `tp-` = trained probe):
   paper                 the control (its units are the converged run's, read from its cache)
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import converged, zoo  # noqa: E402  (after the path: the script runs from anywhere)
+from analysis import converged, stats, zoo_protocol, zoo_units  # noqa: E402  (after the path: the script runs from anywhere)
 from analysis.stats import holm, t_pvalue  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
@@ -63,17 +63,17 @@ CSV_COLUMNS = ("candidate", "seed", "val_acc", "test_acc", "proxy_macs", "kind",
                "proxy_params", "topology_hash", "source", "commit", "unit_s")
 
 
-def protocol(seeds: int = 5, device: str = "cpu") -> zoo.Protocol:
+def protocol(seeds: int = 5, device: str = "cpu") -> zoo_protocol.Protocol:
     """The converged protocol on seeds 0 .. seeds-1 for every candidate (no randoms are trained)."""
     p = converged.protocol(focal_seeds=seeds, device=device)
     return dataclasses.replace(p, grow=(), policies=POLICIES)
 
 
-def smoke_protocol() -> zoo.Protocol:
+def smoke_protocol() -> zoo_protocol.Protocol:
     return dataclasses.replace(converged.smoke_protocol(), focal_seeds=(1,), grow=(), policies=POLICIES)
 
 
-def all_seeds(p: zoo.Protocol) -> list[int]:
+def all_seeds(p: zoo_protocol.Protocol) -> list[int]:
     return list(dict.fromkeys([*p.seeds, *p.focal_seeds]))
 
 
@@ -81,19 +81,19 @@ def all_seeds(p: zoo.Protocol) -> list[int]:
 # the trained probe, the candidates, the units
 
 
-def paper_candidate(zoo_p: zoo.Protocol) -> zoo.Candidate:
+def paper_candidate(zoo_p: zoo_protocol.Protocol) -> zoo_protocol.Candidate:
     """The zoo's (and the converged run's) paper candidate: GoogLeNet's widths fitted to the budget."""
-    return zoo.static_candidates(dataclasses.replace(zoo_p, n_random=0))[0]
+    return zoo_protocol.static_candidates(dataclasses.replace(zoo_p, n_random=0))[0]
 
 
-def probe_unit_args(p: zoo.Protocol, zoo_p: zoo.Protocol, cache: Path, paper: zoo.Candidate,
+def probe_unit_args(p: zoo_protocol.Protocol, zoo_p: zoo_protocol.Protocol, cache: Path, paper: zoo_protocol.Candidate,
                     threads: int = 0) -> tuple[Any, ...]:
-    """`zoo.cached_unit`'s arguments for the probe unit: paper on seed 0, trained (or read) with its probe
+    """`zoo_units.cached_unit`'s arguments for the probe unit: paper on seed 0, trained (or read) with its probe
     on the zoo's probe images (seed 0's `zoo_p.main.train_images`-image subset) and its weights."""
     return p, cache, p.main, paper.topology, 0, threads, True, zoo_p.main.train_images
 
 
-def trained_probe(p: zoo.Protocol, paper: zoo.Candidate, rec: dict[str, Any]) -> tuple[Any, Any]:
+def trained_probe(p: zoo_protocol.Protocol, paper: zoo_protocol.Candidate, rec: dict[str, Any]) -> tuple[Any, Any]:
     """(the probed network: paper's trained narrow copy, its probe) from the probe unit's record."""
     from hebbnas.probe import load_probe
 
@@ -104,12 +104,12 @@ def trained_probe(p: zoo.Protocol, paper: zoo.Candidate, rec: dict[str, Any]) ->
     return probed, probe
 
 
-def candidates(p: zoo.Protocol, probed: Any, probe: Any) -> list[zoo.Candidate]:
+def candidates(p: zoo_protocol.Protocol, probed: Any, probe: Any) -> list[zoo_protocol.Candidate]:
     """The derivations of the trained probe (zoo.py's hebbian candidates, with this study's policies)."""
-    return zoo.hebbian_candidates(dataclasses.replace(p, policies=POLICIES), probed, probe)
+    return zoo_protocol.hebbian_candidates(dataclasses.replace(p, policies=POLICIES), probed, probe)
 
 
-def write_derivation_reports(out: Path, p: zoo.Protocol, probed: Any, probe: Any) -> None:
+def write_derivation_reports(out: Path, p: zoo_protocol.Protocol, probed: Any, probe: Any) -> None:
     """The cluster-to-branch report of every derivation (its signal per module), without plots."""
     from hebbnas.derive import Policy, derive, fit
     from hebbnas.report import write_report
@@ -122,16 +122,16 @@ def write_derivation_reports(out: Path, p: zoo.Protocol, probed: Any, probe: Any
                      title=f"hebbian v3, {name}: the trained probe's derivation", plots=False)
 
 
-def find_unit(p: zoo.Protocol, caches: Sequence[Path], topology: Any, seed: int) -> tuple[dict[str, Any], Path] | None:
+def find_unit(p: zoo_protocol.Protocol, caches: Sequence[Path], topology: Any, seed: int) -> tuple[dict[str, Any], Path] | None:
     """A unit already trained in one of `caches` (the first that has it), with that cache."""
     for c in caches:
-        path = zoo.unit_path(c, p.main, topology, seed, zoo.recipe_tag(p))
+        path = zoo_units.unit_path(c, p.main, topology, seed, zoo_units.recipe_tag(p))
         if path.exists():
             return json.loads(path.read_text()), c
     return None
 
 
-def row(cand: zoo.Candidate, rec: dict[str, Any], source: str) -> dict[str, Any]:
+def row(cand: zoo_protocol.Candidate, rec: dict[str, Any], source: str) -> dict[str, Any]:
     r = {"candidate": cand.name, "kind": cand.kind, "policy": json.dumps(cand.policy, sort_keys=True) if cand.policy
          else "", "source": source, **{k: rec.get(k) for k in ("seed", "val_acc", "test_acc", "proxy_macs", "macs",
                                                                  "params", "proxy_params", "topology_hash", "commit",
@@ -139,7 +139,7 @@ def row(cand: zoo.Candidate, rec: dict[str, Any], source: str) -> dict[str, Any]
     return {k: r.get(k) for k in CSV_COLUMNS}
 
 
-def run(p: zoo.Protocol, zoo_p: zoo.Protocol, out: Path, cache: Path, old_caches: Sequence[Path], jobs: int,
+def run(p: zoo_protocol.Protocol, zoo_p: zoo_protocol.Protocol, out: Path, cache: Path, old_caches: Sequence[Path], jobs: int,
         threads: int, log: Any = print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The probe unit first (paper seed 0, with the probe), then every candidate seed by seed; units
     found in `old_caches` or `cache` are read; the CSV is rewritten as units finish. Returns the rows
@@ -162,12 +162,12 @@ def run(p: zoo.Protocol, zoo_p: zoo.Protocol, out: Path, cache: Path, old_caches
         tmp.replace(out / f"{NAME}.csv")
 
     t0 = time.time()
-    with zoo.executor(jobs) as ex:
+    with zoo_units.executor(jobs) as ex:
         pending: dict[Any, tuple[str, Any]] = {
-            ex.submit(zoo.cached_unit, *probe_unit_args(p, zoo_p, cache, paper, threads)): ("probe", None)}
-        waiting: dict[tuple[str, int], list[zoo.Candidate]] = {}  # (topology hash, seed) -> candidates sharing it
+            ex.submit(zoo_units.cached_unit, *probe_unit_args(p, zoo_p, cache, paper, threads)): ("probe", None)}
+        waiting: dict[tuple[str, int], list[zoo_protocol.Candidate]] = {}  # (topology hash, seed) -> candidates sharing it
 
-        def want(cands: list[zoo.Candidate], seed: int) -> None:
+        def want(cands: list[zoo_protocol.Candidate], seed: int) -> None:
             for c in cands:
                 key = (c.name, seed)
                 order.append(key)
@@ -178,7 +178,7 @@ def run(p: zoo.Protocol, zoo_p: zoo.Protocol, out: Path, cache: Path, old_caches
                 unit = (c.topology.hash(), seed)
                 if unit not in waiting:
                     waiting[unit] = []
-                    pending[ex.submit(zoo.cached_unit, p, cache, p.main, c.topology, seed, threads)] = ("unit", unit)
+                    pending[ex.submit(zoo_units.cached_unit, p, cache, p.main, c.topology, seed, threads)] = ("unit", unit)
                 waiting[unit].append(c)
 
         order.append(("paper", 0))  # seed 0: the converged run's unit, else the probe unit's own record
@@ -232,7 +232,7 @@ def versus_paper(acc: Any, cands: Sequence[str], margin: float = MARGIN) -> list
 
     out = []
     for c in cands:
-        d, seeds = zoo.pair_diff(acc, c, "paper")
+        d, seeds = stats.pair_diff(acc, c, "paper")
         mean, lo, hi = paired_interval(d) if d.size else (math.nan,) * 3
         out.append({"candidate": c, "seeds": list(seeds), "n": int(d.size), "mean": mean, "lo": lo, "hi": hi,
                     "p": t_pvalue(d) if d.size >= 2 else math.nan})
@@ -264,7 +264,7 @@ def answer(comparisons: Sequence[dict[str, Any]], margin: float = MARGIN) -> str
 
 
 def _pt(m: float, lo: float, hi: float) -> str:
-    return "-" if math.isnan(m) else zoo._ci(m, lo, hi)
+    return "-" if math.isnan(m) else stats.ci_text(m, lo, hi)
 
 
 def report(out: Path, converged_dir: Path | None, n_boot: int = 4000) -> Path:
@@ -321,7 +321,7 @@ def report(out: Path, converged_dir: Path | None, n_boot: int = 4000) -> Path:
         for c, twin in SEED_PROBE_TWIN.items():
             if twin in cacc.index and "paper" in cacc.index and c in acc.index:
                 shared = [s for s in acc.columns if s in cacc.columns and not math.isnan(acc.loc[c, s])]
-                d, _ = zoo.pair_diff(cacc[shared], twin, "paper")
+                d, _ = stats.pair_diff(cacc[shared], twin, "paper")
                 if d.size:
                     twins[c] = (twin, float(d.mean()), d.size)
     lines += ["", "## Each candidate against paper", "",
@@ -348,7 +348,7 @@ def report(out: Path, converged_dir: Path | None, n_boot: int = 4000) -> Path:
         table = pd.concat([acc.loc[[c for c in order if c in acc.index]], racc]).sort_index(axis=1)
         arms = [[table.index.get_loc(c)] for c in order]
         rows_r = [table.index.get_loc(c) for c in randoms]
-        med = zoo.diff_to_median_additive(table.values, arms, rows_r, n_boot=n_boot, rng=np.random.default_rng(0))
+        med = stats.diff_to_median_additive(table.values, arms, rows_r, n_boot=n_boot, rng=np.random.default_rng(0))
         pct, seeds = converged.shared_seed_percentiles(table, order, randoms)
         lines += ["| candidate | vs random median [95%] | percentile among the randoms |", "| --- | --- | ---: |"]
         for c, m in zip(order, med):
@@ -399,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
     if args.smoke:
-        zoo_p, p = zoo.smoke_protocol(), smoke_protocol()
+        zoo_p, p = zoo_protocol.smoke_protocol(), smoke_protocol()
     else:
-        zoo_p, p = zoo.cpu_protocol(), protocol(args.seeds, args.device)
+        zoo_p, p = zoo_protocol.cpu_protocol(), protocol(args.seeds, args.device)
     cache = args.cache or (out / f"{NAME}-cache")
     old = [conv_dir / "converged-cache"] if conv_dir is not None and (conv_dir / "converged-cache").is_dir() else []
     started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), time.time()

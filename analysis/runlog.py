@@ -32,7 +32,7 @@ class Session:
     def record(self, meta_path: Path, **extra: Any) -> None:
         import torch
 
-        from analysis.zoo import code_commit
+        from analysis.zoo_units import code_commit
 
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sessions": []}
         meta.setdefault("sessions", []).append({"command": self.command, "started": self.started,

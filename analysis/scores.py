@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import zoo as zoo_module  # noqa: E402
-from analysis.stats import kendall_boot, partial_spearman_boot, spearman, spearman_boot  # noqa: E402
+from analysis import zoo_protocol, zoo_units  # noqa: E402
+from analysis.stats import kendall_boot, paired_accuracy, partial_spearman_boot, spearman, spearman_boot  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
 SCORE_IMAGES = 64
@@ -53,14 +53,14 @@ def candidate_topology(c: dict[str, Any], num_classes: int) -> Any:
     return dataclasses.replace(t, stem=StemSpec(**c["stem"])).with_classes(num_classes)
 
 
-def compute_scores(zoo: Any, prot: Any, cands: list[dict[str, Any]], smoke: bool, log: Any = print) -> list[dict]:
+def compute_scores(prot: Any, cands: list[dict[str, Any]], smoke: bool, log: Any = print) -> list[dict]:
     """One row per candidate x variant (untrained / trained): every score and what it cost."""
     import torch
 
     from hebbnas.score import SCORES, score_candidate
 
     proxy = prot.main
-    data = zoo.dataset_for(prot, proxy.resolution, proxy.train_images, prot.seeds[0])
+    data = zoo_units.dataset_for(prot, proxy.resolution, proxy.train_images, prot.seeds[0])
     x, y = data.train.x[:SCORE_IMAGES], data.train.y[:SCORE_IMAGES]
     rows = []
     steps = 3 if smoke else TRAIN_STEPS
@@ -104,7 +104,7 @@ def simulate_prescreen(acc: np.ndarray, score: np.ndarray | None, k_max: int, n:
     return out
 
 
-def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command: str, wall: float | None) -> Path:
+def report(out: Path, zoo_dir: Path, n_boot: int, orders: int, command: str, wall: float | None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +116,7 @@ def report(out: Path, zoo_dir: Path, zoo: Any, n_boot: int, orders: int, command
     scores = pd.read_csv(out / "scores.csv")
     z = pd.read_csv(zoo_dir / "zoo.csv")
     main = z[z["phase"] == "main"] if "phase" in z.columns else z
-    by_seed, paired = zoo.paired_accuracy(main)
+    by_seed, paired = paired_accuracy(main)
     acc = by_seed[paired].mean(axis=1)  # the same data subsets for every candidate
     rng = np.random.default_rng(0)
     meta_p = out / "scores-meta.json"
@@ -267,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    zoo = zoo_module
-    prot = zoo.smoke_protocol() if args.smoke else zoo.cpu_protocol()
+    prot = zoo_protocol.smoke_protocol() if args.smoke else zoo_protocol.cpu_protocol()
     if (args.zoo / "zoo-protocol.json").is_file():
         pass  # the protocol is the module's; zoo.md records it
     args.out.mkdir(parents=True, exist_ok=True)
@@ -276,13 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if not args.report_only:
         cands = json.loads((args.zoo / "zoo-candidates.json").read_text())
-        rows = compute_scores(zoo, prot, cands, args.smoke)
+        rows = compute_scores(prot, cands, args.smoke)
         pd.DataFrame(rows).to_csv(args.out / "scores.csv", index=False)
         (args.out / "scores-meta.json").write_text(json.dumps(
             {"command": command.strip(), "date": dt.datetime.now().isoformat(timespec="minutes"),
              "wall_min": round((time.perf_counter() - t0) / 60, 1), "threads": args.threads}, indent=1))
     n_boot = 200 if args.smoke else 2000
-    md = report(args.out, args.zoo, zoo, n_boot, 50 if args.smoke else args.orders, command.strip(),
+    md = report(args.out, args.zoo, n_boot, 50 if args.smoke else args.orders, command.strip(),
                 None if args.report_only else time.perf_counter() - t0)
     print(f"wrote {md}")
     return 0

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import zoo  # noqa: E402
+from analysis import stats, zoo_protocol, zoo_units  # noqa: E402
 
 CANDIDATES = ("paper", "random-22", "random-13", "random-10")
 """paper and three randoms: the zoo's best, worst and a median one (13-seed means)."""
@@ -36,18 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--zoo", type=Path, default=zoo.DEFAULT_OUT, help="the zoo's results folder (its unit cache)")
+    ap.add_argument("--zoo", type=Path, default=zoo_protocol.DEFAULT_OUT, help="the zoo's results folder (its unit cache)")
     args = ap.parse_args(argv)
-    old = zoo.cpu_protocol()
+    old = zoo_protocol.cpu_protocol()
     new = dataclasses.replace(old, channels_last=True, fused=True)
     cache = args.zoo / "zoo-cache"
-    static = {c.name: c for c in zoo.static_candidates(old)}
+    static = {c.name: c for c in zoo_protocol.static_candidates(old)}
     units = [(static[n], s) for s in range(args.seeds) for n in CANDIDATES]
     t0 = time.time()
     print(f"# speed_accuracy {dt.datetime.now():%Y-%m-%d %H:%M}  command: python analysis/speed_accuracy.py "
           + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
-    with zoo.executor(args.jobs) as ex:
-        fut = {(c.name, s, p is new): ex.submit(zoo.cached_unit, p, cache, p.main, c.topology, s, 1)
+    with zoo_units.executor(args.jobs) as ex:
+        fut = {(c.name, s, p is new): ex.submit(zoo_units.cached_unit, p, cache, p.main, c.topology, s, 1)
                for c, s in units for p in (old, new)}
         recs = {k: f.result() for k, f in fut.items()}
     print(f"# {len(units)} candidate x seed pairs, {sum(1 for r in recs.values() if r.get('trained_now'))} units "
@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         speed.append(a["train_s"] / b["train_s"])
         print(f"{c.name:<12}{s:>5}{a['test_acc']:>17.4f}{b['test_acc']:>12.4f}{100 * d[-1]:>+11.2f}"
               f"{a['train_s']:>20.1f}{b['train_s']:>15.1f}")
-    m, lo, hi = zoo.t_interval(np.array(d))
+    m, lo, hi = stats.t_interval(np.array(d))
     import pandas as pd
 
     z = pd.read_csv(args.zoo / "zoo.csv", keep_default_na=False)
-    acc, seeds = zoo.paired_accuracy(z[z["phase"] == "main"])
-    sigma, _ = zoo.paired_noise(acc[seeds].values)
+    acc, seeds = stats.paired_accuracy(z[z["phase"] == "main"])
+    sigma, _ = stats.paired_noise(acc[seeds].values)
     print(f"fast - committed, paired over {len(d)} units: {100 * m:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}] "
           f"(sd of the differences {100 * np.std(d, ddof=1):.2f} pt); one zoo unit's noise after pairing is "
           f"{100 * sigma:.2f} pt (zoo.csv, {len(acc)} candidates x {len(seeds)} seeds): for scale, two units that "

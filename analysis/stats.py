@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -233,3 +234,28 @@ def spearman_boot(x: Sequence[float], y: Sequence[float], n_boot: int = 4000,
             boots.append(r)
     lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan"))
     return spearman(x, y), float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# paired unit tables (the zoo's, reused by every study that pairs seeds)
+
+
+def paired_accuracy(main: Any) -> tuple[Any, list[int]]:
+    """Test accuracy per candidate x seed (a DataFrame), and the seeds every candidate has: means and
+    paired comparisons use only those, since a planned seed may not be trained for every candidate yet."""
+    acc = main.pivot_table(index="candidate", columns="seed", values="test_acc")
+    return acc, [s for s in acc.columns if acc[s].notna().all()]
+
+
+def pair_diff(acc: Any, a: str | Sequence[str], b: str) -> tuple[np.ndarray, list[int]]:
+    """Seed-wise differences a - b (S,) over the seeds both have (a list of names: their mean, over the
+    seeds all of them have): a grown pair uses every seed it has, not only those every candidate has."""
+    rows = [a] if isinstance(a, str) else list(a)
+    both = acc.loc[rows + [b]]
+    seeds = [s for s in acc.columns if both[s].notna().all()]
+    return both.loc[rows, seeds].mean(axis=0).values - both.loc[b, seeds].values, seeds
+
+
+def ci_text(d: float, lo: float, hi: float) -> str:
+    """A difference and its interval in points: '+1.23 pt [+0.45, +2.01]'."""
+    return f"{100 * d:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}]"

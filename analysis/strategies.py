@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis import zoo  # noqa: E402
+from analysis import stats, zoo_protocol, zoo_units  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results"
 TRAINED = ("reallocate", "slim", "tpe")
@@ -67,7 +67,7 @@ Unit = Callable[[Any, bool], dict[str, Any]]
 """unit(topology, probe) -> the zoo unit's record on the run's seed (`probe_path` when probe)."""
 
 
-def run_reallocate(p: zoo.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
+def run_reallocate(p: zoo_protocol.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
     """The paper's widths, then moves of the incumbent; a move stays only if its validation accuracy is
     higher (the run folder's rule: ties keep the incumbent). Option j of a step is tried after j - 1
     failed; a step with no move left ends the run early."""
@@ -76,7 +76,7 @@ def run_reallocate(p: zoo.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
     from hebbnas.redundancy import branch_redundancy
     from hebbnas.strategies.reallocate import OPTIONS, propose
 
-    start = zoo.static_candidates(p)[0].topology  # paper, fitted
+    start = zoo_protocol.static_candidates(p)[0].topology  # paper, fitted
     inc, inc_rec = start, unit(start, True)
     rows = [_row(1, inc, inc_rec, accepted=True, move="start")]
     option = 0
@@ -94,7 +94,7 @@ def run_reallocate(p: zoo.Protocol, unit: Unit, k: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, probe: Any, probed: Any,
+def run_optuna(p: zoo_protocol.Protocol, unit: Unit, k: int, seed: int, strategy: str, probe: Any, probed: Any,
                own_sampler: bool = False) -> list[dict[str, Any]]:
     """Optuna's TPE (seeded like a search's round) over a strategy's own knobs, one unit per trial, after
     the strategy's enqueued points (`initial_points`), as a search round would run them.
@@ -114,7 +114,7 @@ def run_optuna(p: zoo.Protocol, unit: Unit, k: int, seed: int, strategy: str, pr
     strat = get_strategy(strategy)
     dists = strat.distributions(space)
     base = get_topology("googlenet").with_classes(10)
-    start = zoo.static_candidates(p)[0].topology
+    start = zoo_protocol.static_candidates(p)[0].topology
     points = strat.initial_points(space, 1, k, seed=base, probe=probe, probed=probed)
     sampler = strat.sampler(seed, k, len(points))[0] if own_sampler else optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=max(2, min(10, k // 2)))
@@ -141,7 +141,7 @@ def _row(i: int, t: Any, rec: dict[str, Any], accepted: bool, move: str) -> dict
             "widths": json.dumps(t.widths()), "unit_s": rec.get("unit_s"), "topology": t.to_json(indent=None)}
 
 
-def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, seed: int, k: int,
+def run_strategy(p: zoo_protocol.Protocol, cache: Path, zoo_cache: Path, strategy: str, seed: int, k: int,
                  threads: int = 1, own_sampler: bool = False) -> list[dict[str, Any]]:
     """One repeat of a trained strategy on `seed` (in a worker process when the runs go in parallel)."""
     import torch
@@ -151,13 +151,13 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
     torch.set_num_threads(threads)
 
     def unit(t: Any, probe: bool) -> dict[str, Any]:
-        return zoo.cached_unit(p, cache if probe else _cache_for(t, seed, p, cache, zoo_cache), p.main, t, seed,
+        return zoo_units.cached_unit(p, cache if probe else _cache_for(t, seed, p, cache, zoo_cache), p.main, t, seed,
                                threads, probe=probe)
 
     if strategy == "reallocate":
         rows = run_reallocate(p, unit, k)
     elif strategy == "slim":
-        start = zoo.static_candidates(p)[0].topology
+        start = zoo_protocol.static_candidates(p)[0].topology
         rec = unit(start, True)
         rows = [_row(1, start, rec, accepted=True, move="start (probed)")]
         rows += run_optuna(p, unit, k - 1, seed, "slim", load_probe(rec["probe_path"]), start.narrowed(p.main.width),
@@ -165,7 +165,7 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
         for i, r in enumerate(rows, 1):
             r["unit"] = i
     elif strategy == "tpe":
-        probed, probe, _ = zoo.probe_seed(p, zoo_cache)  # the zoo's probe seed: its unit counts
+        probed, probe, _ = zoo_units.probe_seed(p, zoo_cache)  # the zoo's probe seed: its unit counts
         rows = [{"unit": 1, "topology_hash": probed.hash(), "val_acc": math.nan, "test_acc": math.nan,
                  "params": probed.params(), "macs": math.nan, "accepted": False, "move": "probe seed",
                  "widths": "", "unit_s": None}]
@@ -177,9 +177,9 @@ def run_strategy(p: zoo.Protocol, cache: Path, zoo_cache: Path, strategy: str, s
     return [{"strategy": strategy, "seed": seed, **r} for r in rows]
 
 
-def _cache_for(t: Any, seed: int, p: zoo.Protocol, cache: Path, zoo_cache: Path) -> Path:
+def _cache_for(t: Any, seed: int, p: zoo_protocol.Protocol, cache: Path, zoo_cache: Path) -> Path:
     """The zoo's cache when it already holds this unit (paper, the hebbian policies), else ours."""
-    return zoo_cache if zoo.unit_path(zoo_cache, p.main, t, seed, zoo.recipe_tag(p)).exists() else cache
+    return zoo_cache if zoo_units.unit_path(zoo_cache, p.main, t, seed, zoo_units.recipe_tag(p)).exists() else cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def run_finalists(out: Path, zoo_dir: Path, k: int, seeds: Sequence[int], jobs: 
 
     sel = pd.read_csv(out / "strategies-selected.csv")
     df = pd.read_csv(out / "strategies.csv")
-    p = zoo.smoke_protocol() if smoke else zoo.cpu_protocol()
+    p = zoo_protocol.smoke_protocol() if smoke else zoo_protocol.cpu_protocol()
     conv_p = converged.smoke_protocol() if smoke else converged.protocol()
     conv_cache = zoo_dir / "converged-cache"
     picked: list[tuple[str, Any]] = []
@@ -228,8 +228,8 @@ def run_finalists(out: Path, zoo_dir: Path, k: int, seeds: Sequence[int], jobs: 
         picked.append((strat, Topology.from_json(best["topology"])))
         log(f"finalist {strat}: seed 0 selects unit {best['row']} ({best['topology_hash']})")
     records = []
-    with zoo.executor(jobs) as ex:
-        futs = {ex.submit(zoo.cached_unit, conv_p, conv_cache, conv_p.main, t, s, 1): (strat, t, s)
+    with zoo_units.executor(jobs) as ex:
+        futs = {ex.submit(zoo_units.cached_unit, conv_p, conv_cache, conv_p.main, t, s, 1): (strat, t, s)
                 for strat, t in picked for s in seeds}
         for f, (strat, t, s) in futs.items():
             rec = f.result()
@@ -420,7 +420,7 @@ def report(out: Path, zoo_dir: Path = RESULTS, ks: Sequence[int] = K_SHOWN) -> P
                     cells.append("-")
                     continue
                 d = a.loc[common].values - piv.loc[ref, common].values
-                cells.append(zoo._ci(*zoo.t_interval(d)))
+                cells.append(stats.ci_text(*stats.t_interval(d)))
                 if strat in TRAINED and ref in ("paper-here", "paper"):
                     family.append((strat, k, ref, d))
             lines.append(f"| {strat} | {a.size} | {used} | {m} | {cells[0]} | {cells[1]} | {cells[2]} |")
@@ -476,7 +476,7 @@ def _question_lines(family: list[tuple[str, int, str, np.ndarray]], repeats: int
              f"{len(prim)}) |", "| --- | ---: | --- | ---: | ---: |"]
     yes = []
     for (strat, k, d), pa in zip(prim, adj):
-        lines.append(f"| {strat} | {k} | {zoo._ci(*zoo.t_interval(d))} | {t_pvalue(d):.3f} | {pa:.3f} |")
+        lines.append(f"| {strat} | {k} | {stats.ci_text(*stats.t_interval(d))} | {t_pvalue(d):.3f} | {pa:.3f} |")
         if d.mean() >= 0.01 and pa < 0.05:
             yes.append(f"{strat} at k = {k}")
     nominal = [f"{s} at k = {k}" for s, k, d in prim if d.mean() >= 0.01 and t_pvalue(d) < 0.05]
@@ -497,7 +497,7 @@ def _paper_proxy_macs(z: Any) -> float:
 
 def _unit_proxy_macs(out: Path, zoo_dir: Path, h: str, seed: int) -> float:
     """A width-proxy unit's trained-copy MACs from its cache record (the strategies' cache, else the zoo's)."""
-    p = zoo.cpu_protocol()
+    p = zoo_protocol.cpu_protocol()
     tag = f"{p.main.name}-w{p.main.width:g}-r{p.main.resolution}-e{p.main.epochs}-n{p.main.train_images}"
     # the strategies' cache holds one protocol's units (any folder); the zoo's several (its main one only)
     found = sorted((out / "strategies-cache").glob(f"*/{h}-s{seed}.json")) + [zoo_dir / "zoo-cache" / tag /
@@ -551,7 +551,7 @@ def complete_repeats(df: Any) -> list[int]:
 def _interval(a: np.ndarray) -> str:
     if a.size < 2:
         return f"{a.mean():.4f}" if a.size else "-"
-    m, lo, hi = zoo.t_interval(a)
+    m, lo, hi = stats.t_interval(a)
     return f"{m:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in strategies if s not in TRAINED]
     if bad:
         ap.error(f"--strategies: unknown {', '.join(bad)} (trained here: {', '.join(TRAINED)})")
-    p = zoo.smoke_protocol() if args.smoke else zoo.cpu_protocol()
+    p = zoo_protocol.smoke_protocol() if args.smoke else zoo_protocol.cpu_protocol()
     cache, zoo_cache = out / "strategies-cache", zoo_dir / "zoo-cache"
     command = "python analysis/strategies.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     started, t0 = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), time.time()
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
-    with zoo.executor(args.jobs) as ex:
+    with zoo_units.executor(args.jobs) as ex:
         futs = {ex.submit(run_strategy, p, cache, zoo_cache, s, r, units): (s, r) for s, r in runs}
         for f, (s, r) in futs.items():
             rows += f.result()

@@ -32,6 +32,10 @@ each. Identical topologies share their units.
     python analysis/zoo.py --report-only         # rebuild zoo.md and plots from the CSVs
     python analysis/zoo.py --smoke --out /tmp/z  # seconds, schema check (tests)
     python analysis/zoo.py --full --out analysis/results-gpu   # full size, GPU
+
+This file is the script: the plan, the run and the read-out. Its protocol and candidates are in
+zoo_protocol.py, its units (training, cache, probe, executor) in zoo_units.py, the statistics in stats.py;
+the later studies import those, not this script.
 """
 
 from __future__ import annotations
@@ -41,12 +45,10 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis.stats import (  # noqa: E402  (after the path: the script runs from anywhere)
+    ci_text,
     diff_to_median_additive,
+    pair_diff,
+    paired_accuracy,
     paired_diff,
     paired_diff_to_median,
     paired_halfwidth,
@@ -69,427 +74,30 @@ from analysis.stats import (  # noqa: E402  (after the path: the script runs fro
     spearman_boot,
     t_interval,
 )
+from analysis.zoo_protocol import (  # noqa: E402
+    DEFAULT_OUT,
+    Candidate,
+    Protocol,
+    cpu_protocol,
+    full_protocol,
+    hebbian_candidates,
+    smoke_protocol,
+    static_candidates,
+)
+from analysis.zoo_units import (  # noqa: E402
+    LEGACY_RECIPE,
+    Unit,
+    cached_unit,
+    executor,
+    probe_seed,
+    recipe_tag,
+    unit_path,
+    unit_row,
+)
 
-DEFAULT_OUT = ROOT / "analysis" / "results"
-DATA_DIR = os.environ.get("HEBBNAS_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 COLUMNS = ("candidate", "kind", "policy", "seed", "proxy", "phase", "lr", "weight_decay", "batch_size", "epochs",
            "train_images", "val_images", "test_images", "val_acc", "test_acc", "macs", "params", "proxy_macs",
            "proxy_params", "train_s", "eval_s", "device", "topology_hash")
-WIDTH_FIELDS = ("b1", "b2_red", "b2", "b3_red", "b3", "b4")
-
-
-# ---------------------------------------------------------------------------------------------
-# protocol
-
-
-@dataclass(frozen=True)
-class Proxy:
-    """What one unit trains: a narrowed copy (`width`) at `resolution`, `epochs` over `train_images`."""
-
-    name: str
-    width: float
-    resolution: int
-    epochs: int
-    train_images: int
-
-    def label(self) -> str:
-        w = "full" if self.width == 1 else (f"1/{round(1 / self.width)}" if 1 / self.width == round(1 / self.width)
-                                            else f"{self.width:g}")
-        return f"{w} width @{self.resolution}px, {self.epochs} ep, {self.train_images} img"
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """The whole zoo: budget, candidates, the fixed recipe, the proxies and the seeds."""
-
-    dataset: str = "fashion-mnist"
-    budget: float = 3e8
-    deploy_input: tuple[int, int, int] = (3, 224, 224)
-    multiple: int = 8
-    n_random: int = 24
-    random_seed: int = 11
-    seeds: tuple[int, ...] = (0, 1)
-    # extra seeds for the candidates the questions are about (paper and every hebbian policy): their
-    # paired differences get 2 + len(focal_seeds) seeds; the random population keeps `seeds`
-    focal_seeds: tuple[int, ...] = (2, 3, 4, 5)
-    # further seeds for single focal candidates, (name, n): that candidate gets every seed below n; a pair
-    # whose seed-wise differences scatter more needs more seeds for the same interval
-    grow: tuple[tuple[str, int], ...] = ()
-    main: Proxy = Proxy("width", 0.25, 128, 2, 5000)
-    val_images: int = 2000
-    test_images: int | None = None  # None: all
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    batch_size: int = 32
-    warmup_epochs: float = 0.3
-    # the hebbian seed network: the base fitted to the budget, narrowed like the main proxy
-    seed_epochs: int = 2
-    probe_resolution: int = 128  # 16/8/4 maps: every module >= 4x4 (at 112 the 3x3 pool leaves inception5 3x3)
-    probe_images: int = 600
-    # proxy fidelity, on a subset of the probe-independent candidates (paper, then randoms), 1 seed:
-    # today's proxy and a cheaper width proxy, each ranked against the main run (mean of its seeds)
-    fidelity_candidates: int = 25
-    fidelity_seed: int = 0
-    fidelity_seeds: tuple[int, ...] = (0, 1)  # the cheap width proxy's seeds (kept when `seeds` grows)
-    today: Proxy = Proxy("today", 1.0, 32, 2, 2000)
-    cheap: Proxy = Proxy("width", 0.25, 112, 2, 2000)  # the zoo v1 main proxy (2 epochs on 2,000 images at 112 px)
-    device: str = "cpu"
-    # how a unit trains beyond the recipe above (TrainConfig fields). The committed 2-epoch zoo trained
-    # contiguous, with torch's per-parameter AdamW loop, uncompiled, without augmentation; those values
-    # stay its defaults so its cached units stay valid and reproduce. channels_last None: measured
-    augment: bool = False
-    channels_last: bool | None = False
-    fused: bool = False
-    compile: bool = False
-    curve: bool = False  # validation accuracy on the whole validation split after every epoch
-    policies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
-        ("default", ()),
-        ("split", (("allocation", "split"),)),
-        ("split-partial", (("allocation", "split"), ("partial", True))),
-        ("partial", (("partial", True),)),
-        ("threshold0.3", (("threshold", 0.3),)),
-        ("threshold0.7", (("threshold", 0.7),)),
-        ("exponent0.5", (("width_exponent", 0.5),)),
-        ("complete-scale0.2", (("method", "complete"), ("scale_cut", 0.2))),
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def cpu_protocol() -> Protocol:
-    return Protocol()
-
-
-def smoke_protocol() -> Protocol:
-    return Protocol(
-        dataset="digits", n_random=3, seeds=(0, 1), focal_seeds=(2,), main=Proxy("width", 0.125, 32, 1, 64),
-        val_images=64, test_images=64, seed_epochs=1, probe_resolution=64, probe_images=32, fidelity_candidates=4,
-        today=Proxy("today", 0.25, 32, 1, 64), cheap=Proxy("width", 0.125, 32, 1, 48),
-        policies=(("default", ()), ("split", (("allocation", "split"),))),
-    )
-
-
-def full_protocol() -> Protocol:
-    return Protocol(
-        n_random=48, seeds=(0, 1, 2), focal_seeds=(3, 4, 5), fidelity_seeds=(0, 1, 2), main=Proxy("width", 0.25, 128, 10, 54000), val_images=6000,
-        seed_epochs=5, probe_images=2000, fidelity_candidates=24, device="auto",
-        today=Proxy("today", 1.0, 32, 10, 54000), cheap=Proxy("width", 0.25, 112, 2, 10000),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# candidates
-
-
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    kind: str  # random / paper / hebbian
-    topology: Any  # hebbnas.topology.Topology, fitted to the budget
-    policy: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def scaled_topology(t: Any, multipliers: Mapping[str, float]) -> Any:
-    """The random strategy's proportions: each non-zero width times its multiplier (at least 1)."""
-    from hebbnas.strategies.random import scaled_topology as impl
-
-    return impl(t, multipliers)
-
-
-def random_multipliers(base: Any, rng: np.random.Generator, low: float = 0.25, high: float = 2.0) -> dict[str, float]:
-    """One draw of the random sampler: per non-zero width, log-uniform in [low, high]."""
-    keys = [f"{m.name}.{f}" for m in base.modules for f, w in zip(WIDTH_FIELDS, m.widths) if w]
-    return {k: float(math.exp(rng.uniform(math.log(low), math.log(high)))) for k in keys}
-
-
-def base_topology(num_classes: int = 10) -> Any:
-    from hebbnas.topology import get_topology
-
-    return get_topology("googlenet").with_classes(num_classes)
-
-
-def static_candidates(p: Protocol) -> list[Candidate]:
-    """The paper's widths and the random draws, all fitted to the budget."""
-    from hebbnas.derive import fit
-
-    base = base_topology()
-    out = [Candidate("paper", "paper", fit(base, p.budget, p.deploy_input, multiple=p.multiple, name="paper"))]
-    rng = np.random.default_rng(p.random_seed)
-    for i in range(p.n_random):
-        mult = random_multipliers(base, rng)
-        name = f"random-{i:02d}"
-        out.append(Candidate(name, "random", fit(scaled_topology(base, mult), p.budget, p.deploy_input,
-                                                 multiple=p.multiple, name=name)))
-    return out
-
-
-def hebbian_candidates(p: Protocol, probed: Any, probe: Any) -> list[Candidate]:
-    from hebbnas.derive import Policy, derive, fit
-
-    out = []
-    for name, knobs in p.policies:
-        policy = Policy(**dict(knobs))
-        d = derive(probed, probe, policy, name=f"hebbian-{name}")
-        t = fit(d.topology, p.budget, p.deploy_input, multiple=p.multiple, name=f"hebbian-{name}")
-        clusters = {m.name: m.num_clusters for m in d.modules}
-        out.append(Candidate(f"hebbian-{name}", "hebbian", t, dataclasses.asdict(policy), {"clusters": clusters}))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# data, training, cache
-
-
-_DATA: dict[tuple[int, int, int, int], Any] = {}
-
-
-def dataset_for(p: Protocol, resolution: int, train_images: int, seed: int) -> Any:
-    """Fashion-MNIST at `resolution`: `train_images` training images, `val_images` validation images,
-    all test images; the subset and validation carve are seeded by `seed` (paired across candidates)."""
-    from hebbnas.data import Split, load_dataset
-
-    key = (resolution, train_images, seed, p.val_images)
-    if key not in _DATA:
-        _DATA.clear()  # one resolution at a time in memory
-        vf = p.val_images / (train_images + p.val_images)
-        d = load_dataset(p.dataset, data_dir=DATA_DIR, resolution=resolution, channels=p.deploy_input[0], seed=seed,
-                         train_subset=train_images, val_fraction=vf)
-        if p.test_images is not None:
-            d = dataclasses.replace(d, test=Split(d.test.x[: p.test_images], d.test.y[: p.test_images]))
-        _DATA[key] = d
-    return _DATA[key]
-
-
-def train_config(p: Protocol, proxy: Proxy, seed: int) -> Any:
-    from hebbnas.train import TrainConfig
-
-    return TrainConfig(epochs=proxy.epochs, batch_size=p.batch_size, optimizer="adamw", lr=p.lr,
-                       weight_decay=p.weight_decay, warmup_epochs=min(p.warmup_epochs, proxy.epochs - 0.01),
-                       seed=seed, device=p.device, augment=p.augment, channels_last=p.channels_last,
-                       fused=p.fused, compile=p.compile)
-
-
-LEGACY_RECIPE = {"augment": False, "channels_last": False, "fused": False, "compile": False, "curve": False}
-"""How the committed 2-epoch zoo's units trained; a recipe that differs gets its own cache folder."""
-
-
-def recipe_tag(p: Protocol) -> str:
-    """'' for the committed zoo's recipe, else a short hash of everything a unit's training depends on."""
-    fields = {k: getattr(p, k) for k in LEGACY_RECIPE}
-    if fields == LEGACY_RECIPE:
-        return ""
-    recipe = {**fields, "lr": p.lr, "wd": p.weight_decay, "batch": p.batch_size, "warmup": p.warmup_epochs,
-              "val": p.val_images, "test": p.test_images, "dataset": p.dataset, "device": p.device}
-    import hashlib
-
-    return "-" + hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def train_unit(p: Protocol, proxy: Proxy, topology: Any, seed: int, probe_to: Path | None = None,
-               probe_train_images: int | None = None, weights_to: Path | None = None) -> dict[str, Any]:
-    """Train the narrowed copy of `topology` on `proxy` with `seed`; validation and test accuracy once.
-    With `probe_to`, the trained copy is then probed (every Inception input, on the first
-    `probe_images` training images at `probe_resolution`) and the probe saved there (.npz); the images
-    are those of the seed's `probe_train_images`-image training subset when given (the zoo's probe
-    images: `Protocol.main.train_images` of the zoo), else of the unit's own. With `weights_to`, the
-    trained copy's inference state dict is saved there."""
-    import torch
-
-    from hebbnas.data import Split
-    from hebbnas.model import build
-    from hebbnas.train import evaluate, resolve_device, train
-
-    data = dataset_for(p, proxy.resolution, proxy.train_images, seed)
-    small = topology if proxy.width == 1 else topology.narrowed(proxy.width)
-    torch.manual_seed(seed)
-    model = build(small)
-    # `train` evaluates on the validation split every epoch: the whole split when the learning curve is
-    # recorded (its last point is the unit's validation accuracy), else a few images, evaluated once after
-    quick = data if p.curve else dataclasses.replace(data, val=Split(data.val.x[:32], data.val.y[:32]))
-    cfg = train_config(p, proxy, seed)
-    t0 = time.perf_counter()
-    result = train(model, quick, cfg)
-    t1 = time.perf_counter()
-    dev = resolve_device(p.device)
-    val_acc = result.val_accuracy if p.curve else evaluate(model, data.val.x, data.val.y, 256, dev)
-    test_acc = evaluate(model, data.test.x, data.test.y, 256, dev)
-    t2 = time.perf_counter()
-    if probe_to is not None:
-        from hebbnas.pipeline import probe_network
-        from hebbnas.probe import save_probe
-
-        src = data if probe_train_images in (None, proxy.train_images) else dataset_for(
-            p, proxy.resolution, probe_train_images, seed)
-        x = src.train.x[: p.probe_images]
-        if x.shape[-1] != p.probe_resolution:
-            x = torch.nn.functional.interpolate(x, size=(p.probe_resolution,) * 2, mode="bilinear",
-                                                align_corners=False)
-        save_probe(probe_network(small, model, x.contiguous()), probe_to)
-    if weights_to is not None:
-        from hebbnas.model import inference_state_dict
-
-        torch.save(inference_state_dict(model), weights_to)
-    curve = {"val_curve": [round(r.val_accuracy, 6) for r in result.history],
-             "train_curve": [round(r.train_accuracy, 6) for r in result.history],
-             "epoch_s": [round(r.seconds, 2) for r in result.history]} if p.curve else {}
-    return {
-        "seed": seed, "proxy": proxy.name, "proxy_label": proxy.label(), "width": proxy.width,
-        "resolution": proxy.resolution, "lr": p.lr, "weight_decay": p.weight_decay, "batch_size": p.batch_size,
-        "epochs": proxy.epochs, "train_images": len(data.train), "val_images": len(data.val),
-        "test_images": len(data.test), "val_acc": float(val_acc), "test_acc": float(test_acc),
-        "macs": topology.macs(p.deploy_input), "params": topology.params(),
-        "proxy_macs": small.macs((p.deploy_input[0], proxy.resolution, proxy.resolution)),
-        "proxy_params": small.params(), "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
-        "device": result.device, "topology_hash": topology.hash(),
-        "final_train_acc": result.history[-1].train_accuracy if result.history else None,
-        **({} if not recipe_tag(p) else {"channels_last": result.channels_last, "fused": p.fused,
-                                          "compile": p.compile, "augment": p.augment}),
-        **curve,
-    }
-
-
-def machine() -> str:
-    """Where a unit trained: the CPU model, the host name and the boot (units compared should share it)."""
-    import platform
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:  # one boot of one machine: units with the same boot id surely trained on the same machine
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        boot = "?"
-    return f"{model or platform.processor() or '?'} on {platform.node()}, boot {boot}"
-
-
-def code_commit() -> str:
-    """The short commit of the code running this script (a worktree's own HEAD), or 'unknown'."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def unit_path(cache: Path, proxy: Proxy, topology: Any, seed: int, recipe: str = "") -> Path:
-    tag = f"{proxy.name}-w{proxy.width:g}-r{proxy.resolution}-e{proxy.epochs}-n{proxy.train_images}{recipe}"
-    return cache / tag / f"{topology.hash()}-s{seed}.json"
-
-
-def cached_unit(p: Protocol, cache: Path, proxy: Proxy, topology: Any, seed: int, threads: int = 0,
-                probe: bool = False, probe_train_images: int | None = None) -> dict[str, Any]:
-    """The unit's record: read from the cache, or trained and written atomically (a killed run loses
-    only the units in flight). Runs in a worker process when the zoo trains units in parallel.
-
-    With `probe`, the record's `probe_path` names the trained copy's probe (`<unit>.probe.npz`, or
-    `<unit>.probe-n<N>.npz` when probed on the images of the seed's N-image training subset,
-    `probe_train_images`) and `weights_path` its weights (`<unit>.weights.pt`); a cached unit without
-    that probe is trained again (training is deterministic: the same record, now with a probe)."""
-    path = unit_path(cache, proxy, topology, seed, recipe_tag(p))
-    other = probe_train_images not in (None, proxy.train_images)
-    probe_path = path.with_suffix(f".probe-n{probe_train_images}.npz" if other else ".probe.npz")
-    weights_path = path.with_suffix(".weights.pt")
-    extra = {"probe_path": str(probe_path), "weights_path": str(weights_path)} if probe else {}
-    if path.exists() and (not probe or probe_path.exists()):
-        rec = json.loads(path.read_text())
-        return {**rec, **extra}
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_probe = probe_path.with_suffix(f".{os.getpid()}.tmp.npz") if probe else None
-    tmp_weights = weights_path.with_suffix(f".{os.getpid()}.tmp.pt") if probe else None
-    rec = train_unit(p, proxy, topology, seed, probe_to=tmp_probe, probe_train_images=probe_train_images,
-                     weights_to=tmp_weights)
-    if tmp_probe is not None and tmp_weights is not None:
-        tmp_weights.replace(weights_path)
-        tmp_probe.replace(probe_path)
-    rec["recipe"] = {"val_images": p.val_images, "dataset": p.dataset, "lr": p.lr, "wd": p.weight_decay}
-    rec["unit_s"] = round(time.perf_counter() - t0, 1)
-    rec["commit"] = code_commit()  # the code that trained this unit (issue 32: every newly cached unit)
-    rec["machine"] = machine()  # and the machine: the same code rounds differently on another CPU
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rec, indent=1))
-    tmp.replace(path)
-    rec["trained_now"] = True
-    return {**rec, **extra}
-
-
-def unit_row(cand: Candidate, rec: Mapping[str, Any], phase: str, proxy_label: str) -> dict[str, Any]:
-    """One CSV row: the candidate's identity, then the unit's record."""
-    row = {"candidate": cand.name, "kind": cand.kind,
-           "policy": json.dumps(cand.policy, sort_keys=True) if cand.policy is not None else "",
-           "phase": phase, **{k: v for k, v in rec.items() if k != "trained_now"}}
-    row["proxy"] = proxy_label
-    return row
-
-
-def probe_seed(p: Protocol, cache: Path, log: Any = print) -> tuple[Any, Any, dict[str, Any]]:
-    """Train the hebbian seed (the base fitted to the budget, narrowed like the main proxy) and probe it.
-
-    The probe is cached (`probe.pt` in the cache) so the derivations are identical on resume.
-    """
-    import torch
-
-    from hebbnas.derive import fit
-    from hebbnas.model import build
-    from hebbnas.probe import ProbeResult, probe_model
-    from hebbnas.train import train
-
-    full = fit(base_topology(), p.budget, p.deploy_input, multiple=p.multiple, name="seed")
-    probed = full.narrowed(p.main.width, name="seed-narrow")
-    path = cache / f"probe-{probed.hash()}-e{p.seed_epochs}-r{p.probe_resolution}-n{p.main.train_images}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        probe = torch.load(path, weights_only=False)
-        if isinstance(probe, ProbeResult):
-            return probed, probe, json.loads(meta_path.read_text())
-    seed = p.seeds[0]
-    data = dataset_for(p, p.main.resolution, p.main.train_images, seed)
-    torch.manual_seed(seed)
-    model = build(probed)
-    t0 = time.perf_counter()
-    res = train(model, data, train_config(p, dataclasses.replace(p.main, epochs=p.seed_epochs), seed))
-    t1 = time.perf_counter()
-    x = data.train.x[: p.probe_images]
-    if x.shape[-1] != p.probe_resolution:
-        x = torch.nn.functional.interpolate(x, size=(p.probe_resolution,) * 2, mode="bilinear", align_corners=False)
-    dev = next(model.parameters()).device
-    probe = probe_model(model, (x[i:i + 100].to(dev) for i in range(0, x.shape[0], 100)), probed.module_names,
-                        topology_hash=probed.hash())
-    meta = {"seed_val_acc": res.val_accuracy, "seed_train_s": round(t1 - t0, 1),
-            "probe_s": round(time.perf_counter() - t1, 1), "seed_params": probed.params(),
-            "probe_resolution": p.probe_resolution, "probe_images": int(x.shape[0]),
-            "maps": {n: list(probe.modules[n].map_size) for n in probed.module_names}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(probe, path)
-    meta_path.write_text(json.dumps(meta, indent=1))
-    log(f"  seed {probed.name}: val {res.val_accuracy:.4f} after {p.seed_epochs} ep ({meta['seed_train_s']} s), "
-        f"probed in {meta['probe_s']} s, maps {meta['maps']}")
-    return probed, probe, meta
-
-
-# ---------------------------------------------------------------------------------------------
-# statistics (pure; unit-tested)
-
-
-def paired_accuracy(main: Any) -> tuple[Any, list[int]]:
-    """Test accuracy per candidate x seed (a DataFrame), and the seeds every candidate has: means and
-    paired comparisons use only those, since a planned seed may not be trained for every candidate yet."""
-    acc = main.pivot_table(index="candidate", columns="seed", values="test_acc")
-    return acc, [s for s in acc.columns if acc[s].notna().all()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,21 +109,6 @@ def fidelity_subset(cands: list[Candidate], k: int) -> list[Candidate]:
     of an earlier zoo with another probe stay valid)."""
     order = [c for c in cands if c.name == "paper"] + [c for c in cands if c.kind == "random"]
     return order[:k]
-
-
-@dataclass(frozen=True, eq=False)
-class Unit:
-    """One (phase, proxy, candidate, seed) training run; `label` names the proxy in the CSVs."""
-
-    phase: str
-    label: str
-    proxy: Proxy
-    cand: Candidate
-    seed: int
-
-    @property
-    def key(self) -> tuple[str, str, str, int]:
-        return self.phase, self.label, self.cand.name, self.seed
 
 
 def plan_units(p: Protocol, static: list[Candidate], hebbian: list[Candidate]) -> list[Unit]:
@@ -550,34 +143,6 @@ def parse_grow(text: str, p: Protocol) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"--grow: {name.strip()!r} is not a focal candidate (one of {', '.join(focal)})")
         out[name.strip()] = int(n)
     return tuple(out.items())
-
-
-class _Inline:
-    """The executor interface, run in this process (one job)."""
-
-    def submit(self, fn: Any, *args: Any) -> Any:
-        from concurrent.futures import Future
-
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - handed back through the future like a pool would
-            f.set_exception(e)
-        return f
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def executor(jobs: int) -> Any:
-    """`jobs` spawned worker processes (torch is not fork-safe once used), or this process for one."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else _Inline()
 
 
 def _probe_task(p: Protocol, cache: Path, threads: int) -> tuple[Any, Any, dict[str, Any]]:
@@ -735,10 +300,6 @@ def noise_floor(p: Protocol, cache: Path, n_seeds: int, extra: Sequence[str] = (
 # read-out
 
 
-def _ci(d: float, lo: float, hi: float) -> str:
-    return f"{100 * d:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-
-
 def report(out: Path, n_boot: int = 4000) -> Path:
     """zoo.md and the plots, from zoo.csv, zoo-fidelity.csv and zoo-meta.json in `out`."""
     import matplotlib
@@ -854,7 +415,7 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             m, lo, hi = t_interval(dd)
             hw = (hi - lo) / 2
             n_ok += hw <= 0.01
-            lines.append(f"| {label} | {len(ss)} | {_ci(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
+            lines.append(f"| {label} | {len(ss)} | {ci_text(m, lo, hi)} | {100 * dd.std(ddof=1):.2f} pt | +-{100 * hw:.2f} pt | "
                          f"{'yes' if hw <= 0.01 else 'no'} | {seeds_for_paired_t(float(dd.std(ddof=1)), 0.01)} |")
         lines += ["", f"{n_ok} of {len(comps)} comparisons tell a 1-point difference from none (95% half-width at most "
                   "1.00 pt)."]
@@ -895,12 +456,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             pct = percentile_within(mean[c], rand.mean(axis=1).values) if c in mean.index else float("nan")
             dm = paired_diff_to_median(acc_c.loc[c].values, rand.values, rng=rng, n_boot=n_boot, noise_sd=sigma_pop)
             cells = [f"| {c} | {int(params[c]):,} | {fmean.get(c, float('nan')):.4f} | {pct:.0f} | {n_seeds[c]} | "
-                     f"{_ci(*additive[i])} | {_ci(*dm)} | "]
+                     f"{ci_text(*additive[i])} | {ci_text(*dm)} | "]
             dd, ss = pair_diff(acc, c, "paper") if c != "paper" and "paper" in acc.index else (np.zeros(0), [])
             if len(ss) >= 2 and sig_f:
                 hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1])
                 bs = paired_diff(dd, np.zeros_like(dd), rng=rng, n_boot=n_boot)
-                cells.append(f"{len(ss)}, {_ci(*t_interval(dd))} | {_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
+                cells.append(f"{len(ss)}, {ci_text(*t_interval(dd))} | {ci_text(dd.mean(), dd.mean() - hw, dd.mean() + hw)} | "
                              f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 cells.append("- | - | - |")
@@ -910,12 +471,12 @@ def report(out: Path, n_boot: int = 4000) -> Path:
             dm = paired_diff_to_median(hm.values, rand.values, rng=rng, n_boot=n_boot,
                                        noise_sd=None if sigma_pop is None else sigma_pop / math.sqrt(len(heb)))
             line = (f"| all hebbian (mean of {len(heb)} policies) | - | {acc_f.loc[heb].mean(axis=0).mean() if len(fseeds) else hm.mean():.4f} | "
-                    f"{percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | - | {_ci(*additive[-1])} | {_ci(*dm)} | ")
+                    f"{percentile_within(hm.mean(), rand.mean(axis=1).values):.0f} | - | {ci_text(*additive[-1])} | {ci_text(*dm)} | ")
             hf, ss = pair_diff(acc, heb, "paper") if "paper" in acc.index else (np.zeros(0), [])
             if len(ss) >= 2 and sig_f:
                 hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1]) * math.sqrt((1 + 1 / len(heb)) / 2)
                 bs = paired_diff(hf, np.zeros_like(hf), rng=rng, n_boot=n_boot)
-                line += (f"{len(ss)}, {_ci(*t_interval(hf))} | {_ci(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
+                line += (f"{len(ss)}, {ci_text(*t_interval(hf))} | {ci_text(hf.mean(), hf.mean() - hw, hf.mean() + hw)} | "
                          f"[{100 * bs[1]:+.2f}, {100 * bs[2]:+.2f}] |")
             else:
                 line += "- | - | - |"
@@ -947,8 +508,8 @@ def report(out: Path, n_boot: int = 4000) -> Path:
                 hw = paired_halfwidth(sig_f[0], len(ss), sig_f[1])
                 what = (" (same module widths, split from the clusters vs the paper's split)" if b == "paper" else
                         " (the seed's module widths vs widths from cluster counts, both split from the clusters)")
-                lines.append(f"- `{a}` - `{b}`{what}, {len(ss)} seeds: {_ci(*t_interval(dd))}; pooled "
-                             f"{_ci(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
+                lines.append(f"- `{a}` - `{b}`{what}, {len(ss)} seeds: {ci_text(*t_interval(dd))}; pooled "
+                             f"{ci_text(dd.mean(), dd.mean() - hw, dd.mean() + hw)}; per seed "
                              + ", ".join(f"{100 * v:+.1f}" for v in dd))
             lines.append("")
         pol = main.groupby("candidate")["policy"].first()
@@ -1027,15 +588,6 @@ def report(out: Path, n_boot: int = 4000) -> Path:
 
 WHICH_HALF = (("hebbian-split", "hebbian-default"), ("hebbian-split-partial", "hebbian-partial"),
               ("hebbian-split", "paper"), ("hebbian-split-partial", "paper"))
-
-
-def pair_diff(acc: Any, a: str | Sequence[str], b: str) -> tuple[np.ndarray, list[int]]:
-    """Seed-wise differences a - b (S,) over the seeds both have (a list of names: their mean, over the
-    seeds all of them have): a grown pair uses every seed it has, not only those every candidate has."""
-    rows = [a] if isinstance(a, str) else list(a)
-    both = acc.loc[rows + [b]]
-    seeds = [s for s in acc.columns if both[s].notna().all()]
-    return both.loc[rows, seeds].mean(axis=0).values - both.loc[b, seeds].values, seeds
 
 
 def _paired_comparisons(acc: Any, kinds: Any) -> list[tuple[str, np.ndarray, list[int]]]:

@@ -2,7 +2,7 @@
 
 The Python front door (`hebbnas.api`): ``hebbnas.search(budget=1.5e9, ...)`` runs the search of
 `hebbnas search` and returns a `SearchResult`; ``hebbnas.probe(budget=..., out=...)`` runs `hebbnas probe`
-and returns a `ProbeRun`. Both names are also those of modules (`hebbnas/search/`, `hebbnas/probe.py`): the
+and returns a `ProbeRun`. Both names are also those of modules (`hebbnas/search/`, `hebbnas/probe/`): the
 modules are callable, so ``hebbnas.search(...)`` works whichever was imported first, and
 ``from hebbnas.probe import ProbeResult`` keeps working.
 """

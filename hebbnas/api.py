@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from hebbnas.errors import HebbnasError
+from hebbnas import atomic, layout
+from hebbnas.errors import HebbnasError, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +89,8 @@ class SearchResult:
 
         import pandas as pd
 
-        from hebbnas.runfolder import BEST_METRICS, BEST_MODEL, BEST_TOPOLOGY, FINAL_CSV, TRIALS_CSV, RunFolder
+        from hebbnas.layout import BEST_METRICS, BEST_MODEL, BEST_TOPOLOGY, FINAL_CSV, TRIALS_CSV
+        from hebbnas.runfolder import RunFolder
         from hebbnas.search.settings import SearchSettings
         from hebbnas.topology import Topology
         from hebbnas.trials import read_trials
@@ -285,7 +287,7 @@ def _run(plan: Any, folder: RunFolder, started: float) -> None:
     """Run the search into `folder`, printing through the console; best/, the reports and the summary at the
     end. An interruption (Ctrl-C) raises SearchInterrupted naming the folder to resume."""
     from hebbnas.progress_bar import wanted
-    from hebbnas.runfolder import LATENCY_DIR, OPTUNA_JOURNAL
+    from hebbnas.layout import LATENCY_DIR, OPTUNA_JOURNAL
     from hebbnas.search import SearchInterrupted, run_search
     from hebbnas.search.console import Console
 
@@ -315,14 +317,13 @@ def finish(folder: RunFolder, outcome: Any, plan: Any) -> None:
         try:
             write_round_report(where, round_outcome, folder.settings, plan.space.deploy_input)
         except Exception as e:  # noqa: BLE001 - best/ is written; the report is an extra
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            folder.warn(f"  warning: {where.name} report not written: {type(e).__name__}: {first}")
+            folder.warn(f"  warning: {where.name} report not written: {one_line(e)}")
 
 
 def _storage(arg: str | None, run: Path) -> str:
     """Where Tune keeps this run's experiments: RUN/tune, or <--storage>/<run name> (absolute or a URI)."""
     if arg is None:
-        return str(run / "tune")
+        return str(run / layout.TUNE_DIR)
     if "://" in arg:
         return f"{arg.rstrip('/')}/{run.name}"
     p = Path(arg).expanduser()
@@ -408,11 +409,11 @@ def run_probe(budget: float | str, out: PathLike | None, space: str | PathLike |
     fitted = fit(derivation.topology, b, deploy, multiple=space_obj.width_multiple, name=derivation.topology.name)
     t2 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    save_probe(stats, folder / "probe.npz")
-    (folder / "topology.json").write_text(fitted.to_json())
-    (folder / "seed_topology.json").write_text(probed.to_json())
+    save_probe(stats, folder / layout.PROBE_STATS)
+    atomic.write_text(folder / layout.PROBE_TOPOLOGY, fitted.to_json())
+    atomic.write_text(folder / layout.PROBE_SEED_TOPOLOGY, probed.to_json())
     correlations = {m.name: stats.modules[m.name].correlation(remove_common=pol.partial) for m in probed.modules}
-    write_report(folder / "report", derivation, fitted, correlations, deploy, b,
+    write_report(folder / layout.PROBE_REPORT, derivation, fitted, correlations, deploy, b,
                  title=f"cluster-to-branch report: {data.name}, budget {b:.4g} MACs")
     summary = {"train_seconds": round(info.get("seed_seconds", 0.0), 2),
                "probe_seconds": round(info["probe_seconds"], 2), "derive_fit_seconds": round(t2 - t1, 3),
@@ -421,8 +422,8 @@ def run_probe(budget: float | str, out: PathLike | None, space: str | PathLike |
                "probe_images": info["probe_images"], "seed_epochs": s.seed_epochs, "proxy_width": s.proxy_width,
                "budget": b, "input": list(deploy), "macs": fitted.macs(deploy), "params": fitted.params(),
                "policy": dataclasses.asdict(pol), "settings": s.to_dict()}
-    (folder / "probe.json").write_text(json.dumps(summary, indent=2))
-    return ProbeRun(topology=fitted, seed_topology=probed, probe=stats, report=folder / "report", out=folder,
+    atomic.write_text(folder / layout.PROBE_SUMMARY, json.dumps(summary, indent=2))
+    return ProbeRun(topology=fitted, seed_topology=probed, probe=stats, report=folder / layout.PROBE_REPORT, out=folder,
                     summary=summary)
 
 

@@ -18,6 +18,7 @@ from scipy.cluster import hierarchy
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
+from hebbnas.correlation import SYM_TOL, check_dead, partial_correlation_on_mean
 from hebbnas.errors import HebbnasError
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("average", "complete", "spectral")
-_SYM_TOL = 1e-6
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -47,20 +47,11 @@ def _check_corr(corr: object, what: str = "correlation matrix") -> np.ndarray:
         raise HebbnasError(f"{what} is empty")
     if not np.isfinite(a).all():
         raise HebbnasError(f"{what} has non-finite entries (NaN or inf)")
-    if not np.allclose(a, a.T, rtol=0.0, atol=_SYM_TOL):
+    if not np.allclose(a, a.T, rtol=0.0, atol=SYM_TOL):
         raise HebbnasError(f"{what} is not symmetric (max |r_ij - r_ji| = {np.abs(a - a.T).max():.3g})")
-    if np.abs(a).max() > 1.0 + _SYM_TOL:
+    if np.abs(a).max() > 1.0 + SYM_TOL:
         raise HebbnasError(f"{what} has entries outside [-1, 1] (max |r| = {np.abs(a).max():.3g})")
     return a
-
-
-def _check_dead(dead: object, c: int) -> np.ndarray:
-    if dead is None:
-        return np.zeros(c, dtype=bool)
-    d = np.asarray(dead)
-    if d.shape != (c,) or d.dtype != bool:
-        raise HebbnasError(f"dead must be a boolean array of length {c}, got {d.dtype} {d.shape}")
-    return d
 
 
 def _check_labels(labels: object, c: int) -> np.ndarray:
@@ -192,7 +183,7 @@ def cluster_correlation(
         raise HebbnasError(f"threshold must be in (0, 1), got {threshold!r}")
     if max_clusters is not None and (not isinstance(max_clusters, (int, np.integer)) or max_clusters < 1):
         raise HebbnasError(f"max_clusters must be a positive integer or None, got {max_clusters!r}")
-    dead_mask = _check_dead(dead, c)
+    dead_mask = check_dead(dead, c)
     alive = np.flatnonzero(~dead_mask)
     raw = np.empty(c, dtype=np.int64)
     if len(alive):
@@ -239,7 +230,7 @@ def summarize_clusters(
     """Size, members and cohesion of every cluster, in label order."""
     a = _check_corr(corr)
     lab = _check_labels(labels, a.shape[0])
-    dead_mask = _check_dead(dead, a.shape[0])
+    dead_mask = check_dead(dead, a.shape[0])
     out: list[ClusterSummary] = []
     for k in range(int(lab.max()) + 1 if lab.size else 0):
         members = np.flatnonzero(lab == k)
@@ -252,55 +243,6 @@ def summarize_clusters(
         is_dead = bool(size == 1 and dead_mask[members[0]])
         out.append(ClusterSummary(k, size, tuple(int(m) for m in members), cohesion, is_dead))
     return out
-
-
-# ----------------------------------------------------------------------------------- common activity
-
-
-def partial_correlation_on_mean(
-    cov: np.ndarray, *, dead: np.ndarray | None = None, rtol: float = 1e-9
-) -> np.ndarray:
-    """Correlation after regressing every channel on the per-position mean activation m = mean_i x_i.
-
-    ReLU outputs share a common activity level that lifts every correlation (docs/probe-and-report.md). From the
-    covariance alone: c = Cov 1 / C = cov(x, m), v = 1^T Cov 1 / C^2 = var(m), and the partial
-    covariance is Cov - c c^T / v. Given a correlation matrix instead, m is the mean of the standardised
-    channels. Dead channels, and channels fully explained by m, get rows/cols 0 and diagonal 1.
-
-    Args:
-        cov: (C, C) covariance (or correlation) matrix, symmetric and finite.
-        dead: (C,) bool mask of dead channels (excluded from m).
-        rtol: a partial variance below rtol times the channel's variance counts as fully explained.
-    """
-    a = np.asarray(cov, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
-        raise HebbnasError(f"covariance matrix must be square and non-empty, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise HebbnasError("covariance matrix has non-finite entries (NaN or inf)")
-    if not np.allclose(a, a.T, rtol=1e-9, atol=_SYM_TOL * max(1.0, float(np.abs(a).max()))):
-        raise HebbnasError("covariance matrix is not symmetric")
-    c = a.shape[0]
-    dead_mask = _check_dead(dead, c)
-    alive = ~dead_mask
-    var = np.diag(a).copy()
-    if (var < -_SYM_TOL).any():
-        raise HebbnasError("covariance matrix has a negative variance")
-    weights = alive / max(int(alive.sum()), 1)  # m = sum_i w_i x_i over live channels
-    cm = a @ weights  # (C,) cov(x_i, m)
-    vm = float(weights @ cm)  # var(m)
-    part = a - np.outer(cm, cm) / vm if vm > 0 else a.copy()
-    pvar = np.diag(part).copy()
-    explained = pvar <= rtol * np.maximum(var, 0.0)
-    masked = dead_mask | explained | (var <= 0)
-    ok = ~masked
-    inv = np.zeros(c)
-    inv[ok] = 1.0 / np.sqrt(pvar[ok])
-    out = part * inv[:, None] * inv[None, :]
-    np.clip(out, -1.0, 1.0, out=out)
-    out[masked, :] = 0.0
-    out[:, masked] = 0.0
-    np.fill_diagonal(out, 1.0)
-    return (out + out.T) / 2.0
 
 
 # -------------------------------------------------------------------------------------- spatial scale
@@ -370,7 +312,7 @@ def cluster_scales(
     a = _check_corr(corr)
     c = a.shape[0]
     lab = _check_labels(labels, c)
-    dead_mask = _check_dead(dead, c)
+    dead_mask = check_dead(dead, c)
     cut3 = float(scale_cut)
     cut5 = cut3 if scale_cut5 is None else float(scale_cut5)
     for name, v in (("scale_cut", cut3), ("scale_cut5", cut5)):

@@ -18,7 +18,7 @@ from hebbnas.cluster import cluster_correlation, cluster_scales, summarize_clust
 from hebbnas.errors import HebbnasError
 from hebbnas.probe import ModuleStats as ProbeModuleStats
 from hebbnas.probe import ProbeResult, check_probe_matches
-from hebbnas.topology import DEFAULT_INPUT, InceptionSpec, StemSpec, Topology, round_width
+from hebbnas.topology import DEFAULT_INPUT, WIDTH_FIELDS, InceptionSpec, StemSpec, Topology, round_width
 
 STEM_FIELDS = ("conv1", "conv2", "conv3")
 _Key = tuple[str, str]  # ("stem", "conv3") or ("inception4c", "b2")
@@ -29,7 +29,7 @@ def _raw_widths(t: Topology, scale_stem: bool) -> dict[_Key, float]:
     if scale_stem:
         raw.update({("stem", f): float(getattr(t.stem, f)) for f in STEM_FIELDS})
     for m in t.modules:
-        for f, w in zip(("b1", "b2_red", "b2", "b3_red", "b3", "b4"), m.widths):
+        for f, w in zip(WIDTH_FIELDS, m.widths):
             if w:
                 raw[(m.name, f)] = float(w)
     return raw
@@ -41,7 +41,7 @@ def _apply(t: Topology, widths: dict[_Key, int], name: str) -> Topology:
         stem = StemSpec(**{f: widths.get(("stem", f), getattr(t.stem, f)) for f in STEM_FIELDS})
     mods = []
     for m in t.modules:
-        new = [widths.get((m.name, f), 0) if w else 0 for f, w in zip(("b1", "b2_red", "b2", "b3_red", "b3", "b4"), m.widths)]
+        new = [widths.get((m.name, f), 0) if w else 0 for f, w in zip(WIDTH_FIELDS, m.widths)]
         mods.append(m.with_widths(new))
     return dataclasses.replace(t, stem=stem, modules=tuple(mods), name=name)
 

@@ -25,3 +25,16 @@ def error_line(err: BaseException | str | None) -> str:
     if isinstance(err, BaseException) and type(err).__module__.split(".")[0] not in ("ray",):
         return f"{type(err).__name__}: {last}" if last else type(err).__name__
     return last or (type(err).__name__ if isinstance(err, BaseException) else "error")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message in one line (its first), or its type's name when it has none: the reason a
+    one-line error gives."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line`` of an exception, for a one-line error that wraps a library's exception."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

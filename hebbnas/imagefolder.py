@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hebbnas.errors import HebbnasError
+from hebbnas import atomic
+from hebbnas.errors import HebbnasError, first_line
 from hebbnas.progress_bar import bar
 from hebbnas.splits import stratified_order
 
@@ -168,8 +169,7 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
                 im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HebbnasError(f"corrupt image: {path} ({reason})") from None
+        raise HebbnasError(f"corrupt image: {path} ({first_line(e)})") from None
 
 
 def _cache_key(root: Path, classes: tuple[str, ...], splits: dict[str, list[tuple[Path, int]]], resolution: int) -> str:
@@ -205,8 +205,7 @@ def _write_cache(key: str, data: FolderData) -> None:
         arrays = {k: (None if v is None else torch.from_numpy(v))
                   for k, v in (("train_x", data.train_x), ("train_y", data.train_y), ("test_x", data.test_x),
                                ("test_y", data.test_y), ("val_x", data.val_x), ("val_y", data.val_y))}
-        tmp = d / f".{key}.{os.getpid()}.tmp"
-        torch.save({"classes": list(data.classes), "arrays": arrays}, tmp)
-        os.replace(tmp, d / f"{key}.pt")
+        with atomic.replacing(d / f"{key}.pt") as tmp:
+            torch.save({"classes": list(data.classes), "arrays": arrays}, tmp)
     except OSError:
         pass  # the cache is an optimisation: an unwritable cache folder costs a decode next time

@@ -171,20 +171,18 @@ def _module_clock(model: nn.Module, out: dict[str, list[float]], dev: torch.devi
 
 
 def _faster_format(model: nn.Module, x: torch.Tensor, warmup: int) -> bool:
-    """Whether channels_last runs this model's forward faster here (a few interleaved runs of each)."""
-    best = {False: float("inf"), True: float("inf")}
+    """Whether channels_last runs this model's forward faster here (a few interleaved runs of each, timed by
+    `hebbnas.speed.channels_last_wins`)."""
+    from hebbnas.speed import channels_last_wins
+
+    def run(cl: bool) -> Callable[[], object]:
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        return lambda: model.to(memory_format=fmt)(x.contiguous(memory_format=fmt))
+
     with torch.inference_mode():
-        for _ in range(max(3, warmup)):
-            for cl in (False, True):
-                fmt = torch.channels_last if cl else torch.contiguous_format
-                m, xf = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
-                _sync(x.device)
-                t0 = time.perf_counter()
-                m(xf)
-                _sync(x.device)
-                best[cl] = min(best[cl], time.perf_counter() - t0)
+        wins = channels_last_wins({False: run(False), True: run(True)}, x.device, max(3, warmup))
     model.to(memory_format=torch.contiguous_format)
-    return best[True] < 0.95 * best[False]
+    return wins
 
 
 def _onnx_runner(model: nn.Module, input_shape: tuple[int, int, int], x: torch.Tensor) -> Callable[[], Any]:

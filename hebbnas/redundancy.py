@@ -22,13 +22,11 @@ import numpy as np
 
 from hebbnas.errors import HebbnasError
 from hebbnas.score import effective_rank
+from hebbnas.topology import BRANCHES
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
     from hebbnas.topology import Topology
-
-BRANCHES: tuple[str, ...] = ("b1", "b2", "b3", "b4")
-"""Output branches in concatenation order (their output-width fields share these names)."""
 
 Branch = tuple[str, str]
 

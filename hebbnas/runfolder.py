@@ -1,16 +1,4 @@
-"""The run folder: the one module that knows its layout, writes it and reads it back.
-
-    RUN/config.yaml                 command, resolved settings, space, seed, versions, Ray address, storage
-    RUN/probe/round-K.npz           probe statistics of round K (+ round-K.topology.json, the probed network)
-    RUN/report/round-K/             cluster-to-branch report of round K
-    RUN/trials.csv                  one row per trial (`trial_row`), rewritten as trials finish
-    RUN/trials/<id>/checkpoint.pt   each trial's last checkpoint (export format)
-    RUN/tune/round-K/               Ray Tune's experiment (unless --storage puts it elsewhere)
-    RUN/optuna.journal              the Optuna studies (one per round, `round-K`): `optuna-dashboard RUN/optuna.journal`
-    RUN/tune/final/                 the final stage's Tune experiment (finalists and the control on paired seeds)
-    RUN/final.csv                   the final stage per network: accuracies, paired difference to the control
-    RUN/best/                       topology.json, model.pt, metrics.json (written last: marks the run complete)
-    RUN/export/                     what `hebbnas export RUN` writes by default
+"""The run folder: the one module that writes it and reads it back (where each file lives: `hebbnas.layout`).
 
 The trial vocabulary (statuses, trials.csv's columns, the best-trial rule) lives in `hebbnas.trials`;
 what a person sees while a search runs is the console's (`hebbnas.search.console`). This module only writes
@@ -29,8 +17,28 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hebbnas.errors import HebbnasError
+from hebbnas import atomic
+from hebbnas.errors import HebbnasError, first_line
+from hebbnas.layout import (
+    BEST_DIR,
+    BEST_METRICS,
+    BEST_MODEL,
+    BEST_TOPOLOGY,
+    CONFIG,
+    FINAL_CSV,
+    PARETO,
+    REPORT_MD,
+    TIMINGS,
+    TRIALS_CSV,
+    TRIALS_DIR,
+    TUNE_DIR,
+    probe_file,
+    probed_topology_file,
+    round_name,
+    round_report_dir,
+)
 from hebbnas.objectives import goals, measured_columns
+from hebbnas.plain import plain
 from hebbnas.topology import Topology
 from hebbnas.trials import (
     CHECKPOINT_FILE,
@@ -43,24 +51,6 @@ from hebbnas.trials import (
     read_trials,
 )
 
-CONFIG = "config.yaml"
-TRIALS_CSV = "trials.csv"
-TRIALS_DIR = "trials"
-PROBE_DIR = "probe"
-REPORT_DIR = "report"
-TUNE_DIR = "tune"
-OPTUNA_JOURNAL = "optuna.journal"
-"""Optuna JournalStorage file of the search's studies (study `round-K` per round), read live by optuna-dashboard."""
-BEST_DIR = "best"
-EXPORT_DIR = "export"
-BEST_MODEL = f"{BEST_DIR}/model.pt"
-BEST_METRICS = f"{BEST_DIR}/metrics.json"
-FINAL_CSV = "final.csv"  # the final stage per network: mean validation/test accuracy, paired difference to the control
-TIMINGS = "timings.json"  # where the search's wall time went, per phase
-LATENCY_DIR = "latency"  # latency measurements per topology hash and machine (--latency-budget, --objectives)
-PARETO = f"{BEST_DIR}/pareto.csv"  # with several --objectives: every non-dominated trial
-BEST_TOPOLOGY = f"{BEST_DIR}/topology.json"
-
 
 def check_out_folder(out: Path, flag: str = "--out") -> None:
     """Fail before any work when the output folder cannot be written: a file in its place, a non-empty
@@ -72,6 +62,27 @@ def check_out_folder(out: Path, flag: str = "--out") -> None:
     parent = out if out.is_dir() else next((a for a in out.absolute().parents if a.exists()), Path("/"))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise HebbnasError(f"{flag} {out} cannot be written ({parent} is not a writable folder)")
+
+
+def read_config(run: Path, *, missing_ok: bool = False, broken_ok: bool = False) -> dict[str, Any]:
+    """RUN/config.yaml as a dict (the one reader of it). A missing file is {} with `missing_ok`, an unreadable
+    one {} with `broken_ok` (a fallback for defaults); otherwise either is one line."""
+    import yaml
+
+    p = Path(run) / CONFIG
+    if not Path(run).is_dir() or not p.is_file():
+        if missing_ok:
+            return {}
+        raise HebbnasError(f"{run} is not a hebbnas run folder (no {CONFIG})")
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except Exception as e:  # noqa: BLE001  # with broken_ok any failure means "no defaults from here"
+        if broken_ok:
+            return {}
+        if isinstance(e, (OSError, yaml.YAMLError)):
+            raise HebbnasError(f"cannot read {p}: {first_line(e)}") from None
+        raise
+    return dict(cfg) if isinstance(cfg, Mapping) else {}
 
 
 def versions() -> dict[str, str]:
@@ -146,16 +157,9 @@ class RunFolder:
 
     @staticmethod
     def read_config(run: Path) -> dict[str, Any]:
-        import yaml
-
-        p = run / CONFIG
-        if not run.is_dir() or not p.is_file():
-            raise HebbnasError(f"{run} is not a hebbnas run folder (no config.yaml)")
-        try:
-            cfg = yaml.safe_load(p.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise HebbnasError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
-        if not isinstance(cfg, dict) or "settings" not in cfg:
+        """config.yaml of a search run folder; anything else (no folder, no config, no settings) in one line."""
+        cfg = read_config(run)
+        if "settings" not in cfg:
             raise HebbnasError(f"{run} is not a hebbnas search run folder (config.yaml has no settings)")
         return cfg
 
@@ -194,7 +198,7 @@ class RunFolder:
                 raise HebbnasError(f"the Tune storage {p} recorded in {self.path / CONFIG} does not exist; "
                                    "cannot resume")
             return str(p)
-        if old is not None and old != self.path and any(tune.glob("round-*")):
+        if old is not None and old != self.path and any(tune.glob(round_name("*"))):
             raise HebbnasError(f"{self.path} was moved or copied from {old}; Ray Tune resumes an experiment only "
                                f"where it was written: move it back to {old} to resume")
         return str(tune)
@@ -206,17 +210,17 @@ class RunFolder:
     def load_probe(self, k: int) -> Any:
         from hebbnas.probe import load_probe
 
-        p = self.path / PROBE_DIR / f"round-{k}.npz"
+        p = self.path / probe_file(k)
         return load_probe(p) if p.is_file() else None
 
     def save_probe(self, k: int, probe: Any, seed: Topology) -> str:
         """probe/round-K.npz and the probed network beside it; returns the path relative to the run."""
         from hebbnas.probe import save_probe
 
-        (self.path / PROBE_DIR).mkdir(exist_ok=True)
-        save_probe(probe, self.path / PROBE_DIR / f"round-{k}.npz")
-        self._write_text(f"{PROBE_DIR}/round-{k}.topology.json", seed.to_json())
-        return f"{PROBE_DIR}/round-{k}.npz"
+        (self.path / probe_file(k)).parent.mkdir(exist_ok=True)
+        save_probe(probe, self.path / probe_file(k))
+        self._write_text(probed_topology_file(k), seed.to_json())
+        return probe_file(k)
 
     def record_trial(self, row: Mapping[str, Any]) -> bool:
         """Put a finished trial's row into trials.csv; False when it was already there with the same
@@ -233,27 +237,24 @@ class RunFolder:
         dst_dir = self.path / TRIALS_DIR / trial_id
         dst_dir.mkdir(parents=True, exist_ok=True)
         dst = dst_dir / CHECKPOINT_FILE
-        tmp = dst_dir / f".{CHECKPOINT_FILE}.tmp"
         src = f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}"
         try:
             import pyarrow.fs
 
-            tmp.unlink(missing_ok=True)
-            if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
-                if dst.exists() and os.path.samefile(src, dst):
-                    return
-                try:
-                    os.link(src, tmp)
-                except OSError:
-                    shutil.copyfile(src, tmp)
-            else:
-                with checkpoint.filesystem.open_input_stream(src) as fin, open(tmp, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-            os.replace(tmp, dst)
+            local = isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem)
+            if local and dst.exists() and os.path.samefile(src, dst):
+                return
+            with atomic.replacing(dst) as tmp:
+                if local:
+                    try:
+                        os.link(src, tmp)
+                    except OSError:
+                        shutil.copyfile(src, tmp)
+                else:
+                    with checkpoint.filesystem.open_input_stream(src) as fin, open(tmp, "wb") as fout:
+                        shutil.copyfileobj(fin, fout)
         except OSError as e:  # an informative copy: never stop the search for it
-            self.warn(f"  warning: cannot keep trials/{trial_id}/{CHECKPOINT_FILE}: {e}")
-        finally:
-            tmp.unlink(missing_ok=True)
+            self.warn(f"  warning: cannot keep {TRIALS_DIR}/{trial_id}/{CHECKPOINT_FILE}: {e}")
 
     def round_finished(self, outcome: Any) -> None:
         for row in outcome.rows:
@@ -287,8 +288,8 @@ class RunFolder:
         """(report folder, round outcome) of every finished round whose report is not written yet."""
         out = []
         for k, round_outcome in sorted(self.reports.items()):
-            where = self.path / REPORT_DIR / f"round-{k}"
-            if not (where / "report.md").is_file():
+            where = self.path / round_report_dir(k)
+            if not (where / REPORT_MD).is_file():
                 out.append((where, round_outcome))
         return out
 
@@ -335,9 +336,8 @@ class RunFolder:
         # the candidate at full width (what the budget counts); with a width proxy, model.pt holds the
         # weights of its narrowed copy, which trained in its place
         self._write_text(BEST_TOPOLOGY, Topology.from_json(outcome.best["topology"]).to_json())
-        tmp = best / ".model.pt.tmp"
-        torch.save({"topology": ckpt["topology"], "state_dict": ckpt["state_dict"], "metrics": m}, tmp)
-        os.replace(tmp, self.path / BEST_MODEL)
+        with atomic.replacing(self.path / BEST_MODEL) as tmp:
+            torch.save({"topology": ckpt["topology"], "state_dict": ckpt["state_dict"], "metrics": m}, tmp)
         objectives = tuple(getattr(s, "objectives", ("accuracy",)))
         if len(objectives) > 1:
             self.write_pareto(objectives)
@@ -391,21 +391,18 @@ class RunFolder:
         for c in ("round", "seed"):  # whole numbers, empty where a row has none (the final stage has no round)
             if c in df.columns:
                 df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
-        tmp = self.path / ".trials.csv.tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, self.path / TRIALS_CSV)
+        with atomic.replacing(self.path / TRIALS_CSV) as tmp:
+            df.to_csv(tmp, index=False)
 
     def _write_text(self, rel: str, text: str) -> None:
         p = self.path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        atomic.write_text(p, text)
 
     def _write_yaml(self, rel: str, obj: Any) -> None:
         import yaml
 
-        self._write_text(rel, yaml.safe_dump(_plain(obj), sort_keys=False))
+        self._write_text(rel, yaml.safe_dump(plain(obj), sort_keys=False))
 
 
 
@@ -461,13 +458,3 @@ def read_run_rows(run: Path) -> list[dict[str, Any]]:
 def _nan_to_none(v: Any) -> Any:
     return None if isinstance(v, float) and v != v else v
 
-
-def _plain(obj: Any) -> Any:
-    """YAML-safe copy: tuples to lists, numpy scalars to Python."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return obj.item()
-    return obj

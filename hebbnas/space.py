@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, first_line
 from hebbnas.renames import renamed_section
 from hebbnas.topology import Topology, load_topology, parse_input_shape
 
@@ -140,7 +140,7 @@ def load_space(spec: str | Path) -> Space:
     try:
         raw = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise HebbnasError(f"cannot read search space {p}: {str(e).splitlines()[0]}") from None
+        raise HebbnasError(f"cannot read search space {p}: {first_line(e)}") from None
     return parse_space(raw, source=str(p))
 
 

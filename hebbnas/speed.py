@@ -1,4 +1,4 @@
-"""How a network trains fastest on this machine: its memory format, chosen by measuring it.
+"""How a network runs fastest on this machine: its memory format, chosen by measuring it.
 
 channels_last (NHWC) is usually faster for convolutions on CUDA, and on CPUs with oneDNN it often is
 too, but not always: on the 2-core development machine it sped the zoo's proxy training step up 1.09x
@@ -7,14 +7,15 @@ depends on the device, the thread count and the network's shapes, so it is measu
 the device type: a few forward + backward passes of a copy of the model in each format, interleaved,
 once per (device, threads, network, batch shape) per process. The copy keeps the caller's weights,
 BatchNorm statistics and random state untouched, so measuring never changes what a run computes
-beyond the format it picks.
+beyond the format it picks. The latency measurement (`hebbnas.latency`) picks its format with the same
+timing rule, `channels_last_wins`, on forward passes.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -62,20 +63,42 @@ def _measure(model: nn.Module, x: torch.Tensor, step: Callable[[nn.Module, torch
         copies = {fmt: copy.deepcopy(model).to(memory_format=fmt).train()
                   for fmt in (torch.contiguous_format, torch.channels_last)}
         inputs = {fmt: x.contiguous(memory_format=fmt) for fmt in copies}
-        best = {fmt: float("inf") for fmt in copies}
-        for i in range(repeats + 1):
-            for fmt, m in copies.items():
-                if x.is_cuda:
-                    torch.cuda.synchronize(x.device)
-                t0 = time.perf_counter()
-                step(m, inputs[fmt]).backward()
-                if x.is_cuda:
-                    torch.cuda.synchronize(x.device)
-                if i:  # the first pass warms caches and picks kernels
-                    best[fmt] = min(best[fmt], time.perf_counter() - t0)
+
+        def run(fmt: torch.memory_format) -> Callable[[], object]:
+            def once() -> None:
+                m = copies[fmt]
                 m.zero_grad(set_to_none=True)
-        return best[torch.channels_last] < (1 - MARGIN) * best[torch.contiguous_format]
+                step(m, inputs[fmt]).backward()
+            return once
+
+        # the first pass warms caches and picks kernels
+        return channels_last_wins({cl: run(_format(cl)) for cl in (False, True)}, x.device, repeats, warm=1)
     finally:
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def channels_last_wins(run: Mapping[bool, Callable[[], object]], device: torch.device, passes: int,
+                       warm: int = 0) -> bool:
+    """The one timing rule: `run[False]` (contiguous) and `run[True]` (channels_last) interleaved, `warm` untimed
+    passes then `passes` timed ones; channels_last wins when its fastest pass beats contiguous's by `MARGIN`."""
+    best = {False: float("inf"), True: float("inf")}
+    for i in range(warm + passes):
+        for cl in (False, True):
+            _sync(device)
+            t0 = time.perf_counter()
+            run[cl]()
+            _sync(device)
+            if i >= warm:
+                best[cl] = min(best[cl], time.perf_counter() - t0)
+    return best[True] < (1 - MARGIN) * best[False]
+
+
+def _format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

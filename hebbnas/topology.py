@@ -27,6 +27,14 @@ from hebbnas.errors import HebbnasError
 
 WIDTH_FIELDS = ("b1", "b2_red", "b2", "b3_red", "b3", "b4")
 """The six Inception widths, in the paper's column order: #1x1, #3x3red, #3x3, #5x5red, #5x5, pool proj."""
+FIELD_INDEX = {f: i for i, f in enumerate(WIDTH_FIELDS)}
+"""A width field's position in `InceptionSpec.widths`."""
+BRANCHES: tuple[str, ...] = ("b1", "b2", "b3", "b4")
+"""The four branches, named by their output-width field, in concatenation order (1x1, 3x3, 5x5, pool)."""
+BRANCH_FIELDS: dict[str, tuple[str, ...]] = {"b1": ("b1",), "b2": ("b2_red", "b2"), "b3": ("b3_red", "b3"),
+                                              "b4": ("b4",)}
+"""Each branch's width fields: its 1x1 reduction (if any), then its output width."""
+REDUCTION_FIELDS: tuple[str, ...] = ("b2_red", "b3_red")
 
 PAPER_COLUMNS = ("#1x1", "#3x3red", "#3x3", "#5x5red", "#5x5", "pool proj")
 BN_EPS = 0.001

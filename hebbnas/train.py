@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hebbnas.data import Dataset, augment, batches
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, first_line
 from hebbnas.progress_bar import bar
 from hebbnas.speed import is_channels_last, prefers_channels_last
 
@@ -502,8 +502,7 @@ def _load_state(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HebbnasError(f"resume state does not fit this model/config: {first_line}") from None
+        raise HebbnasError(f"resume state does not fit this model/config: {first_line(exc)}") from None
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -41,6 +41,8 @@ def test_the_front_door_names_stay_callable_beside_their_modules() -> None:
     from hebbnas.search import SearchSettings  # noqa: F401
 
     assert callable(hebbnas.search) and callable(hebbnas.probe)
+    assert probe_module is hebbnas.probe and ProbeResult.__name__ == "ProbeResult"
+    assert SearchSettings.__name__ == "SearchSettings"
     search = inspect.signature(hebbnas.search).parameters
     assert list(search)[:5] == ["budget", "space", "strategy", "out", "smoke"] and search["budget"].default == 1.5e9
     assert list(inspect.signature(hebbnas.probe).parameters)[:2] == ["budget", "out"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import converged, zoo
+from analysis import converged, zoo_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_a_rerun_reads_every_unit_from_the_cache(smoke: Path, zoo_smoke: Path) -
 
 def test_plan_is_seed_by_seed_with_the_randoms_late_seeds_last() -> None:
     p = converged.protocol(epochs=2, train_images=10, focal_seeds=3, random_seeds=2)
-    cands = [zoo.Candidate(n, k, None) for n, k in (("paper", "paper"), ("hebbian-x", "hebbian"), ("random-a", "random"))]
+    cands = [zoo_protocol.Candidate(n, k, None) for n, k in (("paper", "paper"), ("hebbian-x", "hebbian"), ("random-a", "random"))]
     keys = [(u.cand.name, u.seed) for u in converged.plan_units(p, cands)]
     assert keys == [("paper", 0), ("hebbian-x", 0), ("random-a", 0), ("paper", 1), ("hebbian-x", 1),
                     ("paper", 2), ("hebbian-x", 2), ("random-a", 1)]

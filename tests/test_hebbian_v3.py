@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import hebbian_v3, zoo
+from analysis import hebbian_v3, zoo_protocol, zoo_units
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TEST_ACC = 0.4321  # a paper unit "already in the converged cache": the run must read it, not train it
@@ -23,9 +23,9 @@ FAKE_TEST_ACC = 0.4321  # a paper unit "already in the converged cache": the run
 def _fake_converged(root: Path) -> Path:
     """A converged results folder: converged.csv (paper, the seed-probe split policy, three randoms on
     seeds 0-1) and a cache holding one paper unit (seed 1) with a made-up accuracy."""
-    p, zoo_p = hebbian_v3.smoke_protocol(), zoo.smoke_protocol()
+    p, zoo_p = hebbian_v3.smoke_protocol(), zoo_protocol.smoke_protocol()
     paper = hebbian_v3.paper_candidate(zoo_p).topology
-    path = zoo.unit_path(root / "converged-cache", p.main, paper, 1, zoo.recipe_tag(p))
+    path = zoo_units.unit_path(root / "converged-cache", p.main, paper, 1, zoo_units.recipe_tag(p))
     path.parent.mkdir(parents=True)
     small = paper.narrowed(p.main.width)
     path.write_text(json.dumps({"seed": 1, "val_acc": 0.4, "test_acc": FAKE_TEST_ACC, "macs": paper.macs(),
@@ -111,7 +111,7 @@ def test_the_study_is_the_converged_protocol_on_five_paired_seeds() -> None:
 
     p = hebbian_v3.protocol()
     c = converged.protocol()
-    assert zoo.recipe_tag(p) == zoo.recipe_tag(c) and p.main == c.main  # the converged run's units are reusable
+    assert zoo_units.recipe_tag(p) == zoo_units.recipe_tag(c) and p.main == c.main  # the converged run's units are reusable
     assert hebbian_v3.all_seeds(p) == [0, 1, 2, 3, 4]
-    assert (p.probe_resolution, p.probe_images) == (128, 600) and zoo.cpu_protocol().main.train_images == 5000
+    assert (p.probe_resolution, p.probe_images) == (128, 600) and zoo_protocol.cpu_protocol().main.train_images == 5000
     assert [dict(k).get("energy") for n, k in hebbian_v3.POLICIES if "pca" in n] == [0.99, 0.95]

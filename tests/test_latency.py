@@ -129,7 +129,28 @@ def test_latency_analysis_smoke(zoo_smoke, tmp_path) -> None:  # noqa: ANN001
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     text = (tmp_path / "latency.md").read_text()
-    assert "Spearman(MACs, latency)" in text and "| paper" in text
+    assert "Spearman(MACs, latency)" in text and "| paper" in text and "Repeatability: every candidate" in text
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "latency.csv")
+    passes = df.groupby(["candidate", "runtime", "batch"])["pass"].agg(lambda x: tuple(sorted(x)))
+    assert len(passes) == 6 and set(passes) == {(1, 2)}  # three candidates x two settings, each measured twice
+
+
+def test_latency_readout_puts_pass_to_pass_change_beside_the_spread() -> None:
+    import pandas as pd
+
+    from analysis.latency import repeatability
+
+    ms = {"a": (10.0, 11.0), "b": (12.0, 12.0), "c": (15.0, 13.5)}  # c moves 1.11x between passes
+    g = pd.DataFrame([{"candidate": c, "pass": p + 1, "ms_per_image": v[p]} for c, v in ms.items() for p in (0, 1)])
+    r = repeatability(g)
+    assert r["passes"] == 2 and r["between"] == pytest.approx(14.25 / 10.5)
+    assert r["between_lo"] == pytest.approx(13.5 / 11.0) and r["between_hi"] == pytest.approx(1.5)
+    assert r["move_max"] == pytest.approx(15 / 13.5) and r["move_median"] == pytest.approx(1.1)
+    assert r["spearman_min"] == pytest.approx(1.0)  # same order in both passes
+    g.loc[(g["candidate"] == "a") & (g["pass"] == 2), "ms_per_image"] = 20.0
+    assert repeatability(g)["spearman_min"] == pytest.approx(-0.5)
 
 
 BRANCHES = '''

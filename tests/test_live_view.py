@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from hebbnas.errors import HebbnasError
-from hebbnas.runfolder import OPTUNA_JOURNAL
+from hebbnas.layout import OPTUNA_JOURNAL
 from hebbnas.search.searcher import ORPHAN_ATTR, Sampler, journal_at, journal_storage, make_searcher
 from hebbnas.space import load_space
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import zoo
+from analysis import stats, zoo, zoo_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,18 +55,18 @@ def test_paired_accuracy_keeps_only_the_seeds_every_candidate_has() -> None:
     main = pd.DataFrame({"candidate": ["a", "a", "a", "b", "b", "c", "c", "c"],
                          "seed": [0, 1, 2, 0, 2, 0, 1, 2],
                          "test_acc": [0.5, 0.6, 0.7, 0.4, 0.5, 0.8, 0.8, 0.9]})
-    acc, seeds = zoo.paired_accuracy(main)
+    acc, seeds = stats.paired_accuracy(main)
     assert seeds == [0, 2]  # b lacks seed 1: a mean over it would not be paired
     assert acc.loc["b", 2] == 0.5 and math.isnan(acc.loc["b", 1])
     assert acc[seeds].mean(axis=1).round(3).to_dict() == {"a": 0.6, "b": 0.45, "c": 0.85}
 
 
 def test_random_sampler_matches_the_random_strategy() -> None:
-    base = zoo.base_topology()
-    mult = zoo.random_multipliers(base, np.random.default_rng(0))
+    base = zoo_protocol.base_topology()
+    mult = zoo_protocol.random_multipliers(base, np.random.default_rng(0))
     assert len(mult) == sum(1 for m in base.modules for w in m.widths if w)
     assert all(0.25 <= v <= 2.0 for v in mult.values())
-    t = zoo.scaled_topology(base, mult)
+    t = zoo_protocol.scaled_topology(base, mult)
     m = base.modules[0]
     assert t.modules[0].b1 == max(1, round(m.b1 * mult[f"{m.name}.b1"]))
 
@@ -74,8 +74,8 @@ def test_random_sampler_matches_the_random_strategy() -> None:
 def test_growing_the_seeds_keeps_the_fidelity_units_and_runs_seed_by_seed() -> None:
     import dataclasses
 
-    p = dataclasses.replace(zoo.smoke_protocol(), seeds=(0, 1, 2, 3), focal_seeds=(4,))
-    static = zoo.static_candidates(p)
+    p = dataclasses.replace(zoo_protocol.smoke_protocol(), seeds=(0, 1, 2, 3), focal_seeds=(4,))
+    static = zoo_protocol.static_candidates(p)
     units = zoo.plan_units(p, static, [])
     cheap = {u.seed for u in units if u.label == "cheap"}
     assert cheap == set(p.fidelity_seeds) == {0, 1}  # growing `seeds` adds main units only
@@ -88,7 +88,7 @@ def test_growing_the_seeds_keeps_the_fidelity_units_and_runs_seed_by_seed() -> N
 
 
 def test_a_resumed_run_keeps_every_session(tmp_path: Path) -> None:
-    p = zoo.smoke_protocol()
+    p = zoo_protocol.smoke_protocol()
     for started, cmd in (("2026-12-01 03:04", "zoo.py --jobs 2"), ("2026-12-01 05:16", "zoo.py --collect")):
         zoo.write_meta(tmp_path, p, tmp_path, cmd, started, "2026-12-01T03:04:00", None, {}, 2, 1, 10, 5, 5)
     meta = json.loads((tmp_path / "zoo-meta.json").read_text())
@@ -109,11 +109,11 @@ def test_a_resumed_run_keeps_every_session(tmp_path: Path) -> None:
 def test_grow_trains_single_focal_candidates_seed_by_seed_after_everything_else() -> None:
     import dataclasses
 
-    p = dataclasses.replace(zoo.smoke_protocol(), seeds=(0, 1), focal_seeds=(2,),
+    p = dataclasses.replace(zoo_protocol.smoke_protocol(), seeds=(0, 1), focal_seeds=(2,),
                             grow=(("paper", 6), ("hebbian-default", 5)))
-    static = zoo.static_candidates(p)
-    heb = [zoo.Candidate("hebbian-default", "hebbian", static[0].topology),
-           zoo.Candidate("hebbian-split", "hebbian", static[0].topology)]
+    static = zoo_protocol.static_candidates(p)
+    heb = [zoo_protocol.Candidate("hebbian-default", "hebbian", static[0].topology),
+           zoo_protocol.Candidate("hebbian-split", "hebbian", static[0].topology)]
     units = zoo.plan_units(p, static, heb)
     keys = [u.key for u in units]
     assert len(keys) == len(set(keys))  # a seed already planned (0-2) is not planned twice
@@ -125,7 +125,7 @@ def test_grow_trains_single_focal_candidates_seed_by_seed_after_everything_else(
 
 
 def test_parse_grow_names_the_bad_item() -> None:
-    p = zoo.smoke_protocol()
+    p = zoo_protocol.smoke_protocol()
     assert zoo.parse_grow("paper=7, hebbian-split=5", p) == (("paper", 7), ("hebbian-split", 5))
     with pytest.raises(ValueError, match="random-00"):
         zoo.parse_grow("random-00=9", p)

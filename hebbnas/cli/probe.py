@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hebbnas.cli.common import add_out_option, add_proxy_options, proxy_options, typed_flags
+from hebbnas.layout import PROBE_REPORT, PROBE_STATS, PROBE_TOPOLOGY
 
 
 HELP = "train a seed, probe it, derive and fit widths, write the cluster-to-branch report"
@@ -70,5 +71,5 @@ def cmd_probe(args: argparse.Namespace) -> int:
           f"params {s['params']:,}; seed val acc {s['seed_val_accuracy']:.3f}; "
           f"train {s['train_seconds']}s, probe {s['probe_seconds']}s, "
           f"derive+fit {s['derive_fit_seconds']}s")
-    print(f"wrote {r.out}/topology.json, {r.out}/probe.npz, {r.out}/report/")
+    print(f"wrote {r.out}/{PROBE_TOPOLOGY}, {r.out}/{PROBE_STATS}, {r.out}/{PROBE_REPORT}/")
     return 0

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from hebbnas.cli.common import add_data_options, add_out_option
+from hebbnas import atomic
 from hebbnas.errors import HebbnasError
+from hebbnas.layout import METRICS, MODEL, TOPOLOGY
 from hebbnas.topology import load_topology
 
 
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     s.add_argument("--compile", action="store_true", help="torch.compile the training forward: minutes of compiling "
                    "once, faster epochs after (pays off for long runs; see docs/benchmarks.md)")
-    add_out_option(s, "folder to save model.pt, topology.json and metrics.json in (then: hebbnas export DIR)")
+    add_out_option(s, f"folder to save {MODEL}, {TOPOLOGY} and {METRICS} in (then: hebbnas export DIR)")
     s.set_defaults(func=cmd_train)
 
 
@@ -89,8 +91,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                    "train": cfg.to_dict(), "topology_hash": t.hash()}
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in inference_state_dict(model).items()}
-        torch.save({"topology": t.to_dict(), "state_dict": state, "metrics": metrics}, out / "model.pt")
-        (out / "topology.json").write_text(t.to_json())
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print(f"wrote {out}/model.pt, topology.json, metrics.json  (export: hebbnas export {out})")
+        with atomic.replacing(out / MODEL) as tmp:
+            torch.save({"topology": t.to_dict(), "state_dict": state, "metrics": metrics}, tmp)
+        atomic.write_text(out / TOPOLOGY, t.to_json())
+        atomic.write_text(out / METRICS, json.dumps(metrics, indent=2))
+        print(f"wrote {out}/{MODEL}, {TOPOLOGY}, {METRICS}  (export: hebbnas export {out})")
     return 0

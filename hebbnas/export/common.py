@@ -1,5 +1,5 @@
 """What every export format shares: the model a file must reproduce, example inputs, quiet exporters,
-the input sizes an export accepts, and one-line errors."""
+the input sizes an export accepts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, one_line
 from hebbnas.model import GoogLeNet, build, inference_state_dict
 from hebbnas.topology import Topology, parse_input_shape
 
@@ -89,7 +89,3 @@ def shape_or_none(v: Any) -> tuple[int, int, int] | None:
         return None
     return shape if len(shape) == 3 and min(shape) > 0 else None  # type: ignore[return-value]
 
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")

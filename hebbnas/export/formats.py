@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, one_line
 from hebbnas.registry import Registry
 
 METADATA_NAME = "hebbnas.json"
@@ -116,8 +116,6 @@ def format_help() -> str:
 def detect_format(path: str | Path) -> str:
     """The format whose `recognises` accepts the file (asked in `names` order): e.g. ``pt2``, ``torchscript``,
     ``state_dict`` (any `torch.save` file) or ``onnx``."""
-    from hebbnas.export.common import one_line
-
     p = Path(path)
     found = FORMATS.find(lambda f: f.recognises(p))
     if found is not None:

@@ -10,11 +10,12 @@ from typing import Any
 
 from torch import nn
 
-from hebbnas.errors import HebbnasError
-from hebbnas.export.common import one_line, topology_from
+from hebbnas.errors import HebbnasError, one_line
+from hebbnas.export.common import topology_from
 from hebbnas.export.formats import detect_format, get_format
 from hebbnas.export.metadata import make_metadata
 from hebbnas.export.source import find_source, source_from_checkpoint
+from hebbnas.layout import METRICS
 from hebbnas.model import GoogLeNet, build
 
 
@@ -55,7 +56,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     except HebbnasError:
         if fmt.name != "state_dict":
             raise
-    src = source_from_checkpoint(p, run=None, metrics_json=p.parent / "metrics.json")  # a run checkpoint
+    src = source_from_checkpoint(p, run=None, metrics_json=p.parent / METRICS)  # a run checkpoint
     return make_metadata(src.topology, src.metrics, src.input_shape(), None, src)
 
 

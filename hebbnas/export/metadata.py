@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hebbnas.export.formats import get_format
+from hebbnas.plain import plain
 from hebbnas.topology import DEFAULT_INPUT, Topology, min_input_size
 
 if TYPE_CHECKING:
@@ -62,28 +62,3 @@ def make_metadata(
     }
     return plain(meta)
 
-
-def plain(obj: Any) -> Any:
-    """JSON-safe copy: numpy/tensor scalars to Python numbers, NaN/inf to None, tuples to lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, bool) or obj is None:
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, str):
-        return str(obj)  # str subclasses (torch.__version__) would not survive torch.load(weights_only=True)
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return plain(obj.item())
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
-        try:
-            return plain(obj.item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(obj, "tolist") and callable(obj.tolist):
-        return plain(obj.tolist())
-    return str(obj)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
-from hebbnas.export.common import dynamic, example, one_line, quiet_export
+from hebbnas.errors import HebbnasError, one_line
+from hebbnas.export.common import dynamic, example, quiet_export
 from hebbnas.export.formats import METADATA_NAME, Format, register, zip_names
 
 

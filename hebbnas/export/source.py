@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hebbnas.errors import HebbnasError
-from hebbnas.export.common import model_from, one_line, shape_or_none, topology_from, torch_load
+from hebbnas import layout
+from hebbnas.errors import HebbnasError, one_line
+from hebbnas.export.common import model_from, shape_or_none, topology_from, torch_load
 from hebbnas.model import GoogLeNet
 from hebbnas.topology import DEFAULT_INPUT, Topology
 
@@ -52,10 +53,10 @@ def trial_source(run: str | os.PathLike[str], trial_id: str) -> Source:
     run = Path(run)
     ckpt = rf.trial_checkpoint_path(run, trial_id)
     if not ckpt.is_file():
-        raise HebbnasError(f"--trial {trial_id}: no checkpoint at {ckpt} (trial ids are in {run / rf.TRIALS_CSV})")
+        raise HebbnasError(f"--trial {trial_id}: no checkpoint at {ckpt} (trial ids are in {run / layout.TRIALS_CSV})")
     src = source_from_checkpoint(ckpt, run=run, metrics_json=None)
     _refuse_proxy(src, run)
-    return dataclasses.replace(src, trial_id=str(trial_id), config=_read_config(run / rf.CONFIG),
+    return dataclasses.replace(src, trial_id=str(trial_id), config=rf.read_config(run, missing_ok=True, broken_ok=True),
                                note=f"exporting trial {trial_id} of {run} (its last epoch's weights)")
 
 
@@ -68,16 +69,17 @@ def find_source(path: str | os.PathLike[str]) -> Source:
     if not p.exists():
         raise HebbnasError(f"{p}: no such run folder or checkpoint")
     if p.is_file():
-        return source_from_checkpoint(p, run=None, metrics_json=p.parent / "metrics.json")
-    best = p / rf.BEST_MODEL
-    markers = (best, p / rf.BEST_DIR, p / rf.TRIALS_CSV, p / rf.CONFIG, p / rf.TRIALS_DIR)
+        return source_from_checkpoint(p, run=None, metrics_json=p.parent / layout.METRICS)
+    best = p / layout.BEST_MODEL
+    markers = (best, p / layout.BEST_DIR, p / layout.TRIALS_CSV, p / layout.CONFIG, p / layout.TRIALS_DIR)
     if not any(m.exists() for m in markers):
-        if (p / "model.pt").is_file():  # hebbnas train --out DIR
-            return source_from_checkpoint(p / "model.pt", run=p, metrics_json=p / "metrics.json")
-        raise HebbnasError(f"{p} is not a hebbnas run folder (no best/model.pt, trials.csv or config.yaml)")
-    config = _read_config(p / rf.CONFIG)
+        if (p / layout.MODEL).is_file():  # hebbnas train --out DIR
+            return source_from_checkpoint(p / layout.MODEL, run=p, metrics_json=p / layout.METRICS)
+        raise HebbnasError(f"{p} is not a hebbnas run folder (no {layout.BEST_MODEL}, {layout.TRIALS_CSV} or "
+                           f"{layout.CONFIG})")
+    config = rf.read_config(p, missing_ok=True, broken_ok=True)
     if best.is_file():
-        src = source_from_checkpoint(best, run=p, metrics_json=p / rf.BEST_METRICS)
+        src = source_from_checkpoint(best, run=p, metrics_json=p / layout.BEST_METRICS)
         _refuse_proxy(src, p)
         return dataclasses.replace(src, config=config)
     return _best_trial(p, config)
@@ -94,10 +96,10 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
     try:
         rows = rf.read_run_rows(run)
     except Exception as e:  # noqa: BLE001  # pandas raises many types for a bad CSV; all mean "unreadable"
-        raise HebbnasError(f"cannot read {run / rf.TRIALS_CSV}: {one_line(e)}") from None
+        raise HebbnasError(f"cannot read {run / layout.TRIALS_CSV}: {one_line(e)}") from None
     if rows and any(c not in rows[0] for c in ("trial_id", "status", METRIC)):
         missing = [c for c in ("trial_id", "status", METRIC) if c not in rows[0]]
-        raise HebbnasError(f"{run / rf.TRIALS_CSV} lacks column(s) {', '.join(missing)}")
+        raise HebbnasError(f"{run / layout.TRIALS_CSV} lacks column(s) {', '.join(missing)}")
     rows = [r for r in rows if r.get("stage", "search") == "search"]  # an interrupted final stage chose nothing
     usable = [r for r in rows if _usable(r)]
     best = best_row(rows, has_checkpoint=lambda tid: rf.trial_checkpoint_path(run, tid).is_file())
@@ -120,13 +122,11 @@ def _best_trial(run: Path, config: dict[str, Any]) -> Source:
 
 def _refuse_proxy(src: Source, run: Path) -> None:
     """A width-proxy run's weights belong to a narrowed copy, not to the topology it found."""
-    from hebbnas.runfolder import BEST_TOPOLOGY
-
     width = float(src.metrics.get("proxy_width") or 1.0)
     if width < 1:
         raise HebbnasError(
             f"{run} trained {width:g}-width proxies, whose weights are not the deployed model; train the full-width "
-            f"topology first (hebbnas train {run / BEST_TOPOLOGY} --out DIR), then export DIR")
+            f"topology first (hebbnas train {run / layout.BEST_TOPOLOGY} --out DIR), then export DIR")
 
 
 def _usable(row: Mapping[str, Any]) -> bool:
@@ -156,15 +156,3 @@ def source_from_checkpoint(path: Path, run: Path | None, metrics_json: Path | No
     trial = metrics.get("trial_id")
     return Source(topology, dict(obj["state_dict"]), metrics, path, run, None if trial is None else str(trial))
 
-
-def _read_config(path: Path) -> dict[str, Any]:
-    """The run's config.yaml, only as a fallback for deploy shape and proxy; unreadable means empty."""
-    if not path.is_file():
-        return {}
-    try:
-        import yaml
-
-        obj = yaml.safe_load(path.read_text())
-    except Exception:  # noqa: BLE001  # optional defaults only: a broken config must not block an export
-        return {}
-    return dict(obj) if isinstance(obj, Mapping) else {}

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
-from hebbnas.export.common import dynamic, example, one_line
+from hebbnas.errors import HebbnasError, one_line
+from hebbnas.export.common import dynamic, example
 from hebbnas.export.formats import METADATA_NAME, Format, register, zip_names
 from hebbnas.export.pt2 import archive_metadata
 

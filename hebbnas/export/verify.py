@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hebbnas.errors import HebbnasError
-from hebbnas.export.common import example, one_line
+from hebbnas.errors import HebbnasError, one_line
+from hebbnas.export.common import example
 from hebbnas.export.formats import Tolerance
 
 

@@ -15,9 +15,10 @@ from hebbnas.errors import HebbnasError
 from hebbnas.export.common import inference_copy, shape_or_none
 from hebbnas.export.files import publish, refuse_own_input, resolve_out, staging
 from hebbnas.export.formats import get_format
-from hebbnas.export.metadata import make_metadata, plain
+from hebbnas.export.metadata import make_metadata
 from hebbnas.export.source import find_source, trial_source
 from hebbnas.export.verify import verify as check_file
+from hebbnas.plain import plain
 from hebbnas.topology import DEFAULT_INPUT, Topology, min_input_size
 
 
@@ -39,7 +40,7 @@ def export_run(run: str | os.PathLike[str], fmt: str = "pt2", out: str | os.Path
                verify: bool = True, trial: str | None = None) -> ExportResult:
     """Export a run's best model (or its best completed trial, or the trial `trial`) to ``out`` (default
     ``RUN/export/``)."""
-    from hebbnas.runfolder import EXPORT_DIR
+    from hebbnas.layout import EXPORT_DIR
 
     f = get_format(fmt)
     target = resolve_out(Path(out), f.file_name, bool(f.extra_paths(Path("x")))) if out is not None else None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hebbnas.errors import HebbnasError
-from hebbnas.report.markdown import markdown_text, missing
+from hebbnas.layout import BEST_METRICS, REPORT_DIR, REPORT_JSON, REPORT_MD
+from hebbnas.plain import plain
+from hebbnas.report.markdown import markdown_text
 from hebbnas.report.plots import dendrogram_figure, heatmap_figure, widths_figure
 from hebbnas.report.tables import DEFAULT_TITLE, cluster_table, module_table, totals
 from hebbnas.topology import DEFAULT_INPUT, Topology
@@ -28,19 +29,6 @@ if TYPE_CHECKING:
 ROUND_DIR = re.compile(r"^round-(\d+)$")
 DERIVATION_DIR = "derivation-"
 """report/round-K/derivation-N/: the round's probe under the strategy's N-th derivation (the first is round-K/)."""
-
-
-def _jsonable(v: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, NaN/inf -> None, tuples -> lists."""
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return None if missing(v) else v
 
 
 def report_dict(derivation: Derivation, fitted: Topology, input_shape: tuple[int, int, int] = DEFAULT_INPUT,
@@ -60,7 +48,7 @@ def _report_obj(derivation: Derivation, fitted: Topology, title: str, mt: pd.Dat
     modules = mt.to_dict(orient="records")
     for rec, md in zip(modules, derivation.modules):
         rec["dead_channels"] = list(md.dead)
-    return _jsonable({
+    return plain({
         "title": title,
         "base": derivation.base.name,
         "policy": dataclasses.asdict(derivation.policy),
@@ -98,12 +86,12 @@ def write_report(out_dir: str | Path, derivation: Derivation, fitted: Topology,
     mt = module_table(derivation, fitted, input_shape)
     tot = totals(derivation, fitted, input_shape, budget)
     md_text = markdown_text(derivation, fitted, input_shape, budget, title, mt, tot)
-    put("report.md", lambda p: p.write_text(md_text, encoding="utf-8"))
+    put(REPORT_MD, lambda p: p.write_text(md_text, encoding="utf-8"))
     put("modules.csv", lambda p: mt.to_csv(p, index=False))
     put("clusters.csv", lambda p: cluster_table(derivation).to_csv(p, index=False))
     obj = _report_obj(derivation, fitted, title, mt, tot)
     # one line: thousands of member indices would otherwise become thousands of lines
-    put("report.json", lambda p: p.write_text(json.dumps(obj, allow_nan=False) + "\n", encoding="utf-8"))
+    put(REPORT_JSON, lambda p: p.write_text(json.dumps(obj, allow_nan=False) + "\n", encoding="utf-8"))
     if plots:
         (out / "plots").mkdir(exist_ok=True)
         corrs = correlations or {}
@@ -124,11 +112,11 @@ def find_report(path: str | Path) -> tuple[Path, str]:
     p = Path(path)
     if not p.is_dir():
         raise HebbnasError(f"no cluster-to-branch report in {p} (not a folder)")
-    for cand in (p, p / "report"):
-        if (cand / "report.md").is_file():
+    for cand in (p, p / REPORT_DIR):
+        if (cand / REPORT_MD).is_file():
             return cand, ""
         rounds = sorted(((int(m.group(1)), d) for d in (cand.iterdir() if cand.is_dir() else ())
-                         if d.is_dir() and (m := ROUND_DIR.match(d.name)) and (d / "report.md").is_file()),
+                         if d.is_dir() and (m := ROUND_DIR.match(d.name)) and (d / REPORT_MD).is_file()),
                         key=lambda t: t[0])
         if rounds:
             k, d = rounds[-1]
@@ -142,18 +130,18 @@ def read_report(path: str | Path) -> str:
     round's report, preceded by a line naming the round."""
     d, which = find_report(path)
     parts = [which] if which else []
-    for rd in [d, *sorted(p for p in d.glob(f"{DERIVATION_DIR}*") if (p / "report.md").is_file())]:
+    for rd in [d, *sorted(p for p in d.glob(f"{DERIVATION_DIR}*") if (p / REPORT_MD).is_file())]:
         try:
-            parts.append(rd.joinpath("report.md").read_text(encoding="utf-8"))
+            parts.append(rd.joinpath(REPORT_MD).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as e:
-            raise HebbnasError(f"cannot read {rd / 'report.md'}: {e}") from None
+            raise HebbnasError(f"cannot read {rd / REPORT_MD}: {e}") from None
     final = _final_section(Path(path))
     return "\n\n".join(parts + ([final] if final else []))
 
 
 def _final_section(run: Path) -> str:
     """The final stage of a search run, from best/metrics.json ('' when the run had none)."""
-    p = run / "best" / "metrics.json"
+    p = run / BEST_METRICS
     try:
         final = json.loads(p.read_text()).get("final") if p.is_file() else None
     except (OSError, ValueError):

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hebbnas import atomic
 from hebbnas.errors import HebbnasError
+from hebbnas.layout import BEST_METRICS, CONFIG, HTML_REPORT, PROBE_SUMMARY, REPORT_DIR, REPORT_JSON, REPORT_MD
 from hebbnas.report.files import DERIVATION_DIR, ROUND_DIR
 from hebbnas.trials import knob_prefixes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-HTML_REPORT = "report.html"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
@@ -150,20 +151,20 @@ def render_html(run: str | Path) -> str:
     """The report page of a run (or a `hebbnas probe` folder) as one self-contained HTML string."""
     import jinja2
 
-    from hebbnas.runfolder import BEST_METRICS, CONFIG, REPORT_DIR, read_run_rows
+    from hebbnas.runfolder import read_run_rows
 
     root = Path(run)
     if not root.is_dir():
         raise HebbnasError(f"{root} is not a folder")
-    cfg = _config(root, CONFIG)
+    cfg = _config(root)
     metrics = json.loads((root / BEST_METRICS).read_text()) if (root / BEST_METRICS).is_file() else {}
     rows = read_run_rows(root)
     rounds = _round_dirs(root / REPORT_DIR) or ([(0, root / REPORT_DIR, "")]
-                                              if (root / REPORT_DIR / "report.md").is_file() else [])
+                                              if (root / REPORT_DIR / REPORT_MD).is_file() else [])
     search = [r for r in rows if r.get("stage", "search") != "final"]
     costs, binding = _costs(search, metrics.get("budget") or cfg.get("budget"))
     if not cfg and not rows and not rounds:
-        raise HebbnasError(f"{root} is not a run or probe folder (no config.yaml, trials.csv or report/)")
+        raise HebbnasError(f"{root} is not a run or probe folder (no {CONFIG}, trials.csv or {REPORT_DIR}/)")
     best_id = str(metrics["trial_id"]) if metrics.get("trial_id") is not None else None
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["cell"] = _cell
@@ -187,9 +188,7 @@ def write_html_report(run: str | Path, out: str | Path | None = None) -> Path:
     if target.is_dir():
         target = target / HTML_REPORT
     try:
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        atomic.write_text(target, text, encoding="utf-8")
     except OSError as e:
         raise HebbnasError(f"cannot write {target}: {e.strerror or e}") from None
     return target
@@ -199,16 +198,14 @@ def write_html_report(run: str | Path, out: str | Path | None = None) -> Path:
 # the page's parts, as values for the template
 
 
-def _config(root: Path, config_name: str) -> dict[str, Any]:
-    import yaml
+def _config(root: Path) -> dict[str, Any]:
+    """A run's config.yaml, else a probe folder's probe.json, else nothing."""
+    from hebbnas.runfolder import read_config
 
-    if (root / config_name).is_file():
-        try:
-            return yaml.safe_load((root / config_name).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise HebbnasError(f"cannot read {root / config_name}: {str(e).splitlines()[0]}") from None
-    if (root / "probe.json").is_file():
-        return json.loads((root / "probe.json").read_text())
+    if (root / CONFIG).is_file():
+        return read_config(root)
+    if (root / PROBE_SUMMARY).is_file():
+        return json.loads((root / PROBE_SUMMARY).read_text())
     return {}
 
 
@@ -286,8 +283,8 @@ def _round(k: int, d: Path, label: str = "") -> dict[str, Any]:
     head = f"Round {k}: cluster-to-branch report" if k else "Cluster-to-branch report"
     out: dict[str, Any] = {"head": head + (f" ({label})" if label else ""), "path": str(d), "totals": [],
                            "modules": [], "module_columns": [], "widths": None, "heatmaps": [], "subtitle": ""}
-    if (d / "report.json").is_file():
-        rep = json.loads((d / "report.json").read_text())
+    if (d / REPORT_JSON).is_file():
+        rep = json.loads((d / REPORT_JSON).read_text())
         out["subtitle"] = str(rep.get("title") or "")
         tot = rep.get("totals") or {}
         shape = "x".join(map(str, tot.get("input_shape") or []))

@@ -15,15 +15,13 @@ import numpy as np
 
 from hebbnas.errors import HebbnasError
 from hebbnas.report.tables import is_dead, paper_topology
-from hebbnas.topology import PAPER_COLUMNS, WIDTH_FIELDS, Topology
+from hebbnas.topology import BRANCHES, PAPER_COLUMNS, REDUCTION_FIELDS, WIDTH_FIELDS, Topology
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from hebbnas.derive import Derivation, ModuleDerivation, Policy
 
-OUTPUT_FIELDS = ("b1", "b2", "b3", "b4")
-REDUCTION_FIELDS = ("b2_red", "b3_red")
 COLUMN_OF = dict(zip(WIDTH_FIELDS, PAPER_COLUMNS))
 _BRANCH_COLOURS = {"b1": "#4c72b0", "b2": "#55a868", "b3": "#c44e52", "b4": "#8172b2",
                    "b2_red": "#8fd19e", "b3_red": "#e8a0a2"}
@@ -193,7 +191,7 @@ def widths_figure(derivation: Derivation, fitted: Topology) -> Figure:
     fig = Figure(figsize=(max(6.0, 1.0 * len(names) + 2.0), 6.4), dpi=110)
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.11, top=0.94, hspace=0.08)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2.2, 1.0))
-    panels = ((top, OUTPUT_FIELDS, "output channels"), (bottom, REDUCTION_FIELDS, "1x1 reduction width"))
+    panels = ((top, BRANCHES, "output channels"), (bottom, REDUCTION_FIELDS, "1x1 reduction width"))
     bars = ((-bw / 2 - 0.01, fitted, 1.0, "derived"), (bw / 2 + 0.01, paper, 0.45, "paper"))
     for ax, fields, ylabel in panels:
         for offset, topo, alpha, who in bars:

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from hebbnas.runfolder import BEST_TOPOLOGY, RunFolder
+from hebbnas.layout import BEST_TOPOLOGY
+from hebbnas.runfolder import RunFolder
 from hebbnas.topology import Topology
 from hebbnas.trials import fmt_macs, format_budget
 

@@ -23,7 +23,9 @@ class RoundOutcome:
 
     `probe` was taken on `probed`: the round's seed (hebbian: what the trials derived from) or, for the
     baselines, the round's best network (so every strategy leaves the same probe + cluster report).
-    `report_knobs` are the derivation knobs its cluster-to-branch report uses.
+    `report_knobs` are the derivation knobs its cluster-to-branch report uses (the strategy's first report
+    derivation, else the best trial's `derive.*` knobs); `probes_seed` says whether the strategy derives from
+    the probe (the report's title says whose network it reads).
     """
 
     round: int
@@ -35,6 +37,7 @@ class RoundOutcome:
     experiment_path: str
     report_knobs: dict[str, Any] = field(default_factory=dict)
     report_derivations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, knobs): every derivation reported
+    probes_seed: bool = False
 
 
 @dataclass(frozen=True)

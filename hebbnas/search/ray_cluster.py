@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, first_line
 
 REACH_TIMEOUT_S = 5.0
 """How long to wait for a TCP connection to a given cluster address before saying it is not there."""
@@ -105,9 +105,9 @@ def connect_ray(address: str | None, *, verbose: bool = False) -> str:
             ray.init(**kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {target}" if target else "a local Ray instance"
-        raise HebbnasError(f"cannot connect to {where}: {str(e).strip().splitlines()[0] if str(e) else e}") from None
+        raise HebbnasError(f"cannot connect to {where}: {first_line(e)}") from None
     except ray.exceptions.AuthenticationError as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise HebbnasError(no_token_line(target) if target else f"cannot start a local Ray instance: {first}") from None
     return str(ray.get_runtime_context().gcs_address)
 
@@ -152,7 +152,7 @@ def check_cluster_works(target: str, timeout: float = PING_TIMEOUT_S) -> None:
         return  # every CPU busy: nothing to learn here; the search waits for its turn as Tune would
     except ray.exceptions.RayError as e:
         mode = os.environ.get("RAY_AUTH_MODE", "token")
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        first = first_line(e)[:120]
         raise HebbnasError(
             f"joined the Ray cluster at {target} but it runs no task ({first}): its authentication mode differs "
             f"from this client's (RAY_AUTH_MODE={mode}); start every node with RAY_AUTH_MODE=token and the same "

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hebbnas.errors import HebbnasError, error_line
+from hebbnas.layout import round_name
 from hebbnas.objectives import budgets, goals, to_measure
 from hebbnas.trials import (
     EPOCH_ATTR,
@@ -50,7 +51,7 @@ from hebbnas.search.settings import SearchSettings
 from hebbnas.search.state import restore_tuner
 from hebbnas.search.trial import RoundSpec, failure_config, run_trial, trial_dirname
 from hebbnas.space import Space
-from hebbnas.strategies import get_strategy
+from hebbnas.strategies import get_strategy, knobs
 from hebbnas.topology import Topology, proxy_network
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class SearchPlan:
 
     def experiment_path(self, k: int | str) -> str:
         """Where Tune keeps round k's experiment (`round-K`), or the final stage's (`final`)."""
-        return f"{self.storage.rstrip('/')}/{k if isinstance(k, str) else f'round-{k}'}"
+        return f"{self.storage.rstrip('/')}/{k if isinstance(k, str) else round_name(k)}"
 
     def final_data(self) -> Any:
         """The final stage's data set: the proxy's when the fidelity trains on the same images at the same
@@ -141,7 +142,7 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
     seed = s.seed + 1000 * (spec.round - 1)
     optuna_sampler, startup = strategy.sampler(seed, n_trials, len(points))
     searcher = make_searcher(Sampler.for_space(plan.space, s.strategy, startup), max_epochs=s.trial_epochs,
-                             seed=seed, n_trials=n_trials, journal=plan.journal, study_name=f"round-{spec.round}",
+                             seed=seed, n_trials=n_trials, journal=plan.journal, study_name=round_name(spec.round),
                              objectives=list(goals(s.objectives).items()), budgets=budgets(s),
                              points=points, optuna_sampler=optuna_sampler)
     asha = ASHAScheduler(time_attr=EPOCH_ATTR, metric=METRIC, mode="max", max_t=s.trial_epochs,
@@ -153,7 +154,7 @@ def _new_tuner(plan: SearchPlan, spec: RoundSpec, probe: ProbeResult | None, n_t
                                     max_concurrent_trials=s.concurrency, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=f"round-{spec.round}", storage_path=plan.storage, verbose=0, callbacks=[callback],
+            name=round_name(spec.round), storage_path=plan.storage, verbose=0, callbacks=[callback],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=failure_config(),
         ),
@@ -192,10 +193,12 @@ def run_round(plan: SearchPlan, k: int, seed: Topology, probe: ProbeResult | Non
         for tid, r in results.items():
             if r.checkpoint is not None:
                 sink.trial_checkpoint(tid, r.checkpoint)
-    derivations = tuple(get_strategy(s.strategy).report_derivations(plan.space, best)) if best is not None else ()
+    strategy = get_strategy(s.strategy)
+    derivations = tuple(strategy.report_derivations(plan.space, best)) if best is not None else ()
+    report_knobs = (dict(derivations[0][1]) if derivations else {}) or (knobs(best, "derive") if best else {})
     return RoundOutcome(round=k, rows=tuple(rows), best=best, best_checkpoint=best_ckpt, probe=probe,
                         probed=proxy_network(seed, s.proxy.proxy_width), experiment_path=grid.experiment_path,
-                        report_knobs=dict(derivations[0][1]) if derivations else {}, report_derivations=derivations)
+                        report_knobs=report_knobs, report_derivations=derivations, probes_seed=strategy.probes_seed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hebbnas.strategies import Strategy, knobs, register
-from hebbnas.topology import layer_costs
+from hebbnas.topology import BRANCH_FIELDS, FIELD_INDEX, layer_costs
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
@@ -39,7 +39,6 @@ FLOOR = 0.5
 branch costs)."""
 OPTIONS = 4
 """Move options per step: option j moves between the j-th groups of K from either end of the ranking."""
-_FIELDS = {"b1": ("b1",), "b2": ("b2_red", "b2"), "b3": ("b3_red", "b3"), "b4": ("b4",)}
 
 
 @register
@@ -109,7 +108,7 @@ def propose(t: Topology, start: Topology, redundancy: Mapping[Branch, float], *,
     taken = 0.0
     for b in donors:
         target = max(macs[b] - share * total / k, 0.0)
-        lo = max(floor * getattr(starts[b[0]], f) / max(getattr(specs[b[0]], f), 1) for f in _FIELDS[b[1]])
+        lo = max(floor * getattr(starts[b[0]], f) / max(getattr(specs[b[0]], f), 1) for f in BRANCH_FIELDS[b[1]])
         f = max(_factor(specs[b[0]], b[1], t, input_shape, target, macs[b]), min(lo, 1.0))
         taken += macs[b] - _scaled_macs(specs[b[0]], b[1], f, t, input_shape)
         _set(widths, specs[b[0]], b[1], f)
@@ -123,11 +122,10 @@ def propose(t: Topology, start: Topology, redundancy: Mapping[Branch, float], *,
 
 
 def _set(widths: dict[str, list[int]], m: InceptionSpec, branch: str, f: float) -> None:
-    idx = {"b1": 0, "b2_red": 1, "b2": 2, "b3_red": 3, "b3": 4, "b4": 5}
-    for field in _FIELDS[branch]:
+    for field in BRANCH_FIELDS[branch]:
         w = getattr(m, field)
         if w:
-            widths[m.name][idx[field]] = max(1, int(round(w * f)))
+            widths[m.name][FIELD_INDEX[field]] = max(1, int(round(w * f)))
 
 
 def _scaled_macs(m: InceptionSpec, branch: str, f: float, t: Topology, input_shape: tuple[int, int, int]) -> float:

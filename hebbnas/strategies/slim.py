@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hebbnas.errors import HebbnasError
 from hebbnas.strategies import Strategy, knobs, register
+from hebbnas.topology import BRANCH_FIELDS, FIELD_INDEX
 
 if TYPE_CHECKING:
     from hebbnas.probe import ProbeResult
@@ -58,13 +59,12 @@ def slimmed(seed: Topology, probed: Topology, probe: ProbeResult, energy: float)
         raise HebbnasError(f"slim.energy must be in (0, 1], got {energy}")
     share = {b: kept_fraction(c, energy) for b, c in branch_correlations(probed, probe).items()}
     mean = sum(share.values()) / max(len(share), 1)
-    fields = {"b1": (0,), "b2": (1, 2), "b3": (3, 4), "b4": (5,)}
     widths = {}
     for m in seed.modules:
         w = list(m.widths)
-        for b, idx in fields.items():
+        for b, fields in BRANCH_FIELDS.items():
             f = share.get((m.name, b), mean)
-            for i in idx:
+            for i in (FIELD_INDEX[field] for field in fields):
                 if w[i]:
                     w[i] = max(1, int(round(w[i] * f)))
         widths[m.name] = tuple(w)

@@ -1,12 +1,12 @@
-"""Streaming channel-correlation statistics of activation maps, and the forward hooks that feed them.
+"""Streaming channel-correlation statistics of activation maps: `CorrelationStats`.
 
 The probe answers one question per Inception input: which channels fire together, at the same
 position (ring 0) and at neighbouring positions (rings 1 and 2, Chebyshev distance 1 and 2). Memory is
 O(C^2) whatever the number of images, and the cost is dominated by float32 GEMMs on the activations'
 own device.
 
-(Over 700 lines, on purpose: the accumulator's numerics (shifted chunks, float64 merges, rings, re-shifts)
-must be read in one place to be trusted; the value types and the file format it writes sit beside it.)
+(About 450 lines, on purpose: the accumulator's numerics (shifted chunks, float64 merges, rings, re-shifts)
+must be read in one place to be trusted.)
 
 Numerics (docs/probe-and-report.md, "Probe numerics"): raw float32 moments are useless at large means, so every
 chunk of activations is shifted by a reference mean ``K`` while it is copied into the chunk buffer
@@ -25,37 +25,16 @@ NCHW -> (C, N) layout change is fused with the shift into the one copy the buffe
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hebbnas.errors import HebbnasError
+from hebbnas.probe.stats import RINGS, ModuleStats, readonly
 
-__all__ = [
-    "RINGS",
-    "CorrelationStats",
-    "ModuleStats",
-    "ProbeResult",
-    "probe_model",
-    "save_probe",
-    "load_probe",
-    "check_probe_matches",
-]
-
-RINGS: tuple[int, ...] = (1, 2)
-"""Chebyshev distances of the spatial-offset rings: ring 1 = 8 offsets, ring 2 = 16 offsets."""
-
-_FORMAT = "hebbnas-probe"
-_VERSION = 1
 _DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
@@ -135,12 +114,6 @@ def _ring_measurable(h: int, w: int, ring: int) -> bool:
     return min(h, w) > ring
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    a.setflags(write=False)
-    return a
-
-
 def _dead_mask(mean: np.ndarray, var: np.ndarray, rtol: float) -> np.ndarray:
     """Channels whose std is below ``rtol`` times their own scale (|mean| or the largest std)."""
     std = np.sqrt(np.clip(var, 0.0, None))
@@ -160,75 +133,6 @@ def _normalise(cov: np.ndarray, var_row: np.ndarray, var_col: np.ndarray, dead: 
     corr[dead, :] = 0.0
     corr[:, dead] = 0.0
     return corr
-
-
-# ----------------------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True, eq=False)
-class ModuleStats:
-    """Finished statistics of one module input (float64 numpy, read-only).
-
-    Attributes:
-        n: positions seen (images x H x W).
-        n_images: images seen.
-        map_size: (H, W) of the activation maps.
-        mean: (C,) channel means.
-        var: (C,) channel variances (population, ddof = 0).
-        corr: (C, C) zero-offset Pearson correlation; dead rows/cols 0, diagonal 1.
-        dead: (C,) True where a channel's variance is ~0 (relative tolerance).
-        corr_ring: ring r -> (C, C) correlation of channel i at p with channel j at p + d pooled over the
-            ring's offsets d (valid positions only), or None when the map is too small for the ring.
-            Symmetric; the diagonal is each channel's spatial autocorrelation; dead rows/cols 0.
-        ring_pairs: ring r -> number of (position, offset) pairs pooled (0 when not measurable).
-    """
-
-    n: int
-    n_images: int
-    map_size: tuple[int, int]
-    mean: np.ndarray
-    var: np.ndarray
-    corr: np.ndarray
-    dead: np.ndarray
-    corr_ring: dict[int, np.ndarray | None]
-    ring_pairs: dict[int, int]
-
-    @property
-    def channels(self) -> int:
-        """Number of channels C."""
-        return int(self.mean.shape[0])
-
-    @property
-    def ring_measurable(self) -> dict[int, bool]:
-        """ring r -> whether the map was large enough to measure it (min(H, W) > r)."""
-        return {r: m is not None for r, m in self.corr_ring.items()}
-
-    @property
-    def cov(self) -> np.ndarray:
-        """(C, C) covariance, rebuilt from corr and var (dead channels give zero rows)."""
-        std = np.sqrt(np.clip(self.var, 0.0, None))
-        std = np.where(self.dead, 0.0, std)
-        return self.corr * std[:, None] * std[None, :]
-
-    def correlation(self, *, remove_common: bool = False) -> np.ndarray:
-        """Zero-offset correlation, optionally after regressing out the per-position mean activation.
-
-        ReLU outputs share a common activity level that lifts every correlation (docs/probe-and-report.md); with
-        ``remove_common`` the partial correlation given the channel-mean activation is returned.
-        """
-        if not remove_common:
-            return self.corr
-        from hebbnas.cluster import partial_correlation_on_mean
-
-        return partial_correlation_on_mean(self.cov, dead=self.dead)
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeResult:
-    """All probed modules of one network, tagged with the caller's topology hash."""
-
-    modules: dict[str, ModuleStats]
-    topology_hash: str = ""
 
 
 # ------------------------------------------------------------------------------------------ accumulator
@@ -532,209 +436,16 @@ class CorrelationStats:
             cov_r = _symmetric_from_upper(self._rs[r]) / nr - np.outer(mu, mu)
             var_r = np.clip(self._rqw[r] / nr - mu * mu, 0.0, None)
             dead_r = dead | _dead_mask(self._k + mu, var_r, self._dead_rtol)
-            rings[r] = _readonly(_normalise(cov_r, var_r, var_r, dead_r))
+            rings[r] = readonly(_normalise(cov_r, var_r, var_r, dead_r))
             pairs[r] = nr
         return ModuleStats(
             n=n,
             n_images=self.n_images,
             map_size=tuple(self.map_size),
-            mean=_readonly(mean),
-            var=_readonly(var),
-            corr=_readonly(corr),
-            dead=_readonly(dead),
+            mean=readonly(mean),
+            var=readonly(var),
+            corr=readonly(corr),
+            dead=readonly(dead),
             corr_ring=rings,
             ring_pairs=pairs,
         )
-
-
-# ------------------------------------------------------------------------------------------- probing
-
-
-def _first_tensor(batch: object) -> torch.Tensor:
-    """Inputs of a batch: the tensor itself, or the first element of an (inputs, labels) pair."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
-    raise HebbnasError(f"expected batches of tensors or (inputs, labels) pairs, got {type(batch).__name__}")
-
-
-def probe_model(
-    model: nn.Module,
-    batches: Iterable[object],
-    module_names: Sequence[str],
-    device: torch.device | str | None = None,
-    *,
-    topology_hash: str = "",
-    rings: bool = True,
-    chunk_positions: int | None = None,
-) -> ProbeResult:
-    """Record the input statistics of the named submodules while ``model`` runs over ``batches``.
-
-    The model runs in eval mode under ``torch.no_grad()``; its training flag and the hooks are
-    restored/removed afterwards, also when a batch raises.
-
-    Args:
-        model: network whose submodules ``module_names`` receive (B, C, H, W) inputs.
-        batches: iterable of input tensors or (inputs, labels) pairs.
-        module_names: names for ``model.get_submodule`` (e.g. "inception4c").
-        device: where the batches are sent; default the model's parameter device (CPU when it has
-            none). The model itself must already be there.
-        topology_hash: the caller's topology identity, stored in the result.
-        rings: also measure the spatial-offset rings.
-        chunk_positions: see :class:`CorrelationStats`.
-    """
-    if not module_names:
-        raise HebbnasError("probe_model needs at least one module name")
-    if len(set(module_names)) != len(module_names):
-        raise HebbnasError(f"duplicate module names: {list(module_names)}")
-    param = next(iter(model.parameters()), None)
-    model_dev = param.device if param is not None else None
-    dev = torch.device(device) if device is not None else (model_dev or torch.device("cpu"))
-    if model_dev is not None and model_dev.type != dev.type:
-        raise HebbnasError(f"model is on {model_dev} but device={dev}: move the model there first")
-    modules: dict[str, nn.Module] = {}
-    for name in module_names:
-        try:
-            modules[name] = model.get_submodule(name)
-        except AttributeError:
-            raise HebbnasError(f"model has no submodule named {name!r}") from None
-    stats = {
-        name: CorrelationStats(rings=rings, chunk_positions=chunk_positions, name=name) for name in module_names
-    }
-
-    def make_hook(name: str) -> Callable[[nn.Module, tuple], None]:
-        def hook(module: nn.Module, args: tuple) -> None:
-            if not args or not isinstance(args[0], torch.Tensor):
-                raise HebbnasError(f"{name}: forward input is not a tensor")
-            stats[name].update(args[0])
-
-        return hook
-
-    was_training = model.training
-    handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_pre_hook(make_hook(name)))
-        model.eval()
-        with torch.no_grad():
-            for batch in batches:
-                model(_first_tensor(batch).to(dev))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    out: dict[str, ModuleStats] = {}
-    for name in module_names:
-        if stats[name].n == 0:
-            raise HebbnasError(f"{name}: received no activations (empty batches or module not used)")
-        out[name] = stats[name].finalize()
-    return ProbeResult(modules=out, topology_hash=topology_hash)
-
-
-# --------------------------------------------------------------------------------------------- files
-
-
-def save_probe(result: ProbeResult, path: str | os.PathLike[str]) -> None:
-    """Write a probe as one ``.npz`` (no pickle): arrays under ``<module>/<field>``, JSON in ``__meta__``."""
-    path = Path(path)
-    arrays: dict[str, np.ndarray] = {}
-    meta_modules = []
-    for name, st in result.modules.items():
-        if "/" in name or name == "__meta__":
-            raise HebbnasError(f"cannot save module name {name!r}: '/' and '__meta__' are reserved")
-        arrays[f"{name}/mean"] = np.asarray(st.mean, dtype=np.float64)
-        arrays[f"{name}/var"] = np.asarray(st.var, dtype=np.float64)
-        arrays[f"{name}/corr"] = np.asarray(st.corr, dtype=np.float64)
-        arrays[f"{name}/dead"] = np.asarray(st.dead, dtype=bool)
-        for r, m in st.corr_ring.items():
-            if m is not None:
-                arrays[f"{name}/corr_ring{r}"] = np.asarray(m, dtype=np.float64)
-        meta_modules.append(
-            {
-                "name": name,
-                "channels": st.channels,
-                "n": int(st.n),
-                "n_images": int(st.n_images),
-                "map_size": [int(v) for v in st.map_size],
-                "ring_pairs": {str(r): int(v) for r, v in st.ring_pairs.items()},
-                "rings": [int(r) for r in st.corr_ring],
-            }
-        )
-    meta = {"format": _FORMAT, "version": _VERSION, "topology_hash": result.topology_hash, "modules": meta_modules}
-    arrays["__meta__"] = np.array(json.dumps(meta))
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise HebbnasError(f"cannot write probe file {path}: {e.strerror or e}") from None
-
-
-def load_probe(path: str | os.PathLike[str]) -> ProbeResult:
-    """Read a probe written by :func:`save_probe`; a missing or corrupt file raises HebbnasError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise HebbnasError(f"cannot read probe file {path}: {e.strerror or e}") from None
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
-        if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
-            raise ValueError(f"not a {_FORMAT} v{_VERSION} file")
-        modules: dict[str, ModuleStats] = {}
-        for m in meta["modules"]:
-            name, c = m["name"], int(m["channels"])
-            mean, var = arrays[f"{name}/mean"], arrays[f"{name}/var"]
-            corr, dead = arrays[f"{name}/corr"], arrays[f"{name}/dead"]
-            rings: dict[int, np.ndarray | None] = {}
-            for r in m["rings"]:
-                key = f"{name}/corr_ring{r}"
-                rings[int(r)] = _readonly(arrays[key]) if key in arrays else None
-            shapes_ok = (
-                mean.shape == (c,)
-                and var.shape == (c,)
-                and dead.shape == (c,)
-                and dead.dtype == bool
-                and corr.shape == (c, c)
-                and all(v is None or v.shape == (c, c) for v in rings.values())
-            )
-            if not shapes_ok:
-                raise ValueError(f"arrays of {name} do not match {c} channels")
-            modules[name] = ModuleStats(
-                n=int(m["n"]),
-                n_images=int(m["n_images"]),
-                map_size=(int(m["map_size"][0]), int(m["map_size"][1])),
-                mean=_readonly(mean),
-                var=_readonly(var),
-                corr=_readonly(corr),
-                dead=_readonly(dead),
-                corr_ring=rings,
-                ring_pairs={int(r): int(v) for r, v in m["ring_pairs"].items()},
-            )
-        return ProbeResult(modules=modules, topology_hash=str(meta["topology_hash"]))
-    except HebbnasError:
-        raise
-    except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError, JSON errors, ...
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HebbnasError(f"corrupt probe file {path}: {reason}") from None
-
-
-def check_probe_matches(result: ProbeResult, topology_hash: str, expected_channels: Mapping[str, int]) -> None:
-    """Raise HebbnasError unless the probe was taken on this topology (hash, modules, channel counts)."""
-    if result.topology_hash != topology_hash:
-        raise HebbnasError(
-            f"probe file is from another topology: hash {result.topology_hash!r} != {topology_hash!r}"
-        )
-    missing = [n for n in expected_channels if n not in result.modules]
-    if missing:
-        raise HebbnasError(f"probe file is from another topology: modules {missing} were not probed")
-    for name, c in expected_channels.items():
-        got = result.modules[name].channels
-        if got != int(c):
-            raise HebbnasError(
-                f"probe file is from another topology: {name} has {got} channels, expected {int(c)}"
-            )
