@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from hebbnas.datasets import RawData
-from hebbnas.errors import HebbnasError
+from hebbnas.errors import HebbnasError, first_line
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -36,7 +36,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             with open(path, "rb") as fh:
                 raw = fh.read()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:  # BadGzipFile is an OSError; explicit for clarity
-        raise HebbnasError(f"corrupt IDX file: {path} ({_one_line(exc)})") from None
+        raise HebbnasError(f"corrupt IDX file: {path} ({first_line(exc)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise HebbnasError(f"corrupt IDX file: {path} (bad magic number)")
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
@@ -81,8 +81,3 @@ def read_idx_dir(directory: str, classes: tuple[str, ...] | None = None) -> RawD
             raise HebbnasError(f"corrupt IDX file: {img_path} (expected uint8 pixels, found {images.dtype})")
         out += [images, labels.astype(np.int64)]
     return RawData(out[0], out[1], out[2], out[3], 10, classes)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

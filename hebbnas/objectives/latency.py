@@ -4,11 +4,11 @@ the trial runs before it trains; budgeted by ``--latency-budget`` (a slower cand
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hebbnas import atomic
 from hebbnas.objectives import Objective, register
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ class Latency(Objective):
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(out))
-                tmp.replace(path)
+                atomic.write_text(path, json.dumps(out))
             except OSError:  # another node's folder: measure again next time
                 pass
         return out
