@@ -42,3 +42,13 @@ def test_wheel_install_finds_the_shipped_spaces(tmp_path: Path) -> None:
     assert module.startswith(str(target)) and source == str(target / "hebbnas" / "search_spaces" / "googlenet.yaml")
 
 
+
+
+def test_every_subpackage_travels_in_the_wheel() -> None:
+    """Defect: hebbnas/datasets/ and hebbnas/objectives/ were added without a line in pyproject.toml's package
+    list, so a wheel (a non-editable install) would have shipped without them."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "hebbnas").rglob("__init__.py")}
+    assert found - listed == set()
