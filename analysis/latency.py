@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--passes", type=int, default=2, help="interleaved passes over every candidate (repeatability)")
+    ap.add_argument("--batches", default="1,32", help="the batch sizes to time, comma-separated (each in eager and "
+                    "onnxruntime)")
     ap.add_argument("--budget", type=float, default=3e8, help="the zoo's MAC budget")
     ap.add_argument("--smoke", action="store_true", help="three candidates at 3x64x64, eager batch 1 and 2")
     ap.add_argument("--report-only", action="store_true")
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         cands = json.loads((args.zoo / "zoo-candidates.json").read_text())
-        shape, settings = (3, 224, 224), SETTINGS
+        batches = {int(b) for b in args.batches.split(",") if b}
+        shape, settings = (3, 224, 224), tuple(x for x in SETTINGS if x[1] in batches)
         if args.smoke:
             cands, shape, settings = cands[:3], (3, 64, 64), (("eager", 1), ("eager", 2))
         command = "python analysis/latency.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

@@ -147,7 +147,7 @@ def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], 
     # reallocate: round 1 trains the start once; round 2 tries two different moves of it
     run = tmp_path / "reallocate"
     res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "reallocate", "--rounds", "2", "--trials", "3",
-                  "--address", address, "--out", str(run))
+                  "--final-top", "0", "--address", address, "--out", str(run))  # the final stage: tests of its own
     assert res.returncode == 0, res.stderr[-3000:]
     df = _check_run(run, BUDGET, "reallocate", 3)
     first, moves = df[df["round"] == 1], df[df["round"] == 2]
@@ -156,7 +156,7 @@ def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], 
     # slim samples its energy; tpe trains the paper's widths first (every multiplier 1), then a derivation
     for strategy, knob in (("slim", "slim.energy"), ("tpe", "width.inception3a.b1")):
         run = tmp_path / strategy
-        res = _search("--budget", str(BUDGET), "--smoke", "--strategy", strategy, "--trials", "2",
+        res = _search("--budget", str(BUDGET), "--smoke", "--strategy", strategy, "--trials", "2", "--final-top", "0",
                       "--address", address, "--out", str(run))
         assert res.returncode == 0, res.stderr[-3000:]
         df = _check_run(run, BUDGET, strategy, 2)
