@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(the seed's and each trial's): minutes of compiling per network, so it pays only for long trials")
     s.add_argument("--latency-budget", type=float, default=None, metavar="MS",
                    help="milliseconds per image (batch 1) at the deploy shape, measured where each trial runs before "
-                   "it trains: a slower candidate never trains, and Optuna learns the boundary (its constraints)")
+                   "it trains: a slower candidate never trains, and Optuna learns the boundary (its constraints). One "
+                   "measurement per candidate: on the 2-core development machine one network's batch-1 latency moved "
+                   "1.1-1.3x between passes (docs/latency.md); `hebbnas show NAME --latency` says how much here")
     s.add_argument("--objectives", default=None, metavar="LIST",
                    help=f"accuracy (default), or accuracy plus any of {', '.join(objective_names()[1:])} "
                    "(e.g. accuracy,latency): "
