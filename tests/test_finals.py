@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.final_fidelity import chosen, rank_table
-from analysis.finals import decide_run, later_seed_units, search_finalists
+from analysis.finals import choose_default, decide_run, later_seed_units, search_finalists
 
 
 def test_a_runs_finalists_are_its_best_distinct_networks_but_the_paper() -> None:
@@ -81,6 +81,18 @@ def test_the_cheaper_schedule_rule() -> None:
     assert by["shuffled"]["spearman_test"][0] < 0.9 and by["same"]["paper_rank"] == 1
     assert chosen(table) == "same"  # the cheaper "shuffled" ranks badly
     assert chosen([t for t in table if t["schedule"] == "shuffled"]) is None
+
+
+def test_the_default_is_the_best_mean_over_complete_repeats_then_the_cheaper_then_the_order() -> None:
+    def runs(rows: list[tuple[str, int, float, int]]) -> pd.DataFrame:
+        return pd.DataFrame([{"strategy": s, "repeat": r, "chosen_test": t, "units": u} for s, r, t, u in rows])
+
+    best = runs([("tpe", 0, 0.89, 20), ("random", 0, 0.90, 20), ("tpe", 1, 0.91, 20), ("random", 1, 0.91, 20),
+                 ("random", 2, 0.99, 20)])  # repeat 2 is not complete: its 0.99 does not count
+    assert choose_default(best, [0, 1]) == "random"  # 0.905 against 0.900
+    tied = runs([("tpe", 0, 0.90, 25), ("random", 0, 0.90, 22), ("reallocate", 0, 0.90, 22)])  # paper kept in each
+    assert choose_default(tied, [0]) == "random"  # cheaper than tpe; ahead of reallocate in the order
+    assert choose_default(tied, []) is None
 
 
 def test_finals_smoke(zoo_smoke: Path, tmp_path: Path) -> None:
