@@ -137,8 +137,10 @@ def _check_run(run: Path, budget: float, strategy: str, n_trials: int) -> pd.Dat
     return df
 
 
-def _no_asha_space(tmp_path: Path, epochs: int) -> Path:
-    """googlenet.yaml with smoke-sized data and ASHA unable to stop a trial (grace = max epochs)."""
+def _no_asha_space(tmp_path: Path, epochs: int, final_top: int = 1) -> Path:
+    """googlenet.yaml with smoke-sized data and ASHA unable to stop a trial (grace = max epochs).
+
+    `final_top` 0 leaves the final stage out, for tests that read only the search's trials (CI time)."""
     import yaml
 
     from hebbnas.space import SPACES_DIR
@@ -146,8 +148,8 @@ def _no_asha_space(tmp_path: Path, epochs: int) -> Path:
     raw = yaml.safe_load((SPACES_DIR / "googlenet.yaml").read_text())
     raw["proxy"].update(train_subset=160, resolution=32, probe_resolution=32, seed_epochs=1, probe_images=64)
     raw["search"].update(trials=3, trial_epochs=epochs, grace_period=epochs, concurrency=2, cpus_per_trial=1,
-                         final_top=1)
-    raw["final"] = {"epochs": 2}  # a short final stage: the control and one finalist on two seeds
+                         final_top=final_top)
+    raw["final"] = {"epochs": 1}  # a short final stage: the control and one finalist on two seeds, one epoch each
     p = tmp_path / "no-asha.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p

@@ -12,6 +12,12 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# OpenMP threads that wait at a barrier sleep instead of spinning. Every process the tests start inherits it
+# (searches, their Ray, its workers). A search's seed network trains with 2 threads (the CPUs of both
+# concurrent trials); with the default spin-wait, one of them descheduled by any other process on a 2-core
+# machine made one smoke seed epoch take 35-90 s instead of 2-5 s (seed_cpu_seconds in the search's log).
+# The results are the same; only how a waiting thread waits changes. Set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import hebbnas
 from hebbnas.cli import main
 from hebbnas.errors import HebbnasError
 from tests.builders import make_run
+from tests.cluster_helpers import _check_run
 
 OLD_SETTINGS = {  # config.yaml's settings as written before the proxy had its own field (flat, old names)
     "budget": 3e8, "space": "googlenet", "strategy": "tpe", "dataset": "digits", "data_dir": None, "resolution": 32,
@@ -112,7 +113,8 @@ def test_an_unfinished_run_is_no_result(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_search_and_probe_from_python_with_smoke(tmp_path: Path) -> None:
     """`hebbnas.search(..., smoke=True)` starts a local Ray, runs the smoke search (final stage included),
-    shuts Ray down, and returns the best network (which loads) and the trials; `hebbnas.probe` likewise."""
+    shuts Ray down, and returns the best network (which loads) and the trials; `hebbnas.probe` likewise.
+    The search is the default strategy's (tpe) end-to-end check too."""
     out = tmp_path / "run"
     from hebbnas.search.ray_cluster import shutdown_ray
 
@@ -134,6 +136,13 @@ def test_search_and_probe_from_python_with_smoke(tmp_path: Path) -> None:
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["command"].startswith("hebbnas search --budget 3e8 --space googlenet") and "--smoke" in cfg["command"]
     assert cfg["settings"]["proxy"]["train_subset"] == 160 and cfg["settings"]["trial_epochs"] == 2
+    # the default strategy, tpe, end to end (one smoke search serves both: CI time): the run folder keeps every
+    # promise, the seed was probed, and tpe trains the paper's widths first (every multiplier 1), then derivations
+    assert result.settings.strategy == "tpe"
+    df = _check_run(out, 3e8, "tpe", 3)
+    assert "width.inception3a.b1" in df.columns and (out / "probe" / "round-1.npz").is_file()
+    widths = df[[c for c in df.columns if c.startswith("width.")]]
+    assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
 
     p = hebbnas.probe(budget=3e8, out=tmp_path / "probe", smoke=True, threads=1)
     assert p.topology.macs((3, 224, 224)) <= 3e8 and (p.report / "report.md").is_file()

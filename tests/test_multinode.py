@@ -113,9 +113,10 @@ def test_trials_spread_over_two_worker_nodes(cluster: tuple[Any, dict[str, str]]
     c, env = cluster
     run = tmp_path / "spread"
     t0 = time.perf_counter()
+    # the search's trials are what spread; no final stage (test_search_cluster's runs cover it; CI time)
     r = subprocess.run([*HEBBNAS, "search", "--budget", str(BUDGET), "--smoke", "--strategy", "random", "--trials",
-                        "4", "--address", c.address, "--out", str(run)], env=env, capture_output=True, text=True,
-                       timeout=600)
+                        "4", "--final-top", "0", "--address", c.address, "--out", str(run)], env=env,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     df = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
     df = df[df["stage"] == "search"]
@@ -138,7 +139,7 @@ def test_a_worker_lost_mid_trial_costs_that_trial_at_most_an_epoch(cluster: tupl
                                                                    tmp_path: Path) -> None:
     c, env = cluster
     run = tmp_path / "lost"
-    space = _no_asha_space(tmp_path, epochs=4)  # 3 trials of 4 epochs each, ASHA stops none
+    space = _no_asha_space(tmp_path, epochs=4, final_top=0)  # 3 trials of 4 epochs each, ASHA stops none
     proc = _start(["--budget", str(BUDGET), "--strategy", "random", "--space", str(space), "--address", c.address,
                    "--out", str(run)], env, tmp_path / "lost.log")
     t_kill = None
@@ -180,7 +181,7 @@ def test_a_killed_driver_resumes_against_the_running_cluster(cluster: tuple[Any,
                                                              tmp_path: Path) -> None:
     c, env = cluster
     run = tmp_path / "driver"
-    space = _no_asha_space(tmp_path, epochs=3)
+    space = _no_asha_space(tmp_path, epochs=3, final_top=0)  # the search's trials resume; no final stage
     proc = _start(["--budget", str(BUDGET), "--strategy", "random", "--space", str(space), "--address", c.address,
                    "--out", str(run)], env, tmp_path / "first.log")
     try:

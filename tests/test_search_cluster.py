@@ -153,17 +153,13 @@ def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], 
     first, moves = df[df["round"] == 1], df[df["round"] == 2]
     assert len(first) == 1 and sorted(moves["move.option"]) == [0, 1]
     assert moves["topology_hash"].nunique() == 2 and first["topology_hash"].iloc[0] not in set(moves["topology_hash"])
-    # slim samples its energy; tpe trains the paper's widths first (every multiplier 1), then a derivation
-    for strategy, knob in (("slim", "slim.energy"), ("tpe", "width.inception3a.b1")):
-        run = tmp_path / strategy
-        res = _search("--budget", str(BUDGET), "--smoke", "--strategy", strategy, "--trials", "2", "--final-top", "0",
-                      "--address", address, "--out", str(run))
-        assert res.returncode == 0, res.stderr[-3000:]
-        df = _check_run(run, BUDGET, strategy, 2)
-        assert knob in df.columns and (run / "probe" / "round-1.npz").is_file()
-        if strategy == "tpe":
-            widths = df[[c for c in df.columns if c.startswith("width.")]]
-            assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
+    # slim samples its energy (tpe, the default strategy, is checked on test_api's smoke search: CI time)
+    run = tmp_path / "slim"
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "slim", "--trials", "2", "--final-top", "0",
+                  "--address", address, "--out", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = _check_run(run, BUDGET, "slim", 2)
+    assert "slim.energy" in df.columns and (run / "probe" / "round-1.npz").is_file()
 
 
 def test_latency_budget_rejects_before_training_and_objectives_write_the_front(ray_head: tuple[str, Path],
@@ -181,16 +177,17 @@ def test_latency_budget_rejects_before_training_and_objectives_write_the_front(r
     assert len(df) == 2 and (df["status"] == "rejected").all() and (df["epochs"] == 0).all()
     assert (df["latency_ms"] > 0.001).all() and df["error"].str.contains("budget 0.001 ms").all()
     assert len(list((run / "latency").glob("*.json"))) == df["topology_hash"].nunique()  # cached per topology
-    # accuracy and latency: every trial measured, the front written, any trial of it exported
+    # accuracy and latency: every trial measured, the front written, any trial of it exported (the front is of
+    # the search's trials: no final stage, which hebbian_run checks on this cluster; two trials, one wave)
     run = tmp_path / "front"
-    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "random", "--trials", "3",
-                  "--objectives", "accuracy,latency", "--latency-budget", "1e6", "--address", address,
-                  "--out", str(run))
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "random", "--trials", "2",
+                  "--objectives", "accuracy,latency", "--latency-budget", "1e6", "--final-top", "0",
+                  "--address", address, "--out", str(run))
     assert res.returncode == 0, res.stderr[-3000:]
-    df = _check_run(run, BUDGET, "random", 3)
+    df = _check_run(run, BUDGET, "random", 2)
     assert (df["latency_ms"] > 0).all() and df["latency_iqr_ms"].notna().all()
     front = pd.read_csv(run / "best" / "pareto.csv", dtype={"trial_id": str})
-    assert 1 <= len(front) <= 3 and set(front["trial_id"]) <= set(df["trial_id"])
+    assert 1 <= len(front) <= 2 and set(front["trial_id"]) <= set(df["trial_id"])
     tid = front["trial_id"].iloc[-1]
     assert main(["export", str(run), "--trial", tid, "--format", "state_dict", "-o", str(tmp_path / "m.pt")]) == 0
 
