@@ -399,7 +399,7 @@ def run_probe(budget: float | str, out: PathLike | None, space: str | PathLike |
     print(_seed_line(seed, s, data.name, deploy), flush=True)
     t0 = time.perf_counter()
     probe_x = probe_data.train.x[: s.probe_images].contiguous()
-    train = {**recipe(space_obj), "epochs": s.seed_epochs, "seed": s.seed}
+    train = {**recipe(space_obj, smoke=s.smoke), "epochs": s.seed_epochs, "seed": s.seed}
     probed = proxy_network(seed, s.proxy_width)  # with a width proxy, its narrowed copy trains and is probed
     stats, info = seed_and_probe(probed, data, probe_x, train=train, state_dict=None, threads=threads,
                                  seed=s.seed, progress=progress)

@@ -84,11 +84,13 @@ def check_threads(n: int) -> int:
     return n
 
 
-def recipe(space: Space, compile_: bool = False) -> dict[str, Any]:
+def recipe(space: Space, compile_: bool = False, smoke: bool = False) -> dict[str, Any]:
     """The training recipe every network of a search shares (TrainConfig fields but epochs and seed):
-    the space's `fixed:` options, the central value of every `train:` knob, and `--compile`."""
-    return {**{n: d.default() for n, d in space.train.items()}, **space.fixed,
-            **({"compile": True} if compile_ else {})}
+    the space's `fixed:` options, the central value of every `train:` knob, and `--compile`. Under `--smoke`
+    the memory format is contiguous unless the space fixes one: no timing passes (seconds per unit when a unit
+    trains for one), and a smoke run's numbers do not depend on what else the machine is doing."""
+    return {**({"channels_last": False} if smoke else {}), **{n: d.default() for n, d in space.train.items()},
+            **space.fixed, **({"compile": True} if compile_ else {})}
 
 
 def probe_batches(x: torch.Tensor, batch_size: int = PROBE_BATCH) -> Iterator[torch.Tensor]:

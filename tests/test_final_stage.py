@@ -4,6 +4,7 @@ kill and resume included, is in test_search_cluster.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -14,7 +15,7 @@ from scipy import stats
 from hebbnas.derive import fit
 from hebbnas.errors import HebbnasError
 from hebbnas.model import build
-from hebbnas.pipeline import probe_network, seed_topology
+from hebbnas.pipeline import probe_network, recipe, seed_topology
 from hebbnas.search import resolve_settings
 from hebbnas.search.final import CONTROL, FinalUnit, chosen_unit, finalists, network_results, plan_units
 from hebbnas.search.searcher import Sampler
@@ -216,3 +217,12 @@ def test_drawn_by_says_enqueued_start_up_model_or_random() -> None:
     assert none is None and isinstance(rnd, optuna.samplers.RandomSampler)
     t = optuna.create_study(sampler=rnd).ask()
     assert Sampler.for_space(space, "random", None)(t)["drawn_by"] == "random"
+
+
+def test_smoke_trains_contiguous_unless_the_space_fixes_a_format() -> None:
+    """`--smoke` skips the memory-format timing (its numbers must not depend on the machine's load); a real
+    search leaves the format to the timing rule, and a space's `fixed:` format wins over both."""
+    space = load_space("googlenet")
+    assert recipe(space, smoke=True)["channels_last"] is False and "channels_last" not in recipe(space)
+    fixed = dataclasses.replace(space, fixed={**space.fixed, "channels_last": True})
+    assert recipe(fixed, smoke=True)["channels_last"] is True

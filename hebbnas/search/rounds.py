@@ -110,7 +110,7 @@ class SearchPlan:
 def round_spec(plan: SearchPlan, k: int, seed: Topology) -> RoundSpec:
     s, space, data = plan.settings, plan.space, plan.dataset
     return RoundSpec(round=k, strategy=s.strategy, budget=s.budget, deploy_input=space.deploy_input,
-                     width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s.compile),
+                     width_multiple=space.width_multiple, seed_topology=seed, train=recipe(space, s.compile, s.smoke),
                      proxy_width=s.proxy.proxy_width, probed_topology=proxy_network(seed, s.proxy.proxy_width),
                      start_topology=plan.start_topology(),
                      prescreen=s.prescreen, prescreen_score=s.prescreen_score,
@@ -272,7 +272,7 @@ def final_spec(plan: SearchPlan, rows: Sequence[Mapping[str, Any]]) -> FinalSpec
     units = plan_units(finalists([r for r in rows if r.get("stage", "search") == "search"], control.hash(),
                                  s.final_top), control, seeds)
     data = plan.final_data()
-    return FinalSpec(units=units, train=recipe(plan.space, s.compile), fidelity=s.final_fidelity, budget=s.budget,
+    return FinalSpec(units=units, train=recipe(plan.space, s.compile, s.smoke), fidelity=s.final_fidelity, budget=s.budget,
                      deploy_input=plan.space.deploy_input, threads=plan.threads, strategy=s.strategy,
                      dataset=data.name, mean=tuple(data.mean), std=tuple(data.std))
 
@@ -338,7 +338,7 @@ def _probe_round(plan: SearchPlan, k: int, seed: Topology, seed_state: Mapping[s
     s, p = plan.settings, plan.settings.proxy
     probe_x = plan.probe_dataset.train.x[: p.probe_images].contiguous()
     if seed_state is None:
-        train = {**recipe(plan.space, s.compile), "epochs": p.seed_epochs, "seed": s.seed}
+        train = {**recipe(plan.space, s.compile, s.smoke), "epochs": p.seed_epochs, "seed": s.seed}
         proxy = f" as its {p.proxy_width:g}-width copy" if p.proxy_width < 1 else ""
         sink.message(f"round {k}: training the seed {seed.name} ({fmt_macs(seed.macs(plan.space.deploy_input))} MACs)"
                      f"{proxy} for {p.seed_epochs} epoch(s), then probing {len(probe_x)} images at "
