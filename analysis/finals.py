@@ -279,7 +279,8 @@ def choose_default(runs: Any, complete: Sequence[int]) -> str | None:
     return min(scored)[3] if scored else None
 
 
-def report(out: Path, n_boot: int = 0) -> Path:
+def report(out: Path) -> Path:
+    """finals.md from finals.csv (and finals-meta.json): per strategy over the complete repeats, the default."""
     import pandas as pd
 
     from hebbnas.search.select import paired_interval
