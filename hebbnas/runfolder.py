@@ -310,6 +310,7 @@ class RunFolder:
             "resolution": plan.dataset.resolution,
             "mean": list(plan.dataset.mean),
             "std": list(plan.dataset.std),
+            "stage": "search",  # where the answer came from; the final stage's answer says "final" below
             "trial_id": str(outcome.best["trial_id"]),
             "round": int(outcome.best["round"]) if outcome.best.get("round") is not None else None,
             "epochs": int(outcome.best["epochs"]),
