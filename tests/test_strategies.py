@@ -348,3 +348,18 @@ def test_the_stated_question_is_answered_on_paper_here_with_holm() -> None:
     fam = [("tpe", 8, "paper-here", weak)] + [(f"s{i}", 8, "paper-here", noisy) for i in range(6)]
     text = "\n".join(_question_lines(fam, 3))
     assert "**Answer: no**" in text and "Without the adjustment tpe at k = 8 would pass" in text
+
+
+def test_reallocate_runs_rounds_of_moves_unless_told_otherwise() -> None:
+    """Defect: `--strategy reallocate` without --rounds ran one round, which trains only its start: the
+    paper's widths 8 times. Left open, the rounds are its own (the start, then rounds of up to 4 moves); an
+    explicit --rounds 1 is refused in one line; other strategies keep one round."""
+    space = load_space("googlenet")
+    s = resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate"})
+    assert (s.trials, s.rounds) == (8, 3) and [s.trials_in_round(k) for k in (1, 2, 3)] == [1, 4, 3]
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate", "trials": 1}).rounds == 1
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate"}, smoke=True).rounds == 2
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "hebbian"}).rounds == 1
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9}).rounds == 1  # the default strategy
+    with pytest.raises(HebbnasError, match=r"^--rounds 1 with --strategy reallocate would train its start 8 times"):
+        resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate", "rounds": 1})

@@ -217,6 +217,8 @@ def resolve_settings(space: Space, space_name: str, options: Mapping[str, Any], 
         raise HebbnasError(f"unknown search settings {sorted(unknown)} (known: budget, {', '.join(DEFAULTS)})")
     merged, o = merge(space, options, smoke, flags, defaults=DEFAULTS, smoke_values=SMOKE,
                       sections=(("proxy", PROXY_KEYS), ("search", SEARCH_KEYS)))
+    if "rounds" not in o.of and str(merged["strategy"]) in names():  # nobody chose: the strategy's own
+        merged["rounds"] = get_strategy(str(merged["strategy"])).default_rounds(check_int(merged, "trials", o))
     settings = SearchSettings(
         budget=parse_budget(options.get("budget")),
         space=space_name,
@@ -280,6 +282,10 @@ def validate_settings(s: SearchSettings, space: Space, o: Origins | None = None)
     if s.rounds > 1 and not strategy.multi_round:
         multi = [n for n in names() if get_strategy(n).multi_round]
         raise HebbnasError(f"--rounds {s.rounds} needs --strategy {' or '.join(multi)} (rounds re-probe the best network)")
+    if s.rounds == 1 and s.trials > 1 and strategy.keeps_incumbent:
+        raise HebbnasError(f"{o.where('rounds')} 1 with --strategy {s.strategy} would train its start {s.trials} "
+                           f"times (round 1 trains the start, later rounds its moves): give --rounds 2 or more, or "
+                           f"leave --rounds out ({strategy.default_rounds(s.trials)} rounds for {s.trials} trials)")
     if s.trials < s.rounds:
         raise HebbnasError(f"--trials {s.trials} is fewer than --rounds {s.rounds} (each round needs a trial)")
     if s.grace_period > s.trial_epochs:

@@ -53,6 +53,11 @@ class Strategy:
     def validate(self, space: Space) -> None:
         """Raise HebbnasError when the space lacks what this strategy samples (before any folder exists)."""
 
+    def default_rounds(self, trials: int) -> int:
+        """Rounds when neither `--rounds` nor the space sets them: one, unless the strategy needs more to
+        do anything (a strategy that keeps an incumbent trains only its start in round 1)."""
+        return 1
+
     def distributions(self, space: Space) -> dict[str, Distribution]:
         """Knobs to sample, keyed by their namespaced Optuna name (``derive.<knob>``, ``width.<key>``)."""
         return {}

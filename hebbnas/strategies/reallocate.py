@@ -51,6 +51,11 @@ class Reallocate(Strategy):
     multi_round = True
     keeps_incumbent = True
 
+    def default_rounds(self, trials: int) -> int:
+        """Round 1 trains the start; each later round tries up to `OPTIONS` moves of the incumbent (8 trials:
+        3 rounds of 1, 4 and 3). One round would train the start `trials` times."""
+        return min(trials, 1 + -(-(trials - 1) // OPTIONS))
+
     def distributions(self, space: Space) -> dict[str, Distribution]:
         from hebbnas.space import Distribution
 
