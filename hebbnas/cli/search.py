@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--trial-epochs", type=int, default=None,
                    help="maximum epochs per trial (ASHA may stop earlier; default: the space's search.trial_epochs)")
     multi = ", ".join(n for n in names() if get_strategy(n).multi_round)
-    s.add_argument("--rounds", type=int, default=None, help=f"rounds ({multi}): the best net of a round is re-probed")
+    s.add_argument("--rounds", type=int, default=None, help=f"rounds ({multi}): the best net of a round is re-probed (default 1; "
+                   "reallocate: its start, then rounds of up to 4 moves)")
     add_proxy_options(s, "search")
     add_out_option(s, "run folder to create (default runs/<strategy>-<budget>-<time>)")
     s.add_argument("--prescreen", type=int, default=None, metavar="N",
