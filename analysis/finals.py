@@ -264,6 +264,12 @@ def summarise(df: Any) -> Any:
     return pd.DataFrame(out)
 
 
+def mean_score(g: Any) -> float:
+    """A strategy's score over its runs: the chosen networks' mean test accuracy, rounded so that runs that
+    chose the same networks tie exactly (the default's rule and finals.md compare it with ==)."""
+    return round(float(g["chosen_test"].mean()), 9)
+
+
 def choose_default(runs: Any, complete: Sequence[int]) -> str | None:
     """The plan's rule for `--strategy`'s default: the highest mean score (the chosen network's converged
     test accuracy) over the complete repeats; equal means (the stages kept the same networks, e.g. paper in
@@ -275,7 +281,7 @@ def choose_default(runs: Any, complete: Sequence[int]) -> str | None:
     for s, g in done.groupby("strategy", sort=False):
         if set(g["repeat"]) >= set(complete):
             order = STRATEGIES.index(s) if s in STRATEGIES else len(STRATEGIES)
-            scored.append((-round(float(g["chosen_test"].mean()), 9), float(g["units"].mean()), order, s))
+            scored.append((-mean_score(g), float(g["units"].mean()), order, s))
     return min(scored)[3] if scored else None
 
 
@@ -306,7 +312,7 @@ def report(out: Path) -> Path:
     means = {}
     for s, g in runs[runs["repeat"].isin(complete)].groupby("strategy", sort=False):
         m, lo, hi = paired_interval(list(g["diff_test_pt"]))
-        means[s] = float(g["chosen_test"].mean())
+        means[s] = mean_score(g)
         ci = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else f"{m:+.2f}"
         lines.append(f"| {s} | {len(g)} | {int(g['kept_control'].sum())} of {len(g)} | {means[s]:.4f} | {ci} | "
                      f"{g['units'].mean():.0f} |")
@@ -326,7 +332,7 @@ def report(out: Path) -> Path:
                   f"reused control units minus these: {', '.join(f'{d:+.2f}' for d in diffs)} points."]
     best = choose_default(runs, complete)
     if best is not None:
-        tied = sorted(s for s in means if round(means[s], 9) == round(means[best], 9))
+        tied = sorted(s for s in means if means[s] == means[best])
         why = ("the highest mean score" if len(tied) == 1 else
                f"tied on the mean score with {', '.join(t for t in tied if t != best)}; the plan's tie-break: "
                "fewer trained units per run, then the order tpe, random, reallocate, slim")
