@@ -114,7 +114,7 @@ def test_an_unfinished_run_is_no_result(tmp_path: Path) -> None:
 def test_search_and_probe_from_python_with_smoke(tmp_path: Path) -> None:
     """`hebbnas.search(..., smoke=True)` starts a local Ray, runs the smoke search (final stage included),
     shuts Ray down, and returns the best network (which loads) and the trials; `hebbnas.probe` likewise.
-    The search is the default strategy's (tpe) end-to-end check too."""
+    The search is the default strategy's (reallocate) end-to-end check too."""
     out = tmp_path / "run"
     from hebbnas.search.ray_cluster import shutdown_ray
 
@@ -136,13 +136,14 @@ def test_search_and_probe_from_python_with_smoke(tmp_path: Path) -> None:
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["command"].startswith("hebbnas search --budget 3e8 --space googlenet") and "--smoke" in cfg["command"]
     assert cfg["settings"]["proxy"]["train_subset"] == 160 and cfg["settings"]["trial_epochs"] == 2
-    # the default strategy, tpe, end to end (one smoke search serves both: CI time): the run folder keeps every
-    # promise, the seed was probed, and tpe trains the paper's widths first (every multiplier 1), then derivations
-    assert result.settings.strategy == "tpe"
-    df = _check_run(out, 3e8, "tpe", 3)
-    assert "width.inception3a.b1" in df.columns and (out / "probe" / "round-1.npz").is_file()
-    widths = df[[c for c in df.columns if c.startswith("width.")]]
-    assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
+    # the default strategy, reallocate, end to end (one smoke search serves both: CI time): the run folder keeps
+    # every promise, the seed was probed, round 1 trains the start once, round 2 tries two different moves of it
+    assert result.settings.strategy == "reallocate" and result.settings.rounds == 2
+    df = _check_run(out, 3e8, "reallocate", 3)
+    assert (out / "probe" / "round-1.npz").is_file()
+    first, moves = df[df["round"] == 1], df[df["round"] == 2]
+    assert len(first) == 1 and sorted(moves["move.option"]) == [0, 1]
+    assert moves["topology_hash"].nunique() == 2 and first["topology_hash"].iloc[0] not in set(moves["topology_hash"])
 
     p = hebbnas.probe(budget=3e8, out=tmp_path / "probe", smoke=True, threads=1)
     assert p.topology.macs((3, 224, 224)) <= 3e8 and (p.report / "report.md").is_file()

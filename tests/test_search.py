@@ -39,7 +39,7 @@ def space():  # noqa: ANN201 - fixture
 
 def test_settings_merge_defaults_space_smoke_and_options(space) -> None:  # noqa: ANN001
     s = resolve_settings(space, "googlenet", {"budget": "1.5e9"})
-    assert s.budget == BUDGET and s.strategy == "tpe"  # the default chosen by the equal-compute comparison
+    assert s.budget == BUDGET and s.strategy == "reallocate"  # the default chosen by confirmed winners (finals.md)
     assert s.trials == space.search["trials"] and s.trial_epochs == space.search["trial_epochs"]
     assert s.proxy.resolution == space.proxy["resolution"] and not s.smoke
     smoke = resolve_settings(space, "googlenet", {"budget": 1e9, "trials": 4, "strategy": "random"}, smoke=True)
@@ -64,7 +64,7 @@ def test_budget_must_be_a_positive_number(space, budget) -> None:  # noqa: ANN00
     [
         ({"strategy": "greedy"}, "unknown strategy 'greedy'"),
         ({"strategy": "random", "rounds": 2}, "needs --strategy hebbian"),
-        ({"trials": 1, "rounds": 2}, "needs --strategy hebbian"),  # the default (tpe) has one round
+        ({"strategy": "tpe", "trials": 1, "rounds": 2}, "needs --strategy hebbian"),  # tpe has one round
         ({"strategy": "hebbian", "trials": 1, "rounds": 2}, "fewer than --rounds"),
         ({"trials": 0}, "--trials must be an integer >= 1"),
         ({"trial_epochs": 0}, "--trial-epochs must be an integer >= 1"),

@@ -144,16 +144,17 @@ def test_baselines_share_the_run_folder_layout(hebbian_run: Path, ray_head: tupl
 
 def test_probe_guided_strategies_run_a_smoke_search(ray_head: tuple[str, Path], tmp_path: Path) -> None:
     address, _ = ray_head
-    # reallocate: round 1 trains the start once; round 2 tries two different moves of it
-    run = tmp_path / "reallocate"
-    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "reallocate", "--rounds", "2", "--trials", "3",
+    # tpe (reallocate, the default strategy, is checked on test_api's smoke search: CI time): the seed was probed,
+    # and tpe trains the paper's widths first (every multiplier 1), then the derivations
+    run = tmp_path / "tpe"
+    res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "tpe", "--trials", "3",
                   "--final-top", "0", "--address", address, "--out", str(run))  # the final stage: tests of its own
     assert res.returncode == 0, res.stderr[-3000:]
-    df = _check_run(run, BUDGET, "reallocate", 3)
-    first, moves = df[df["round"] == 1], df[df["round"] == 2]
-    assert len(first) == 1 and sorted(moves["move.option"]) == [0, 1]
-    assert moves["topology_hash"].nunique() == 2 and first["topology_hash"].iloc[0] not in set(moves["topology_hash"])
-    # slim samples its energy (tpe, the default strategy, is checked on test_api's smoke search: CI time)
+    df = _check_run(run, BUDGET, "tpe", 3)
+    assert "width.inception3a.b1" in df.columns and (run / "probe" / "round-1.npz").is_file()
+    widths = df[[c for c in df.columns if c.startswith("width.")]]
+    assert (widths == 1.0).all(axis=1).sum() == 1  # exactly one trial is the paper's widths
+    # slim samples its energy
     run = tmp_path / "slim"
     res = _search("--budget", str(BUDGET), "--smoke", "--strategy", "slim", "--trials", "2", "--final-top", "0",
                   "--address", address, "--out", str(run))

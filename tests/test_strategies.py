@@ -360,6 +360,7 @@ def test_reallocate_runs_rounds_of_moves_unless_told_otherwise() -> None:
     assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate", "trials": 1}).rounds == 1
     assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate"}, smoke=True).rounds == 2
     assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "hebbian"}).rounds == 1
-    assert resolve_settings(space, "googlenet", {"budget": 1.5e9}).rounds == 1  # the default strategy
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9}).rounds == 3  # the default strategy is reallocate
+    assert resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "tpe"}).rounds == 1
     with pytest.raises(HebbnasError, match=r"^--rounds 1 with --strategy reallocate would train its start 8 times"):
         resolve_settings(space, "googlenet", {"budget": 1.5e9, "strategy": "reallocate", "rounds": 1})

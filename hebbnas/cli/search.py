@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--budget", default=None, help="MACs at the deploy shape (e.g. 1.5e9); required unless --resume")
     s.add_argument("--space", default=None, help="search space name in search_spaces/ or a YAML path (default googlenet)")
     s.add_argument("--strategy", default=None, choices=names(),
-                   help=f"how widths are chosen: {', '.join(names())} (default tpe, chosen by the equal-compute "
-                   "comparison; a space's search.strategy overrides it)")
+                   help=f"how widths are chosen: {', '.join(names())} (default reallocate, chosen by "
+                   "confirmed winners, analysis/results/finals.md; a space's search.strategy overrides it)")
     s.add_argument("--trials", type=int, default=None, help="total number of trials (shared by the rounds)")
     s.add_argument("--trial-epochs", type=int, default=None,
                    help="maximum epochs per trial (ASHA may stop earlier; default: the space's search.trial_epochs)")

@@ -37,7 +37,8 @@ from hebbnas.topology import min_input_size
 # `--smoke` overrides those, and explicit command-line options override everything.
 DEFAULTS: dict[str, Any] = {
     **PROXY_DEFAULTS,
-    "strategy": "tpe",  # the best mean test accuracy at 8 trained units (analysis/results/strategies.md)
+    "strategy": "reallocate",  # chosen by confirmed winners (analysis/results/finals.md): every strategy's
+    # final stage kept the paper's widths, so the plan's tie-break, the fewest trained units, decided
     "trials": 8,
     "trial_epochs": 5,
     "rounds": 1,
